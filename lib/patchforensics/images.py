@@ -1,0 +1,195 @@
+"""Reading images safely and writing files atomically.
+
+Every image that enters the project (real photos, generator samples, a user's folder) is read
+here, so that bad input gets one clear message naming the file and the problem, and so that
+conversions that would otherwise be silent (16-bit to 8-bit, CMYK, palettes, EXIF rotation) are
+done correctly and reported. Every file the project writes goes through ``atomic_write_*``: a
+killed run leaves at most a ``*.tmp-*`` file that nothing trusts, never a half-written output.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tempfile
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif")
+MAX_PIXELS = 50_000_000  # ~7000x7000; larger files are refused before decoding (bombs)
+MIN_SIDE = 16  # smaller images carry no face to speak of; refused rather than blown up
+
+
+class ImageError(ValueError):
+    """A file that cannot be used as an image; ``str()`` names the file and the problem."""
+
+    def __init__(self, path: str | os.PathLike, problem: str) -> None:
+        self.path = Path(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
+def read_image(
+    path: str | os.PathLike, *, max_pixels: int = MAX_PIXELS, min_side: int = MIN_SIDE
+) -> tuple[np.ndarray, list[str]]:
+    """Read one image file as RGB.
+
+    Returns ``(array, notes)``: ``array`` is HxWx3 uint8 in [0, 255]; ``notes`` lists the
+    conversions applied (e.g. ``"EXIF orientation 6 applied"``, ``"16-bit scaled to 8-bit"``),
+    empty for a plain 8-bit RGB file. Raises :class:`ImageError` for an empty, unreadable,
+    truncated, non-image, tiny, oversized or partly transparent file. Never modifies the file.
+    """
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+    except OSError as err:
+        raise ImageError(path, f"cannot be read ({err.strerror or err})") from err
+    if size == 0:
+        raise ImageError(path, "is empty (0 bytes)")
+    return _decode(path, path, max_pixels, min_side)
+
+
+def decode_image(
+    data: bytes, label: str, *, max_pixels: int = MAX_PIXELS, min_side: int = MIN_SIDE
+) -> tuple[np.ndarray, list[str]]:
+    """Like :func:`read_image` for bytes in memory (e.g. a file inside a wheel named ``label``)."""
+    if not data:
+        raise ImageError(label, "is empty (0 bytes)")
+    return _decode(io.BytesIO(data), label, max_pixels, min_side)
+
+
+def _decode(
+    source: Path | io.BytesIO, label: str | os.PathLike, max_pixels: int, min_side: int
+) -> tuple[np.ndarray, list[str]]:
+    try:
+        with warnings.catch_warnings():
+            # PIL warns above its own bomb limit; we apply ours below with a clearer message.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(source) as im:
+                w, h = im.size
+                if w * h > max_pixels:
+                    raise ImageError(
+                        label,
+                        f"is {w}x{h} = {w * h:,} pixels, over the limit of {max_pixels:,} "
+                        "(possible decompression bomb)",
+                    )
+                if min(w, h) < min_side:
+                    raise ImageError(label, f"is {w}x{h}, smaller than {min_side} px on a side")
+                im.load()  # decode now so truncation surfaces here, not later
+                return _to_rgb(label, im)
+    except ImageError:
+        raise
+    except Image.DecompressionBombError as err:
+        raise ImageError(label, f"is too large to decode safely ({err})") from err
+    except Image.UnidentifiedImageError as err:
+        raise ImageError(label, "is not an image file PIL can identify") from err
+    except (OSError, SyntaxError, ValueError) as err:
+        raise ImageError(label, f"cannot be decoded ({err})") from err
+
+
+def _to_rgb(path: str | os.PathLike, im: Image.Image) -> tuple[np.ndarray, list[str]]:
+    notes: list[str] = []
+    orientation = im.getexif().get(0x0112, 1)
+    if orientation not in (None, 1):
+        im = ImageOps.exif_transpose(im)
+        notes.append(f"EXIF orientation {orientation} applied")
+    mode = im.mode
+    if mode == "RGB":
+        return np.asarray(im, dtype=np.uint8).copy(), notes
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        # PIL's convert("L") clips 16-bit values instead of scaling them: a silent wrong result.
+        arr = np.asarray(im).astype(np.float64)
+        if arr.max(initial=0) > 65535 or arr.min(initial=0) < 0:
+            raise ImageError(path, f"has {mode} pixel values outside 0..65535")
+        gray = np.round(arr / 257.0).astype(np.uint8)
+        notes.append(f"16-bit ({mode}) scaled to 8-bit")
+        return np.repeat(gray[..., None], 3, axis=2), notes
+    if mode == "F":
+        raise ImageError(path, "is a floating-point image; save it as 8-bit RGB first")
+    if mode in ("P", "PA") or (mode in ("RGBA", "LA", "RGBa", "La")):
+        if mode in ("P", "PA"):
+            notes.append("palette converted to RGB")
+        rgba = np.asarray(im.convert("RGBA"))
+        alpha = rgba[..., 3]
+        if alpha.min() < 255:
+            frac = float((alpha < 255).mean())
+            raise ImageError(
+                path,
+                f"has transparency ({frac:.1%} of pixels not opaque); the pipeline will not "
+                "invent a background: flatten it first",
+            )
+        if mode not in ("P", "PA"):
+            notes.append(f"opaque alpha channel dropped ({mode})")
+        return rgba[..., :3].copy(), notes
+    if mode in ("L", "1"):
+        notes.append(f"grayscale ({mode}) replicated to 3 channels")
+        return np.asarray(im.convert("RGB"), dtype=np.uint8).copy(), notes
+    if mode in ("CMYK", "YCbCr", "LAB", "HSV"):
+        notes.append(f"{mode} converted to RGB")
+        return np.asarray(im.convert("RGB"), dtype=np.uint8).copy(), notes
+    raise ImageError(path, f"has unsupported pixel mode {mode!r}")
+
+
+def list_images(folder: str | os.PathLike, *, recursive: bool = False) -> list[Path]:
+    """Image files in ``folder`` (by extension, case-insensitive), sorted by relative path.
+
+    Symbolic links to directories are not followed, so a link loop cannot hang the walk.
+    Raises ``FileNotFoundError`` / ``NotADirectoryError`` naming the folder.
+    """
+    folder = Path(folder)
+    if not folder.exists():
+        raise FileNotFoundError(f"{folder}: no such folder")
+    if not folder.is_dir():
+        raise NotADirectoryError(f"{folder}: is not a folder")
+    found: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")) if recursive else []
+        found.extend(
+            Path(dirpath) / f
+            for f in filenames
+            if f.lower().endswith(IMAGE_EXTENSIONS) and not f.startswith(".")
+        )
+    return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
+
+
+def iter_chunks(path: Path, chunk: int = 1 << 20) -> Iterator[bytes]:
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            yield block
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    h = hashlib.sha256()
+    for block in iter_chunks(Path(path)):
+        h.update(block)
+    return h.hexdigest()
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the whole new one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))

@@ -1,0 +1,195 @@
+"""The parity pipeline: every image, real or fake, is prepared the same way.
+
+The paper's main preprocessing caveat (Sec. 3 of Chai et al.; also the project page): if reals
+and fakes differ in resizing or file format, a classifier learns *that* instead of the
+generator's artifacts. So there is exactly one way an image enters a dataset here:
+
+    read (validated, EXIF-rotated, converted to 8-bit RGB) -> centre square crop
+    -> PIL LANCZOS resize to ``size`` x ``size`` -> PNG without metadata
+
+``prepare_array`` is the pixel part, ``encode_png`` the container part; ``import_folder`` runs
+both over a user's folder. The audit in ``audit.py`` checks that two folders came out alike.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from tqdm.auto import tqdm
+
+from .images import (
+    MAX_PIXELS,
+    MIN_SIDE,
+    ImageError,
+    atomic_write_bytes,
+    atomic_write_text,
+    list_images,
+    read_image,
+    sha256_bytes,
+    sha256_file,
+)
+
+PNG_COMPRESS_LEVEL = 6  # fixed so that the same pixels always give the same bytes
+
+
+def center_square(arr: np.ndarray) -> np.ndarray:
+    """Centre crop of an HxWxC array to min(H, W) on both sides."""
+    h, w = arr.shape[:2]
+    s = min(h, w)
+    top, left = (h - s) // 2, (w - s) // 2
+    return arr[top : top + s, left : left + s]
+
+
+def prepare_array(arr: np.ndarray, size: int) -> np.ndarray:
+    """Centre-crop to a square and LANCZOS-resize to ``size``.
+
+    ``arr``: HxWx3 uint8 RGB in [0, 255]. Returns size x size x 3 uint8. An image already
+    square and of the target size comes back unchanged (LANCZOS at scale 1 is the identity).
+    """
+    if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8:
+        raise ValueError(f"expected an HxWx3 uint8 array, got shape {arr.shape} {arr.dtype}")
+    if size < 1:
+        raise ValueError(f"size must be positive, got {size}")
+    sq = center_square(arr)
+    if sq.shape[0] == size:
+        return np.ascontiguousarray(sq)
+    im = Image.fromarray(sq, mode="RGB").resize((size, size), Image.Resampling.LANCZOS)
+    return np.asarray(im, dtype=np.uint8)
+
+
+def encode_png(arr: np.ndarray) -> bytes:
+    """PNG bytes of an HxWx3 uint8 array: 8-bit RGB, no text/EXIF/ICC/gamma chunks."""
+    buf = io.BytesIO()
+    Image.fromarray(arr, mode="RGB").save(
+        buf, format="PNG", compress_level=PNG_COMPRESS_LEVEL, optimize=False
+    )
+    return buf.getvalue()
+
+
+def write_prepared(arr: np.ndarray, dst: str | os.PathLike, size: int) -> str:
+    """Prepare ``arr`` (HxWx3 uint8) and write it atomically as PNG; returns its SHA-256."""
+    data = encode_png(prepare_array(arr, size))
+    atomic_write_bytes(dst, data)
+    return sha256_bytes(data)
+
+
+@dataclass
+class ImportReport:
+    """What ``import_folder`` did: files written, skipped (with the reason), and notes."""
+
+    src: str
+    dst: str
+    size: int
+    written: int = 0
+    reused: int = 0
+    skipped: dict[str, str] = field(default_factory=dict)  # source path -> problem
+    notes: dict[str, list[str]] = field(default_factory=dict)  # source path -> conversions
+
+    def summary(self) -> str:
+        lines = [
+            f"import {self.src} -> {self.dst} at {self.size}px: {self.written} written, "
+            f"{self.reused} already done, {len(self.skipped)} skipped, "
+            f"{len(self.notes)} converted"
+        ]
+        lines += [f"  skipped {p}: {why}" for p, why in self.skipped.items()]
+        return "\n".join(lines)
+
+
+MANIFEST = "import_manifest.json"
+
+
+def import_folder(
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    size: int,
+    *,
+    on_error: str = "skip",
+    max_pixels: int = MAX_PIXELS,
+    min_side: int = MIN_SIDE,
+    progress: bool = True,
+) -> ImportReport:
+    """Put every image under ``src`` (recursively) through the parity pipeline into ``dst``.
+
+    The folder structure is kept (``src/a/b.jpg`` -> ``dst/a/b.png``), so ``train/val/test`` or
+    ``0_real/1_fake`` layouts survive. ``on_error="skip"`` reports bad files and goes on;
+    ``"fail"`` raises :class:`ImageError` at the first one. ``src`` is only read. A rerun skips
+    outputs whose source is unchanged; ``dst`` holding another import (other size or source) is
+    refused rather than mixed.
+    """
+    if on_error not in ("skip", "fail"):
+        raise ValueError(f"on_error must be 'skip' or 'fail', got {on_error!r}")
+    src, dst = Path(src).resolve(), Path(dst).resolve()
+    if src == dst or src in dst.parents:
+        raise ValueError(f"{dst}: output folder must not be inside the source folder {src}")
+    if dst in src.parents:
+        raise ValueError(f"{dst}: output folder must not contain the source folder {src}")
+    files = list_images(src, recursive=True)
+    manifest_path = dst / MANIFEST
+    previous: dict = {}
+    if manifest_path.exists():
+        previous = json.loads(manifest_path.read_text())
+        if previous.get("size") != size or previous.get("src") != str(src):
+            raise ValueError(
+                f"{dst}: already holds an import of {previous.get('src')} at "
+                f"{previous.get('size')}px; choose another output folder"
+            )
+    elif dst.exists() and any(dst.iterdir()):
+        raise ValueError(f"{dst}: exists and is not empty; choose a new output folder")
+
+    report = ImportReport(src=str(src), dst=str(dst), size=size)
+    done: dict[str, dict] = previous.get("files", {})
+    claimed: dict[Path, Path] = {}
+    for path in tqdm(files, desc=f"import {src.name}", disable=not progress, unit="img"):
+        rel = path.relative_to(src)
+        out = dst / rel.with_suffix(".png")
+        key = rel.as_posix()
+        if out in claimed:
+            problem = f"would write the same output {out.name} as {claimed[out]}; rename one"
+            if on_error == "fail":
+                raise ImageError(path, problem)
+            report.skipped[str(path)] = problem
+            continue
+        claimed[out] = path
+        src_hash = sha256_file(path)
+        old = done.get(key)
+        if old and old["source_sha256"] == src_hash and out.exists():
+            if sha256_file(out) == old["sha256"]:
+                report.reused += 1
+                continue
+        try:
+            arr, notes = read_image(path, max_pixels=max_pixels, min_side=min_side)
+        except ImageError as err:
+            if on_error == "fail":
+                raise
+            report.skipped[str(path)] = err.problem
+            done.pop(key, None)
+            continue
+        if notes:
+            report.notes[str(path)] = notes
+        digest = write_prepared(arr, out, size)
+        done[key] = {"output": out.relative_to(dst).as_posix(), "sha256": digest,
+                     "source_sha256": src_hash, "notes": notes}
+        report.written += 1
+    record = {"src": str(src), "size": size, "pipeline": PIPELINE, "files": done,
+              "skipped": report.skipped}
+    atomic_write_text(manifest_path, json.dumps(record, indent=1))
+    return report
+
+
+# A description of the pipeline, recorded in every manifest so outputs say how they were made.
+PIPELINE = {
+    "read": "PIL, EXIF orientation applied, 16-bit scaled to 8-bit, RGB",
+    "crop": "centre square",
+    "resize": "PIL LANCZOS",
+    "format": f"PNG 8-bit RGB, no metadata, compress_level={PNG_COMPRESS_LEVEL}",
+}
+
+
+def report_dict(report: ImportReport) -> dict:
+    return asdict(report)

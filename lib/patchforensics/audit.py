@@ -294,3 +294,21 @@ def save_table(frame: pd.DataFrame, name: str) -> pd.DataFrame:
 
     atomic_write_text(paths.tables_dir() / f"{name}.csv", frame.to_csv())
     return frame
+
+
+def audit_world(world_root: str | os.PathLike, *, split: str = "test",
+                **kwargs: Any) -> dict[str, AuditReport]:
+    """Audit every fake set of a built world against its dataset's reals, on one split.
+
+    Returns ``{"celeba/dcgan": report, ...}`` (manifest order); ``kwargs`` go to :func:`audit`.
+    """
+    from .embedded import read_manifest
+
+    root = Path(world_root)
+    reports = {}
+    for key in sorted(read_manifest(root)["sets"]):
+        if key.startswith("fake/"):
+            _, dataset, generator = key.split("/")
+            reports[f"{dataset}/{generator}"] = audit(root / "real" / dataset / split,
+                                                      root / key / split, **kwargs)
+    return reports

@@ -31,6 +31,11 @@ def _cmd_world(args: argparse.Namespace) -> int:
     cfg = world_config(smoke=args.smoke, seed=args.seed, size=args.size)
     root = Path(args.root) if args.root else None
     manifest = build_real_world(cfg, root, force=args.force, progress=not args.quiet)
+    if not args.reals_only:
+        from .world import build_fake_world
+
+        manifest = build_fake_world(cfg, root, force=args.force, retrain=args.retrain,
+                                    progress=not args.quiet, device=args.device)
     for key, splits in counts(manifest).items():
         print(f"{key}: " + ", ".join(f"{s} {n}" for s, n in splits.items()))
     return 0
@@ -77,12 +82,17 @@ def build_parser() -> argparse.ArgumentParser:
                                      "gan-face-generate) and verify their SHA-256")
     p.set_defaults(func=_cmd_fetch)
 
-    p = sub.add_parser("world", help="build the embedded default world (reals from packages)")
+    p = sub.add_parser("world", help="build the embedded default world: reals from packages, "
+                                     "fakes of every generator, one pipeline")
     p.add_argument("--smoke", action="store_true", help="a tiny world (32 px, few images)")
     p.add_argument("--size", type=int, default=0, help="image side in px (default 64, smoke 32)")
     p.add_argument("--root", help="output folder (default: data/<default64|smoke32>)")
     p.add_argument("--seed", type=int, default=0, help="split seed")
     p.add_argument("--force", action="store_true", help="rebuild sets that already verify")
+    p.add_argument("--retrain", action="store_true", help="retrain cached generators")
+    p.add_argument("--reals-only", action="store_true", help="build only the real sets")
+    p.add_argument("--device", default=None, help="where generators run (default: cuda if "
+                                                  "available, else cpu)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_world)
 

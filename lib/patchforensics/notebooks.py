@@ -26,7 +26,7 @@ def notebook_path(name: str) -> Path:
 
 
 def run_notebook(name: str, out_dir: str | os.PathLike, parameters: dict[str, Any], *,
-                 kernel: str = KERNEL, cell_timeout: int = 1800, progress: bool = False) -> Path:
+                 kernel: str = KERNEL, cell_timeout: int = 3600, progress: bool = False) -> Path:
     """Execute notebook ``name`` with ``parameters`` into ``out_dir``; returns the output path.
 
     Raises ``RuntimeError`` naming the notebook and the failing cell when a cell fails.

@@ -58,9 +58,16 @@ def to_tensor(images: np.ndarray) -> torch.Tensor:
 
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:
-    """N x 3 x H x W float in [-1, 1] -> N x H x W x 3 uint8 in [0, 255] (values clipped)."""
-    return (x.detach().clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8)
-            .permute(0, 2, 3, 1).cpu().numpy())
+    """N x C x H x W float in [-1, 1] (C = 1 or 3) -> N x H x W x 3 uint8 in [0, 255].
+
+    Values are clipped; one channel (a gray generator) is replicated to three.
+    """
+    if x.ndim != 4 or x.shape[1] not in (1, 3):
+        raise ValueError(f"expected N x 1|3 x H x W, got {tuple(x.shape)}")
+    u8 = ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    if u8.shape[1] == 1:
+        u8 = u8.expand(-1, 3, -1, -1)
+    return u8.permute(0, 2, 3, 1).contiguous().cpu().numpy()
 
 
 class RealFakeDataset(Dataset):

@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..data import to_uint8
+
 SAMPLE_BATCH = 128  # images per forward pass in ``sample``: bounds memory, not results
 
 
@@ -24,16 +26,6 @@ def default_device(device: str | torch.device | None = None) -> torch.device:
     if device is not None:
         return torch.device(device)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def to_uint8(x: torch.Tensor) -> np.ndarray:
-    """N x C x H x W float in [-1, 1] (C = 1 or 3) -> N x H x W x 3 uint8 in [0, 255]."""
-    if x.ndim != 4 or x.shape[1] not in (1, 3):
-        raise ValueError(f"expected N x 1|3 x H x W, got {tuple(x.shape)}")
-    u8 = ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    if u8.shape[1] == 1:
-        u8 = u8.expand(-1, 3, -1, -1)
-    return u8.permute(0, 2, 3, 1).contiguous().cpu().numpy()
 
 
 def from_uint8(arr: np.ndarray, channels: int) -> torch.Tensor:

@@ -27,3 +27,13 @@ def test_01_preprocessing_smoke(project_env, tmp_path):
     assert table["clean"].tolist() == [True, False]
     assert "format" in table["facts"].iloc[1]
     assert (paths.world_dir("smoke32") / "manifest.json").exists()
+
+
+def test_02_train_classifiers_smoke(project_env, tmp_path):
+    out = run_notebook("02_train_classifiers", tmp_path, {"smoke": True, "interactive": False})
+    nb = json.loads(out.read_text())
+    errors = [o for c in nb["cells"] if c["cell_type"] == "code" for o in c["outputs"]
+              if o["output_type"] == "error"]
+    assert not errors
+    runs = list((paths.checkpoints_dir() / "classifiers").rglob("done*"))
+    assert len(runs) >= 2  # a couple of depths trained to the end

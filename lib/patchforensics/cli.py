@@ -1,4 +1,5 @@
-"""The ``patchforensics`` command line: ``fetch``, ``world``, ``import``, ``audit``, ``reproduce``.
+"""The ``patchforensics`` command line: ``fetch``, ``world``, ``import``, ``audit``, ``train``,
+``reproduce``.
 
 Every command is a thin wrapper over library functions the notebooks also call. A user mistake
 (missing folder, bad image, wrong option) prints one line naming the file and the problem and
@@ -117,6 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-files", type=int, default=2000,
                    help="files read per folder, a seeded subset (0 = all)")
     p.set_defaults(func=_cmd_audit)
+
+    from .train import add_train_parser
+
+    add_train_parser(sub)
 
     p = sub.add_parser("reproduce", help="run the notebook series headless into results/")
     p.add_argument("--smoke", action="store_true", help="smoke parameters (tiny, fast)")

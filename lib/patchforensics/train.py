@@ -1,0 +1,763 @@
+"""Training a patch classifier on real vs. fake images of one generator (Chai et al. 2020,
+Sec. 3.2 and the original code's ``train.py``).
+
+Per-patch cross-entropy: the image label is broadcast to every cell of the N x 2 x h x w logit map.
+Batches are balanced (half real, half fake: the paper's 16 + 16), Adam at lr 1e-3, random
+horizontal flips (and, optionally, CNNDetection's blur + JPEG with probability p). After every
+epoch the model is validated on per-patch accuracy (the early-stopping metric, as in the original)
+and image accuracy (image score = mean patch softmax); training stops after ``patience`` epochs
+without improvement, or at perfect validation accuracy as the original did.
+
+A run folder (default ``paths.checkpoints_dir()/classifiers/<run name>``) holds:
+
+- ``config.json``: train config, model config, data fingerprints (SHA-256 over the sorted file
+  hashes of each split), world size, provenance;
+- ``latest.pt``: weights, optimiser, epoch/step counters, early-stopping state and history,
+  written atomically after every epoch (and every ``checkpoint_every`` steps), so a killed run
+  resumes *exactly*: every random choice (batch order, flips, augmentation) is drawn from a
+  generator seeded by (seed, epoch, step, rank), never from global RNG state;
+- ``best.pt``: the weights of the best validation epoch (``models.load_classifier`` reads it);
+- ``history.csv``: one row per epoch; ``done.json``: the summary that makes reruns skip the run.
+
+Multi-GPU: launched with ``torchrun``, each process trains on its shard of every epoch's real and
+fake order (``DistributedSampler``) with batch ``batch_size / world_size``, gradients averaged by
+``DistributedDataParallel`` (NCCL on CUDA, gloo on CPU); rank 0 writes the files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from PIL import Image, ImageFilter
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DistributedSampler
+from tqdm.auto import tqdm
+
+from . import paths
+from .config import WorldConfig, fingerprint, from_dict, to_dict
+from .data import FAKE, REAL, load_folder
+from .images import atomic_write_bytes, atomic_write_text, list_images, sha256_file
+from .models import DEPTHS, ModelConfig, build_model, image_scores, load_init, parse_depth
+from .provenance import run_record
+
+SPLITS = ("train", "val")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides a training run's result (machine settings are not in here)."""
+
+    arch: str = "xception"  # backbone: "xception" or "resnet18"
+    depth: str = "block2"  # cut: block1..block5 / layer1..layer4, or "full" (the baselines)
+    load_size: int = 0  # upsample inputs to this side before the net (paper: 128 -> 299); 0 off
+    init_gain: float = 0.02  # xavier-normal gain of the from-scratch init (original code)
+    init: str = ""  # path of user-supplied initial weights ("" = train from scratch)
+    seed: int = 0  # seeds the init, the batch order, the flips and the augmentation
+    epochs: int = 30  # at most this many epochs
+    patience: int = 5  # stop after this many epochs without a better val per-patch accuracy
+    stop_at_perfect: bool = True  # stop once val per-patch accuracy is 1.0 (as the original)
+    batch_size: int = 32  # images per step over all processes, half real half fake (16 + 16)
+    lr: float = 1e-3  # Adam learning rate (paper)
+    beta1: float = 0.9  # Adam beta1 (original code's default)
+    flip: bool = True  # random horizontal flip, the paper's only augmentation
+    augment: float = 0.0  # CNNDetection blur + JPEG, each with this probability (0 = off)
+    blur_sigma: tuple[float, float] = (0.0, 3.0)  # Gaussian blur sigma range, px (CNNDetection)
+    jpeg_quality: tuple[int, int] = (30, 100)  # JPEG quality range (CNNDetection)
+    steps_per_epoch: int = 0  # cap on steps per epoch (smoke runs); 0 = a full pass
+    limit: int = 0  # use only the first N images of each folder split (smoke runs); 0 = all
+
+    def __post_init__(self) -> None:
+        self.model_config()  # validates arch/depth/load_size
+        if self.batch_size < 2 or self.batch_size % 2:
+            raise ValueError(f"batch_size must be even and >= 2, got {self.batch_size}")
+        if not 0.0 <= self.augment <= 1.0:
+            raise ValueError(f"augment is a probability in [0, 1], got {self.augment}")
+        if self.epochs < 1 or self.patience < 1:
+            raise ValueError("epochs and patience must be >= 1")
+
+    def model_config(self) -> ModelConfig:
+        return ModelConfig(arch=self.arch, depth=self.depth, load_size=self.load_size,
+                           init_gain=self.init_gain)
+
+    def run_name(self) -> str:
+        """``<arch>_<depth>_seed<seed>``, e.g. ``xception_block2_seed0``."""
+        return f"{self.arch}_{self.depth}_seed{self.seed}"
+
+
+@dataclass
+class TrainResult:
+    """What a run gives back; ``history`` has one row per epoch (see ``history.csv``)."""
+
+    out_dir: Path  # the run folder
+    best_epoch: int  # 1-based epoch of best.pt
+    best: dict[str, float]  # validation metrics of best.pt
+    history: pd.DataFrame  # per-epoch train/val metrics
+    stopped: str  # why training ended: "epochs", "patience" or "perfect"
+    skipped: bool = False  # True when a finished run was found and nothing was trained
+    seconds: float = 0.0  # wall time of this call
+
+
+# --- data -------------------------------------------------------------------------------------
+
+def split_fingerprint(files: Sequence[Path]) -> str:
+    """SHA-256 over the sorted SHA-256s of ``files``: names and order do not matter, bytes do."""
+    digests = sorted(sha256_file(f) for f in files)
+    return fingerprint(digests) if digests else ""
+
+
+def load_split(folder: str | os.PathLike, split: str,
+               limit: int = 0) -> tuple[torch.Tensor, list[Path]]:
+    """Images of ``folder/split`` as an N x 3 x S x S uint8 tensor (kept as bytes: 4x smaller
+    than floats, converted per batch) and their files."""
+    images, files, _ = load_folder(Path(folder) / split, limit=limit or None)
+    return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), files
+
+
+def epoch_order(n_real: int, n_fake: int, half: int, *, seed: int, epoch: int, rank: int = 0,
+                world_size: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Index batches of one epoch for one process: ``(real, fake)``, each steps x ``half``.
+
+    Each class is shuffled by a ``DistributedSampler`` seeded with (seed, epoch), so processes
+    get disjoint shards; the smaller class is cycled so every batch is balanced. Steps per epoch
+    = ceil(larger shard / half), the same on every process.
+    """
+    def shard(n: int, offset: int) -> np.ndarray:
+        sampler = DistributedSampler(range(n), num_replicas=world_size, rank=rank, shuffle=True,
+                                     seed=seed * 2 + offset)
+        sampler.set_epoch(epoch)
+        return np.fromiter(iter(sampler), dtype=np.int64)
+
+    real, fake = shard(n_real, 0), shard(n_fake, 1)
+    steps = math.ceil(max(len(real), len(fake)) / half)
+    need = steps * half
+    real = np.resize(real, need).reshape(steps, half)  # np.resize repeats cyclically
+    fake = np.resize(fake, need).reshape(steps, half)
+    return real, fake
+
+
+def _rng(seed: int, *keys: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence([seed, *keys]))
+
+
+def blur_jpeg(image: np.ndarray, rng: np.random.Generator, p: float,
+              sigma: tuple[float, float], quality: tuple[int, int]) -> np.ndarray:
+    """CNNDetection's augmentation (Wang et al. 2020): with probability ``p`` a Gaussian blur of
+    sigma ~ U(sigma), then with probability ``p`` a JPEG round trip of quality ~ U{quality}.
+    H x W x 3 uint8 in, H x W x 3 uint8 out."""
+    im = Image.fromarray(image)
+    if rng.random() < p:
+        im = im.filter(ImageFilter.GaussianBlur(radius=float(rng.uniform(*sigma))))
+    if rng.random() < p:
+        buf = io.BytesIO()
+        im.save(buf, format="JPEG", quality=int(rng.integers(quality[0], quality[1] + 1)))
+        im = Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+    return np.asarray(im)
+
+
+def augment_batch(x: torch.Tensor, cfg: TrainConfig, rng: np.random.Generator) -> torch.Tensor:
+    """Training augmentation of an N x 3 x S x S uint8 batch (on any device): optional
+    blur + JPEG (on the CPU, in PIL), then random horizontal flips."""
+    if cfg.augment > 0:
+        hwc = x.permute(0, 2, 3, 1).cpu().numpy()
+        out = np.stack([blur_jpeg(im, rng, cfg.augment, cfg.blur_sigma, cfg.jpeg_quality)
+                        for im in hwc])
+        x = torch.from_numpy(out).permute(0, 3, 1, 2).to(x.device)
+    if cfg.flip:
+        mask = torch.from_numpy(rng.random(len(x)) < 0.5).to(x.device)
+        x = torch.where(mask[:, None, None, None], x.flip(-1), x)
+    return x
+
+
+def to_input(x: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
+    """N x 3 x S x S uint8 -> float32 in [-1, 1] on ``device`` (channels-last if asked)."""
+    x = x.to(device, non_blocking=True).float().div_(127.5).sub_(1.0)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+# --- loss and metrics ---------------------------------------------------------------------------
+
+def patch_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy over every patch, each patch labelled with its image's label.
+
+    ``logits``: N x 2 x h x w; ``labels``: N int64 in {0 real, 1 fake}. Returns a scalar.
+    """
+    n, c, h, w = logits.shape
+    if c != 2 or labels.shape != (n,):
+        raise ValueError(f"expected N x 2 x h x w logits and N labels, got {tuple(logits.shape)}"
+                         f" and {tuple(labels.shape)}")
+    return F.cross_entropy(logits, labels.view(n, 1, 1).expand(n, h, w))
+
+
+def patch_correct(logits: torch.Tensor, labels: torch.Tensor) -> tuple[int, int]:
+    """(correct patches, patches) of an N x 2 x h x w logit map against N labels."""
+    pred = logits.argmax(dim=1)
+    return int((pred == labels.view(-1, 1, 1)).sum()), pred.numel()
+
+
+@torch.inference_mode()
+def evaluate_split(model: torch.nn.Module, real: torch.Tensor, fake: torch.Tensor,
+                   device: torch.device, *, batch_size: int = 128,
+                   channels_last: bool = True) -> dict[str, float]:
+    """Validation metrics of ``model`` on uint8 real and fake images (N x 3 x S x S):
+    loss (mean per patch), patch_acc, image_acc (mean patch softmax > 0.5), real_acc, fake_acc
+    (image level), ap (average precision of the image score, fake = positive)."""
+    from sklearn.metrics import average_precision_score
+
+    was_training = model.training
+    model.eval()
+    loss_sum, correct, patches, scores, labels = 0.0, 0, 0, [], []
+    for images, label in ((real, REAL), (fake, FAKE)):
+        for at in range(0, len(images), batch_size):
+            x = to_input(images[at: at + batch_size], device, channels_last)
+            y = torch.full((len(x),), label, dtype=torch.long, device=device)
+            logits = model(x).float()
+            loss_sum += float(patch_loss(logits, y)) * len(x)
+            c, n = patch_correct(logits, y)
+            correct, patches = correct + c, patches + n
+            scores.append(image_scores(logits).cpu())
+            labels.append(y.cpu())
+    model.train(was_training)
+    s, y = torch.cat(scores).numpy(), torch.cat(labels).numpy()
+    pred = s > 0.5
+    return {"loss": loss_sum / len(y), "patch_acc": correct / patches,
+            "image_acc": float((pred == y).mean()),
+            "real_acc": float((~pred[y == REAL]).mean()), "fake_acc": float(pred[y == FAKE].mean()),
+            "ap": float(average_precision_score(y, s))}
+
+
+# --- distributed --------------------------------------------------------------------------------
+
+@dataclass
+class _Dist:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    owns_group: bool = False  # this call initialised the process group and must destroy it
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.world_size > 1:
+            dist.barrier()
+
+
+def _init_dist(device: str | None) -> tuple[_Dist, torch.device]:
+    """Join the process group when launched by ``torchrun`` (WORLD_SIZE > 1)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    wants_cuda = (device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda")
+    if world <= 1:
+        return _Dist(), torch.device(device or ("cuda" if wants_cuda else "cpu"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    owns = not dist.is_initialized()
+    if owns:
+        dist.init_process_group(backend="nccl" if wants_cuda else "gloo")
+    dev = torch.device(f"cuda:{local}") if wants_cuda else torch.device("cpu")
+    if wants_cuda:
+        torch.cuda.set_device(dev)
+    return _Dist(dist.get_rank(), dist.get_world_size(), local, owns), dev
+
+
+def _all_sum(values: list[float], d: _Dist) -> list[float]:
+    if d.world_size == 1:
+        return values
+    t = torch.tensor(values, dtype=torch.float64)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def _sync_buffers(model: torch.nn.Module, d: _Dist) -> None:
+    """BatchNorm running statistics drift apart per process (each sees its own batches after
+    DDP's broadcast); take rank 0's before validating or saving, so all agree."""
+    if d.world_size > 1:
+        for buf in model.buffers():
+            dist.broadcast(buf, src=0)
+
+
+# --- checkpoints --------------------------------------------------------------------------------
+
+def _save(obj: dict[str, Any], path: Path) -> None:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def default_run_dir(name: str) -> Path:
+    """``paths.checkpoints_dir()/classifiers/<name>``."""
+    return paths.checkpoints_dir() / "classifiers" / name
+
+
+def data_record(real_dir: str | os.PathLike, fake_dir: str | os.PathLike,
+                files: dict[str, dict[str, list[Path]]]) -> dict[str, Any]:
+    """Folders, counts and fingerprints of the data a run trains and validates on."""
+    out: dict[str, Any] = {}
+    for kind, folder in (("real", real_dir), ("fake", fake_dir)):
+        out[kind] = {"dir": _portable(Path(folder))}
+        for split in SPLITS:
+            fl = files[kind][split]
+            out[kind][split] = {"count": len(fl), "sha256": split_fingerprint(fl)}
+    return out
+
+
+def _portable(p: Path) -> str:
+    """A path below the project root is recorded relative to it (tables stay portable)."""
+    p = p.resolve()
+    for base in (paths.data_dir(), paths.root()):
+        try:
+            return p.relative_to(base.resolve()).as_posix()
+        except ValueError:
+            continue
+    return p.as_posix()
+
+
+def read_history(run_dir: str | os.PathLike) -> pd.DataFrame:
+    """The ``history.csv`` of a run (empty frame if it has none yet)."""
+    path = Path(run_dir) / "history.csv"
+    return pd.read_csv(path) if path.exists() else pd.DataFrame()
+
+
+def finished_run(run_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """The ``done.json`` of a finished run, or None."""
+    path = Path(run_dir) / "done.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+# --- the training loop --------------------------------------------------------------------------
+
+def train(cfg: TrainConfig, real_dir: str | os.PathLike, fake_dir: str | os.PathLike,
+          out_dir: str | os.PathLike | None = None, *, device: str | None = None,
+          progress: bool = True, force: bool = False, channels_last: bool = True,
+          checkpoint_every: int = 0,
+          callback: Callable[[dict[str, Any]], None] | None = None) -> TrainResult:
+    """Train one patch classifier; resumes an interrupted run, skips a finished one.
+
+    ``real_dir``/``fake_dir``: dataset folders holding ``train/`` and ``val/`` of prepared
+    images of one size (``data/<world>/real/celeba``, ``data/<world>/fake/celeba/dcgan``).
+    ``out_dir`` defaults to ``default_run_dir(cfg.run_name())``. A folder holding a run of
+    another config or other data raises ``ValueError`` unless ``force`` (which starts over).
+    ``device``: "cpu", "cuda", "cuda:1"; default CUDA when present. ``channels_last`` is the
+    faster memory layout on CPU and GPU alike. ``checkpoint_every``: also write ``latest.pt``
+    every N steps within an epoch (for long epochs; 0 = after each epoch only). Neither changes
+    the result, so neither is part of the config. ``callback(info)`` is called
+    after every step (``info["event"] == "step"``) and epoch (``"epoch"``, with the metrics);
+    an exception it raises interrupts training like a kill would (the run resumes later).
+    """
+    t_start = time.perf_counter()
+    d, dev = _init_dist(device)
+    try:
+        return _train(cfg, Path(real_dir), Path(fake_dir),
+                      Path(out_dir) if out_dir else default_run_dir(cfg.run_name()),
+                      d, dev, progress, force, channels_last, checkpoint_every, callback,
+                      t_start)
+    finally:
+        if d.owns_group:
+            dist.destroy_process_group()
+
+
+def _train(cfg: TrainConfig, real_dir: Path, fake_dir: Path, out: Path, d: _Dist,
+           dev: torch.device, progress: bool, force: bool, channels_last: bool,
+           checkpoint_every: int, callback: Callable[[dict[str, Any]], None] | None,
+           t_start: float) -> TrainResult:
+    if cfg.batch_size % (2 * d.world_size):
+        raise ValueError(f"batch_size {cfg.batch_size} must split into {d.world_size} "
+                         "balanced per-process batches")
+    folders = {"real": real_dir, "fake": fake_dir}
+    # Fingerprint the files first: a finished run is recognised without decoding any image.
+    files = {k: {s: list_images(folders[k] / s)[: cfg.limit or None] for s in SPLITS}
+             for k in folders}
+    record = data_record(real_dir, fake_dir, files)
+    fp = fingerprint({"config": to_dict(cfg), "data": record, "world_size": d.world_size})
+
+    done = finished_run(out)
+    config_path = out / "config.json"
+    old = json.loads(config_path.read_text()) if config_path.exists() else None
+    if old is not None and old.get("fingerprint") != fp:
+        if not force:
+            raise ValueError(f"{out}: holds a run of another config or other data; pass "
+                             "force=True (--force) to start over, or choose another folder")
+    if done is not None and done.get("fingerprint") == fp and not force:
+        hist = read_history(out)
+        return TrainResult(out, done["best_epoch"], done["best"], hist, done["stopped"],
+                           skipped=True, seconds=time.perf_counter() - t_start)
+    if force and d.main:
+        for name in ("latest.pt", "best.pt", "history.csv", "done.json", "config.json"):
+            (out / name).unlink(missing_ok=True)
+    d.barrier()
+
+    data = {k: {s: load_split(folders[k], s, cfg.limit) for s in SPLITS} for k in folders}
+    shape = {k: tuple(data[k]["train"][0].shape[1:]) for k in data}
+    if shape["real"] != shape["fake"] or any(tuple(data[k]["val"][0].shape[1:]) != shape[k]
+                                             for k in data):
+        raise ValueError(f"{real_dir} and {fake_dir}: train/val images must all share one size "
+                         f"(real {shape['real']}, fake {shape['fake']})")
+    mcfg = cfg.model_config()
+    model = build_model(mcfg, seed=cfg.seed)
+    init_report = load_init(model, cfg.init) if cfg.init else None
+    model = model.to(dev)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optim = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
+
+    state: dict[str, Any] = {"epoch": 0, "step": 0, "global_step": 0, "best_metric": -1.0,
+                             "best_epoch": 0, "best": {}, "history": [], "stopped": "",
+                             "accum": [0.0, 0.0, 0.0, 0.0], "seconds": 0.0}
+    latest = out / "latest.pt"
+    if latest.exists() and not force:
+        ckpt = torch.load(latest, map_location="cpu", weights_only=True)
+        model.load_state_dict(ckpt["model"])
+        optim.load_state_dict(ckpt["optimizer"])
+        state = ckpt["state"]
+        if not d.main:  # the saved partial-epoch sums are already totals over all processes
+            state["accum"] = [0.0, 0.0, 0.0, 0.0]
+    elif d.main:
+        atomic_write_text(config_path, json.dumps({
+            "run": out.name, "fingerprint": fp, "config": to_dict(cfg), "model": to_dict(mcfg),
+            "data": record, "world_size": d.world_size, "device": str(dev),
+            "init": init_report and {k: len(v) for k, v in init_report.items()},
+            "provenance": run_record()}, indent=1))
+
+    net: torch.nn.Module = model
+    if d.world_size > 1:
+        net = DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
+    # Small sets live on the device as bytes (no copies per step); blur + JPEG needs them on the
+    # CPU for PIL, and sets over 2 GiB stay there too.
+    n_bytes = data["real"]["train"][0].numel() + data["fake"]["train"][0].numel()
+    on_dev = dev if cfg.augment == 0 and n_bytes < 2**31 else torch.device("cpu")
+    train_real = data["real"]["train"][0].to(on_dev)
+    train_fake = data["fake"]["train"][0].to(on_dev)
+    val_real, val_fake = data["real"]["val"][0], data["fake"]["val"][0]
+    half = cfg.batch_size // (2 * d.world_size)
+    labels = torch.cat([torch.full((half,), REAL), torch.full((half,), FAKE)]).to(dev)
+
+    def save_latest() -> None:
+        state["seconds"] += time.perf_counter() - clock[0]
+        clock[0] = time.perf_counter()
+        saved = {**state, "accum": _all_sum(state["accum"], d)}  # collective: every rank calls
+        if d.main:
+            _save({"model": model.state_dict(), "optimizer": optim.state_dict(), "state": saved,
+                   "model_config": to_dict(mcfg)}, latest)
+
+    clock = [time.perf_counter()]
+    net.train()
+    while not state["stopped"]:
+        epoch = state["epoch"]
+        real_idx, fake_idx = epoch_order(len(train_real), len(train_fake), half, seed=cfg.seed,
+                                         epoch=epoch, rank=d.rank, world_size=d.world_size)
+        steps = len(real_idx) if not cfg.steps_per_epoch else min(cfg.steps_per_epoch,
+                                                                  len(real_idx))
+        bar = tqdm(range(state["step"], steps), initial=state["step"], total=steps,
+                   desc=f"{out.name} epoch {epoch + 1}", disable=not (progress and d.main),
+                   leave=False, unit="step")
+        for step in bar:
+            rng = _rng(cfg.seed, epoch, step, d.rank)
+            x = torch.cat([train_real[torch.from_numpy(real_idx[step]).to(on_dev)],
+                           train_fake[torch.from_numpy(fake_idx[step]).to(on_dev)]])
+            x = to_input(augment_batch(x, cfg, rng), dev, channels_last)
+            logits = net(x)
+            loss = patch_loss(logits.float(), labels)
+            optim.zero_grad(set_to_none=True)
+            loss.backward()
+            optim.step()
+            c, n = patch_correct(logits.detach(), labels)
+            acc = state["accum"]
+            acc[0] += float(loss.detach()) * len(x)
+            acc[1] += len(x)
+            acc[2] += c
+            acc[3] += n
+            state["step"] = step + 1
+            state["global_step"] += 1
+            bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
+            if checkpoint_every and state["global_step"] % checkpoint_every == 0 \
+                    and state["step"] < steps:
+                _sync_buffers(model, d)
+                save_latest()
+            if callback is not None:
+                callback({"event": "step", "epoch": epoch + 1, "step": step + 1,
+                          "global_step": state["global_step"], "loss": float(loss.detach())})
+        bar.close()
+
+        _sync_buffers(model, d)
+        val = evaluate_split(model, val_real, val_fake, dev, channels_last=channels_last)
+        loss_sum, count, correct, patches = _all_sum(state["accum"], d)
+        row = {"epoch": epoch + 1, "steps": state["global_step"],
+               "train_loss": loss_sum / max(count, 1), "train_patch_acc": correct / max(patches, 1)}
+        row.update({f"val_{k}": v for k, v in val.items()})
+        improved = val["patch_acc"] > state["best_metric"]
+        if improved:
+            state.update(best_metric=val["patch_acc"], best_epoch=epoch + 1, best=val)
+            if d.main:
+                _save({"model": model.state_dict(), "model_config": to_dict(mcfg),
+                       "epoch": epoch + 1, "val": val}, out / "best.pt")
+        state["seconds"] += time.perf_counter() - clock[0]
+        clock[0] = time.perf_counter()
+        row["seconds"] = state["seconds"]
+        state["history"].append(row)
+        state.update(epoch=epoch + 1, step=0, accum=[0.0, 0.0, 0.0, 0.0])
+        if cfg.stop_at_perfect and val["patch_acc"] >= 1.0:
+            state["stopped"] = "perfect"
+        elif epoch + 1 - state["best_epoch"] >= cfg.patience:
+            state["stopped"] = "patience"
+        elif epoch + 1 >= cfg.epochs:
+            state["stopped"] = "epochs"
+        if d.main:
+            atomic_write_text(out / "history.csv",
+                              pd.DataFrame(state["history"]).to_csv(index=False))
+        save_latest()
+        if progress and d.main:
+            tqdm.write(f"{out.name} epoch {epoch + 1}: train loss {row['train_loss']:.4f}, val "
+                       f"patch acc {val['patch_acc']:.4f}, image acc {val['image_acc']:.4f}"
+                       + (f" -> stop ({state['stopped']})" if state["stopped"] else ""))
+        if callback is not None:
+            callback({"event": "epoch", **row})
+
+    result = {"fingerprint": fp, "best_epoch": state["best_epoch"], "best": state["best"],
+              "stopped": state["stopped"], "epochs": state["epoch"], "steps": state["global_step"],
+              "seconds": state["seconds"], "world_size": d.world_size,
+              "params_checksum": _checksum(model, d)}
+    if d.main:
+        atomic_write_text(out / "done.json", json.dumps(result, indent=1))
+    d.barrier()
+    return TrainResult(out, state["best_epoch"], state["best"], pd.DataFrame(state["history"]),
+                       state["stopped"], seconds=time.perf_counter() - t_start)
+
+
+def _checksum(model: torch.nn.Module, d: _Dist) -> float:
+    """Sum of all weights; under DDP checked equal on every process (they must stay in sync)."""
+    total = float(sum(p.detach().double().sum() for p in model.parameters()))
+    if d.world_size > 1:
+        t = torch.tensor([total, -total], dtype=torch.float64)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        if t[0] != -t[1]:
+            raise RuntimeError(f"processes ended with different weights ({t[0]} vs {-t[1]})")
+    return total
+
+
+# --- grids and curves (notebook 02) -------------------------------------------------------------
+
+def training_pair(world_cfg: WorldConfig, dataset: str = "celeba", generator: str = "dcgan", *,
+                  device: str | None = None, progress: bool = True) -> tuple[Path, Path]:
+    """``(real dataset folder, fake dataset folder)`` of one pair of a built world, building the
+    world first (``embedded.build_real_world`` then ``world.build_fake_world``) when either set
+    is missing from its manifest."""
+    from .embedded import build_real_world, read_manifest
+    from .world import build_fake_world
+
+    root = paths.world_dir(world_cfg.name)
+    keys = (f"real/{dataset}", f"fake/{dataset}/{generator}")
+    if not all(k in read_manifest(root)["sets"] for k in keys):
+        build_real_world(world_cfg, progress=progress)
+        build_fake_world(world_cfg, device=device, progress=progress)
+    missing = [k for k in keys if k not in read_manifest(root)["sets"]]
+    if missing:
+        raise FileNotFoundError(f"{root}: the world has no {missing}; is {generator!r} a "
+                                f"generator of {dataset!r}?")
+    return root / keys[0], root / keys[1]
+
+
+def grid_models(xception_depths: Sequence[str | int] = (),
+                resnet_depths: Sequence[str | int] = ()) -> list[tuple[str, str]]:
+    """``[(arch, depth)]`` for the given Xception and ResNet-18 cuts (numbers or names)."""
+    return ([("xception", parse_depth("xception", d)) for d in xception_depths]
+            + [("resnet18", parse_depth("resnet18", d)) for d in resnet_depths])
+
+
+def _run_path(run: str | os.PathLike) -> Path:
+    """Runs are recorded relative to ``paths.checkpoints_dir()``; absolute paths stay."""
+    p = Path(run)
+    return p if p.is_absolute() else paths.checkpoints_dir() / p
+
+
+def _run_name(folder: Path) -> str:
+    try:
+        return folder.resolve().relative_to(paths.checkpoints_dir().resolve()).as_posix()
+    except ValueError:
+        return folder.resolve().as_posix()
+
+
+def train_grid(models: Sequence[tuple[str, str]], real_dir: str | os.PathLike,
+               fake_dir: str | os.PathLike, run_root: str | os.PathLike, *,
+               base: TrainConfig | None = None, device: str | None = None,
+               progress: bool = True, force: bool = False) -> pd.DataFrame:
+    """Train (or skip, when finished) one run per ``(arch, depth)`` under
+    ``run_root/<arch>_<depth>_seed<seed>``, the other settings from ``base``. Returns one row
+    per run: model, receptive field (px, at the data's size), best epoch, epochs run, why it
+    stopped, the best epoch's val metrics, training seconds (from ``done.json``, so skipped
+    runs report their original time), and the run folder relative to the checkpoints root;
+    indexed by model name (``xception_block2``)."""
+    from .receptive_field import receptive_field
+
+    base = base or TrainConfig()
+    side = int(load_split(real_dir, "val", limit=1)[0].shape[-1])
+    rows = []
+    for arch, depth in models:
+        cfg = from_dict(TrainConfig, {**to_dict(base), "arch": arch,
+                                      "depth": parse_depth(arch, depth)})
+        res = train(cfg, real_dir, fake_dir, Path(run_root) / cfg.run_name(), device=device,
+                    progress=progress, force=force)
+        done = finished_run(res.out_dir) or {}
+        rf = receptive_field(cfg.model_config(), side)
+        rows.append({"model": cfg.model_config().name, "arch": arch, "depth": cfg.depth,
+                     "rf_px": rf.size, "best_epoch": res.best_epoch,
+                     "epochs": done.get("epochs"), "stopped": res.stopped,
+                     **{f"val_{k}": v for k, v in res.best.items()},
+                     "train_seconds": done.get("seconds"), "skipped": res.skipped,
+                     "run": _run_name(res.out_dir)})
+    return pd.DataFrame(rows).set_index("model")
+
+
+def plot_histories(runs: dict[str, str | os.PathLike],
+                   metrics: Sequence[str] = ("train_loss", "val_loss", "val_patch_acc",
+                                             "val_image_acc")):
+    """Training curves: one panel per metric, one line per run. ``runs``: ``{label: run
+    folder}`` (relative folders are below ``paths.checkpoints_dir()``, as ``train_grid``
+    records them)."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics), 2.8), squeeze=False)
+    for label, folder in runs.items():
+        hist = read_history(_run_path(folder))
+        if hist.empty:
+            continue
+        for ax, metric in zip(axes[0], metrics, strict=True):
+            ax.plot(hist["epoch"], hist[metric], marker=".", label=label)
+    for ax, metric in zip(axes[0], metrics, strict=True):
+        ax.set_title(metric.replace("_", " "), fontsize=9)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    axes[0][-1].legend(fontsize=6, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def plot_summary(summary: pd.DataFrame):
+    """Best validation per-patch and image accuracy of every run of a ``train_grid`` table,
+    models in table order, labelled with their receptive field."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(1.0 + 0.75 * len(summary), 3.0))
+    x = np.arange(len(summary))
+    for k, (col, label) in enumerate((("val_patch_acc", "per patch"),
+                                      ("val_image_acc", "image (mean patch softmax)"))):
+        ax.bar(x + (k - 0.5) * 0.38, summary[col], width=0.38, label=label)
+    names = [f"{m}\n{'full' if d == 'full' else f'{rf} px'}" for m, d, rf in
+             zip(summary.index, summary["depth"], summary["rf_px"], strict=True)]
+    ax.set_xticks(x, names, fontsize=7, rotation=30, ha="right")
+    ax.set_ylim(0.4, 1.01)
+    ax.axhline(0.5, color="gray", lw=0.8, ls="--")
+    ax.set_ylabel("best val accuracy")
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def history_explorer(runs: dict[str, str | os.PathLike]):
+    """A dropdown over runs showing :func:`plot_histories` of the chosen one (ipywidgets)."""
+    import ipywidgets as w
+
+    from .widgets import show_figure
+
+    pick = w.Dropdown(options=list(runs), description="run")
+    out = w.Output()
+
+    def redraw(*_: object) -> None:
+        show_figure(out, plot_histories({pick.value: runs[pick.value]}))
+
+    pick.observe(redraw, names="value")
+    redraw()
+    return w.VBox([pick, out])
+
+
+# --- command line -------------------------------------------------------------------------------
+
+def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add ``train`` to a CLI's subcommands; ``run_from_args`` runs it."""
+    defaults = TrainConfig()
+    p = subparsers.add_parser(
+        "train", help="train a patch classifier on one real and one fake dataset folder",
+        description="Train a truncated Xception/ResNet-18 patch classifier. --real and --fake "
+                    "name dataset folders holding train/ and val/ (as `world` and `import` "
+                    "write them). Multi-GPU: launch with `torchrun --nproc-per-node N`.")
+    p.add_argument("--real", required=True, help="real dataset folder (with train/ and val/)")
+    p.add_argument("--fake", required=True, help="fake dataset folder (with train/ and val/)")
+    p.add_argument("--arch", choices=tuple(DEPTHS), default=defaults.arch, help="backbone")
+    p.add_argument("--depth", default="2", help="cut after block/layer 1..5 (resnet18: 1..4), "
+                                                "or 'full' for the full-image baseline")
+    p.add_argument("--out", help="run folder (default: checkpoints/classifiers/"
+                                 "<arch>_<depth>_seed<seed>)")
+    p.add_argument("--epochs", type=int, default=defaults.epochs, help="maximum epochs")
+    p.add_argument("--patience", type=int, default=defaults.patience,
+                   help="stop after this many epochs without better val per-patch accuracy")
+    p.add_argument("--batch-size", type=int, default=defaults.batch_size,
+                   help="images per step (half real, half fake), over all processes")
+    p.add_argument("--lr", type=float, default=defaults.lr, help="Adam learning rate")
+    p.add_argument("--seed", type=int, default=defaults.seed, help="seed of init and order")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda if present)")
+    p.add_argument("--augment", type=float, nargs="?", const=0.1, default=0.0, metavar="P",
+                   help="CNNDetection blur+JPEG augmentation with probability P (default 0.1 "
+                        "when given without a value; 0.5 is the other published setting)")
+    p.add_argument("--no-flip", action="store_true", help="no random horizontal flips")
+    p.add_argument("--load-size", type=int, default=0,
+                   help="upsample inputs to this side first (the paper: 299 for Xception)")
+    p.add_argument("--init", default="", help="initial weights (a state dict or checkpoint)")
+    p.add_argument("--limit", type=int, default=0, help="use only N images per folder split")
+    p.add_argument("--steps-per-epoch", type=int, default=0, help="cap steps per epoch")
+    p.add_argument("--checkpoint-every", type=int, default=0,
+                   help="also write latest.pt every N steps (default: once per epoch)")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: default)")
+    p.add_argument("--force", action="store_true", help="start over even if a run exists")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=run_from_args)
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    return TrainConfig(arch=args.arch, depth=parse_depth(args.arch, args.depth),
+                       load_size=args.load_size, init=args.init, seed=args.seed,
+                       epochs=args.epochs, patience=args.patience, batch_size=args.batch_size,
+                       lr=args.lr, flip=not args.no_flip, augment=args.augment,
+                       steps_per_epoch=args.steps_per_epoch, limit=args.limit)
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    """Run ``patchforensics train``; prints the best validation metrics (rank 0)."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cfg = config_from_args(args)
+    res = train(cfg, args.real, args.fake, args.out, device=args.device,
+                progress=not args.quiet, force=args.force,
+                checkpoint_every=args.checkpoint_every)
+    if int(os.environ.get("RANK", "0")) == 0:
+        word = "already finished" if res.skipped else f"stopped ({res.stopped})"
+        best = ", ".join(f"{k} {v:.4f}" for k, v in res.best.items())
+        print(f"{res.out_dir}: {word}; best epoch {res.best_epoch}: {best}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m patchforensics.train ...`` (what ``torchrun`` launches): the same options as
+    ``patchforensics train``."""
+    parser = argparse.ArgumentParser(prog="patchforensics-train")
+    add_train_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["train", *(sys.argv[1:] if argv is None else argv)])
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+

@@ -1,0 +1,261 @@
+"""Training: the per-patch loss, balanced seeded batches, a run that must learn a planted
+artifact, a run on identical real/fake sets that must stay at chance, exact resume, skipping of
+finished runs, the command line, and DistributedDataParallel with two gloo processes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from patchforensics.models import load_classifier
+from patchforensics.train import (
+    TrainConfig,
+    add_train_parser,
+    augment_batch,
+    blur_jpeg,
+    config_from_args,
+    epoch_order,
+    evaluate_split,
+    load_split,
+    patch_loss,
+    split_fingerprint,
+    train,
+)
+
+from conftest import face_like
+
+SIZE = 32
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def write_dataset(root: Path, seed: int, checkerboard: int, n_train: int = 128,
+                  n_val: int = 32) -> Path:
+    """Smooth random faces-like images in ``root/{train,val}``; with ``checkerboard`` > 0 a
+    +-checkerboard gray-level period-2 pattern is added (the transposed-conv artifact)."""
+    yy, xx = np.mgrid[:SIZE, :SIZE]
+    pattern = np.where((yy + xx) % 2 == 0, 1, -1)[..., None] * checkerboard
+    for split, n, offset in (("train", n_train, 0), ("val", n_val, 100_000)):
+        (root / split).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            im = face_like(seed + offset + i, SIZE).astype(np.int16) + pattern
+            Image.fromarray(np.clip(im, 0, 255).astype(np.uint8)).save(root / split / f"{i}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory) -> tuple[Path, Path]:
+    """Reals vs. fakes that differ only by a faint (+-10 of 255) checkerboard."""
+    base = tmp_path_factory.mktemp("planted")
+    return write_dataset(base / "real", 0, 0), write_dataset(base / "fake", 50_000, 10)
+
+
+# --- pieces -------------------------------------------------------------------------------------
+
+def test_patch_loss_broadcasts_the_image_label_to_every_patch():
+    torch.manual_seed(0)
+    logits = torch.randn(3, 2, 4, 5)
+    labels = torch.tensor([0, 1, 1])
+    by_hand = torch.stack([torch.nn.functional.cross_entropy(
+        logits[n, :, i, j][None], labels[n][None]) for n in range(3) for i in range(4)
+        for j in range(5)]).mean()
+    torch.testing.assert_close(patch_loss(logits, labels), by_hand)
+    # A 1x1 map (the full-image baselines) is ordinary cross-entropy.
+    torch.testing.assert_close(patch_loss(logits[:, :, :1, :1], labels),
+                               torch.nn.functional.cross_entropy(logits[:, :, 0, 0], labels))
+    with pytest.raises(ValueError, match="N labels"):
+        patch_loss(logits, labels[:2])
+
+
+def test_epoch_order_is_balanced_seeded_and_sharded():
+    real, fake = epoch_order(10, 7, 4, seed=0, epoch=0)
+    assert real.shape == fake.shape == (3, 4)  # ceil(10 / 4) steps, fakes cycled
+    assert set(real.flat) == set(range(10)) and set(fake.flat) == set(range(7))
+    again, _ = epoch_order(10, 7, 4, seed=0, epoch=0)
+    other, _ = epoch_order(10, 7, 4, seed=0, epoch=1)
+    assert np.array_equal(real, again) and not np.array_equal(real, other)
+    r0, f0 = epoch_order(10, 7, 2, seed=0, epoch=0, rank=0, world_size=2)
+    r1, f1 = epoch_order(10, 7, 2, seed=0, epoch=0, rank=1, world_size=2)
+    assert r0.shape == r1.shape == (3, 2)
+    assert not set(r0.flat) & set(r1.flat) and set(r0.flat) | set(r1.flat) == set(range(10))
+
+
+def test_augmentation_is_seeded_flip_and_blur_jpeg():
+    x = torch.from_numpy(np.stack([face_like(i, SIZE) for i in range(8)])).permute(0, 3, 1, 2)
+    cfg = TrainConfig(arch="resnet18", depth="layer1")
+    a = augment_batch(x, cfg, np.random.default_rng(1))
+    b = augment_batch(x, cfg, np.random.default_rng(1))
+    assert torch.equal(a, b)
+    flipped = [torch.equal(a[i], x[i].flip(-1)) for i in range(8)]
+    kept = [torch.equal(a[i], x[i]) for i in range(8)]
+    assert all(f or k for f, k in zip(flipped, kept, strict=True)) and any(flipped) and any(kept)
+    im = face_like(3, SIZE)
+    assert np.array_equal(blur_jpeg(im, np.random.default_rng(0), 0.0, (0, 3), (30, 100)), im)
+    changed = blur_jpeg(im, np.random.default_rng(0), 1.0, (2, 3), (30, 40))
+    assert changed.shape == im.shape and np.abs(changed.astype(int) - im).mean() > 1
+
+
+def test_split_fingerprint_depends_on_bytes_not_names(tmp_path):
+    for name, seed in (("a.png", 1), ("b.png", 2)):
+        Image.fromarray(face_like(seed, SIZE)).save(tmp_path / name)
+    fp = split_fingerprint([tmp_path / "a.png", tmp_path / "b.png"])
+    (tmp_path / "a.png").rename(tmp_path / "z.png")
+    assert split_fingerprint([tmp_path / "b.png", tmp_path / "z.png"]) == fp
+    Image.fromarray(face_like(3, SIZE)).save(tmp_path / "b.png")
+    assert split_fingerprint([tmp_path / "b.png", tmp_path / "z.png"]) != fp
+
+
+# --- runs ---------------------------------------------------------------------------------------
+
+def test_learns_a_planted_artifact_and_skips_the_finished_run(planted, tmp_path):
+    real, fake = planted
+    cfg = TrainConfig(arch="xception", depth="block1", epochs=15, patience=15, batch_size=16)
+    res = train(cfg, real, fake, tmp_path / "run", device="cpu", progress=False)
+    assert res.best["patch_acc"] >= 0.9 and res.best["image_acc"] >= 0.95
+    assert res.best["ap"] >= 0.99
+    assert res.history["val_patch_acc"].iloc[0] < 0.9  # it had to learn it
+    out = tmp_path / "run"
+    for name in ("best.pt", "latest.pt", "config.json", "history.csv", "done.json"):
+        assert (out / name).is_file(), name
+    config = json.loads((out / "config.json").read_text())
+    assert config["config"]["depth"] == "block1" and config["model"]["arch"] == "xception"
+    assert config["data"]["fake"]["train"]["count"] == 128
+    assert len(config["data"]["real"]["val"]["sha256"]) == 16
+    assert config["provenance"]["packages"]["torch"]
+    hist = pd.read_csv(out / "history.csv")
+    assert len(hist) == len(res.history) and hist["steps"].iloc[0] == 16  # 128 / (16 / 2)
+    # best.pt reproduces its validation numbers.
+    model = load_classifier(out)
+    again = evaluate_split(model, load_split(real, "val")[0], load_split(fake, "val")[0],
+                           torch.device("cpu"))
+    assert again["patch_acc"] == pytest.approx(res.best["patch_acc"])
+    # A rerun finds the finished run and trains nothing.
+    rerun = train(cfg, real, fake, out, device="cpu", progress=False)
+    assert rerun.skipped and rerun.best == res.best
+
+
+def test_identical_real_and_fake_sets_stay_at_chance(planted, tmp_path):
+    real, _ = planted
+    twin = tmp_path / "twin"
+    shutil.copytree(real, twin)
+    cfg = TrainConfig(arch="resnet18", depth="layer1", epochs=3, batch_size=16)
+    res = train(cfg, real, twin, tmp_path / "run", device="cpu", progress=False)
+    # Every val image is both a real and a fake: whatever the model says, it is right once.
+    assert (res.history["val_image_acc"] == 0.5).all()
+    assert (res.history["val_patch_acc"] == 0.5).all()
+    assert res.history["train_loss"].iloc[-1] > 0.6  # ln 2 = 0.693: nothing to learn
+
+
+def _state(folder: Path) -> dict[str, torch.Tensor]:
+    return torch.load(folder / "latest.pt", weights_only=True)["model"]
+
+
+class Interrupt(Exception):
+    pass
+
+
+@pytest.mark.parametrize(("event", "key", "stop_at"),
+                         [("step", "global_step", 7), ("epoch", "epoch", 2)],
+                         ids=["mid-epoch", "after-epoch"])
+def test_resume_gives_the_same_result_as_an_uninterrupted_run(planted, tmp_path, event, key,
+                                                              stop_at):
+    real, fake = planted
+    cfg = TrainConfig(arch="resnet18", depth="layer1", epochs=3, patience=3, batch_size=16,
+                      limit=32, augment=0.5)  # 4 steps per epoch
+    whole = train(cfg, real, fake, tmp_path / "whole", device="cpu", progress=False,
+                  checkpoint_every=3)
+
+    def kill(info):  # killed at step 7 it resumes from the checkpoint of step 6
+        if info["event"] == event and info[key] == stop_at:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        train(cfg, real, fake, tmp_path / "cut", device="cpu", progress=False, callback=kill,
+              checkpoint_every=3)
+    assert not (tmp_path / "cut" / "done.json").exists()
+    resumed = train(cfg, real, fake, tmp_path / "cut", device="cpu", progress=False,
+                    checkpoint_every=3)
+    a, b = _state(tmp_path / "whole"), _state(tmp_path / "cut")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    cols = ["epoch", "steps", "train_loss", "train_patch_acc", "val_loss", "val_patch_acc"]
+    pd.testing.assert_frame_equal(whole.history[cols], resumed.history[cols])
+
+
+def test_a_folder_of_another_run_is_refused_unless_forced(planted, tmp_path):
+    real, fake = planted
+    cfg = TrainConfig(arch="resnet18", depth="layer1", epochs=1, batch_size=16, limit=16)
+    train(cfg, real, fake, tmp_path / "run", device="cpu", progress=False)
+    other = TrainConfig(arch="resnet18", depth="layer1", epochs=1, batch_size=16, limit=16,
+                        seed=1)
+    with pytest.raises(ValueError, match="another config"):
+        train(other, real, fake, tmp_path / "run", device="cpu", progress=False)
+    res = train(other, real, fake, tmp_path / "run", device="cpu", progress=False, force=True)
+    assert not res.skipped
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["config"]["seed"] == 1
+
+
+def test_mismatched_image_sizes_are_refused(planted, tmp_path):
+    real, _ = planted
+    for split in ("train", "val"):
+        (tmp_path / "big" / split).mkdir(parents=True)
+        Image.fromarray(face_like(1, 48)).save(tmp_path / "big" / split / "0.png")
+    with pytest.raises(ValueError, match="one size"):
+        train(TrainConfig(arch="resnet18", depth="layer1"), real, tmp_path / "big",
+              tmp_path / "run", device="cpu", progress=False)
+
+
+def test_command_line_options_make_the_config():
+    parser = argparse.ArgumentParser()
+    add_train_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["train", "--real", "r", "--fake", "f", "--arch", "xception",
+                              "--depth", "3", "--epochs", "4", "--augment", "--batch-size",
+                              "8", "--load-size", "128"])
+    cfg = config_from_args(args)
+    assert (cfg.depth, cfg.epochs, cfg.augment, cfg.batch_size, cfg.load_size) == \
+        ("block3", 4, 0.1, 8, 128)
+    args = parser.parse_args(["train", "--real", "r", "--fake", "f", "--arch", "resnet18",
+                              "--depth", "full", "--augment", "0.5"])
+    assert config_from_args(args).depth == "full" and config_from_args(args).augment == 0.5
+    with pytest.raises(ValueError, match="resnet18"):
+        config_from_args(parser.parse_args(["train", "--real", "r", "--fake", "f", "--arch",
+                                            "resnet18", "--depth", "5"]))
+
+
+def test_distributed_data_parallel_with_two_gloo_processes(planted, tmp_path):
+    real, fake = planted
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
+           "2", "-m", "patchforensics.train", "--real", str(real), "--fake", str(fake),
+           "--arch", "xception", "--depth", "1", "--out", str(out), "--epochs", "15",
+           "--patience", "15", "--batch-size", "16", "--device", "cpu", "--threads", "1",
+           "--quiet"]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads((out / "done.json").read_text())
+    assert summary["world_size"] == 2
+    assert json.loads((out / "config.json").read_text())["world_size"] == 2
+    hist = pd.read_csv(out / "history.csv")
+    # Each process takes 8 of the 16 images per step, so an epoch has as many steps as alone.
+    assert hist["steps"].iloc[0] == 16
+    assert summary["best"]["image_acc"] >= 0.9
+    assert math.isfinite(summary["params_checksum"])
+    assert done.stdout.count("best epoch") == 1  # only rank 0 reports

@@ -15,7 +15,7 @@ from typing import Any
 from . import paths
 
 KERNEL = "patchforensics"
-SERIES = ("01_preprocessing",)  # later issues append 02..06
+SERIES = ("01_preprocessing", "02_train_classifiers")  # later issues append 03..06
 
 
 def notebook_path(name: str) -> Path:

@@ -259,3 +259,25 @@ def test_distributed_data_parallel_with_two_gloo_processes(planted, tmp_path):
     assert summary["best"]["image_acc"] >= 0.9
     assert math.isfinite(summary["params_checksum"])
     assert done.stdout.count("best epoch") == 1  # only rank 0 reports
+
+
+def test_grid_trains_each_model_once_and_tabulates_it(planted, tmp_path):
+    from patchforensics.receptive_field import model_table
+    from patchforensics.train import grid_models, plot_histories, plot_summary, train_grid
+
+    real, fake = planted
+    models = grid_models(["block1"], [1])
+    assert models == [("xception", "block1"), ("resnet18", "layer1")]
+    base = TrainConfig(epochs=1, batch_size=16, limit=16)
+    first = train_grid(models, real, fake, tmp_path, base=base, device="cpu", progress=False)
+    assert list(first.index) == ["xception_block1", "resnet18_layer1"]
+    assert first["rf_px"].tolist() == [19, 43] and not first["skipped"].any()
+    again = train_grid(models, real, fake, tmp_path, base=base, device="cpu", progress=False)
+    assert again["skipped"].all()
+    assert again["val_patch_acc"].tolist() == first["val_patch_acc"].tolist()
+    fig = plot_histories({m: tmp_path / f"{m}_seed0" for m in first.index})
+    assert len(fig.axes) == 4 and all(len(ax.lines) == 2 for ax in fig.axes)
+    assert len(plot_summary(first).axes[0].patches) == 4
+    table = model_table(models, SIZE)
+    assert table.loc["resnet18_layer1", "map"] == "8x8"
+    assert table["fits"].tolist() == [True, False]  # a 43 px field does not fit in 32 px

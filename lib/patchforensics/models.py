@@ -290,6 +290,3 @@ def load_classifier(path: str | os.PathLike, *,
     model.load_state_dict(ckpt["model"])
     return model.to(device).eval()
 
-
-def model_config_dict(model: PatchClassifier) -> dict[str, Any]:
-    return to_dict(model.config)

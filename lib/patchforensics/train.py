@@ -661,7 +661,7 @@ def plot_summary(summary: pd.DataFrame):
     ax.set_ylim(0.4, 1.01)
     ax.axhline(0.5, color="gray", lw=0.8, ls="--")
     ax.set_ylabel("best val accuracy")
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False)
     fig.tight_layout()
     return fig
 

@@ -43,6 +43,17 @@ def project_env(tmp_path_factory: pytest.TempPathFactory) -> Path:
             os.environ[k] = v
 
 
+@pytest.fixture()
+def one_thread():
+    """Tiny tensors: one thread is fastest and immune to a busy machine's oversubscription."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="session")
 def smoke_world(project_env: Path) -> Path:
     """The real half of the smoke world (32 px), built once per session; returns its root."""

@@ -20,13 +20,7 @@ from patchforensics.models import (
 ALL = [(a, d) for a, ds in DEPTHS.items() for d in ds]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread is fastest and immune to a busy machine's oversubscription."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _conv(s: int, k: int, stride: int, pad: int) -> int:

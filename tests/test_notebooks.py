@@ -13,12 +13,16 @@ from patchforensics.notebooks import run_notebook
 pytestmark = pytest.mark.slow
 
 
-def test_01_preprocessing_smoke(project_env, tmp_path):
-    out = run_notebook("01_preprocessing", tmp_path, {"smoke": True, "interactive": False})
-    nb = json.loads(out.read_text())
+def assert_no_errors(executed) -> None:
+    nb = json.loads(executed.read_text())
     errors = [o for c in nb["cells"] if c["cell_type"] == "code" for o in c["outputs"]
               if o["output_type"] == "error"]
-    assert not errors
+    assert not errors, errors
+
+
+def test_01_preprocessing_smoke(project_env, tmp_path):
+    out = run_notebook("01_preprocessing", tmp_path, {"smoke": True, "interactive": False})
+    assert_no_errors(out)
     figures = paths.figures_dir()
     for dataset in ("celeba", "olivetti"):
         assert (figures / f"01_real_{dataset}_smoke32.png").stat().st_size > 1000
@@ -31,10 +35,7 @@ def test_01_preprocessing_smoke(project_env, tmp_path):
 
 def test_02_train_classifiers_smoke(project_env, tmp_path):
     out = run_notebook("02_train_classifiers", tmp_path, {"smoke": True, "interactive": False})
-    nb = json.loads(out.read_text())
-    errors = [o for c in nb["cells"] if c["cell_type"] == "code" for o in c["outputs"]
-              if o["output_type"] == "error"]
-    assert not errors
+    assert_no_errors(out)
     summary = pd.read_csv(paths.tables_dir() / "02_train_summary_smoke32.csv", index_col=0)
     assert list(summary.index) == ["xception_block1", "xception_block2", "resnet18_layer1"]
     assert (paths.figures_dir() / "02_training_curves_smoke32.png").exists()

@@ -11,13 +11,7 @@ import torch
 from patchforensics.models import ModelConfig, build_model
 from patchforensics.receptive_field import extract_patch, receptive_field
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # Analytic sizes: Xception block1..3 as the paper states (19, 43, 91 px); block4/5 add three

@@ -39,12 +39,7 @@ from conftest import face_like
 SIZE = 32
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def write_dataset(root: Path, seed: int, checkerboard: int, n_train: int = 128,

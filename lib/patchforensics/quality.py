@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .data import load_folder
 from .embedded import read_manifest
-from .images import list_images, read_image
 
 LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R BT.601 weights, as PIL's convert("L")
 
@@ -200,10 +200,7 @@ def trivial_cues(samples: np.ndarray, reals: np.ndarray) -> dict[str, float]:
 def load_split(world_root: str | Path, key: str, split: str) -> np.ndarray:
     """Every image of one split of one set, e.g. ``("fake/celeba/dcgan", "train")``:
     N x S x S x 3 uint8 in file order."""
-    files = list_images(Path(world_root) / key / split)
-    if not files:
-        raise FileNotFoundError(f"{Path(world_root) / key / split}: no images")
-    return np.stack([read_image(f)[0] for f in files])
+    return load_folder(Path(world_root) / key / split)[0]
 
 
 def quality_table(world_root: str | Path, *, split: str = "test",

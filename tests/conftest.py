@@ -125,3 +125,25 @@ def write_bad_corpus(folder: Path) -> dict[str, Path]:
 
 REFUSED = ("empty", "text", "truncated_png", "truncated_jpeg", "tiny", "bomb", "transparent")
 CONVERTED = ("cmyk", "sixteen_bit", "palette", "rgba_opaque", "exif_rotated", "gray")
+
+
+def write_planted(root: Path, seed: int, checkerboard: int, n_train: int = 128, n_val: int = 32,
+                  *, n_test: int = 0, size: int = 32, cells: int = 6) -> Path:
+    """Smooth random images in ``root/{train,val[,test]}`` (``cells`` x ``cells`` random colours
+    upsampled bicubically: fewer cells = smoother content); with ``checkerboard`` > 0 a
+    +-``checkerboard`` gray-level period-2 pattern is added (the transposed-conv artifact)."""
+    yy, xx = np.mgrid[:size, :size]
+    pattern = np.where((yy + xx) % 2 == 0, 1, -1)[..., None] * checkerboard
+    for split, n, offset in (("train", n_train, 0), ("val", n_val, 100_000),
+                             ("test", n_test, 200_000)):
+        if n == 0:
+            continue
+        (root / split).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            rng = np.random.default_rng(seed + offset + i)
+            small = rng.integers(0, 256, (cells, cells, 3), dtype=np.uint8)
+            im = np.asarray(Image.fromarray(small).resize((size, size),
+                                                          Image.Resampling.BICUBIC))
+            im = im.astype(np.int16) + pattern
+            Image.fromarray(np.clip(im, 0, 255).astype(np.uint8)).save(root / split / f"{i}.png")
+    return root

@@ -34,7 +34,7 @@ from patchforensics.train import (
     train,
 )
 
-from conftest import face_like
+from conftest import face_like, write_planted
 
 SIZE = 32
 
@@ -42,25 +42,11 @@ SIZE = 32
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def write_dataset(root: Path, seed: int, checkerboard: int, n_train: int = 128,
-                  n_val: int = 32) -> Path:
-    """Smooth random faces-like images in ``root/{train,val}``; with ``checkerboard`` > 0 a
-    +-checkerboard gray-level period-2 pattern is added (the transposed-conv artifact)."""
-    yy, xx = np.mgrid[:SIZE, :SIZE]
-    pattern = np.where((yy + xx) % 2 == 0, 1, -1)[..., None] * checkerboard
-    for split, n, offset in (("train", n_train, 0), ("val", n_val, 100_000)):
-        (root / split).mkdir(parents=True, exist_ok=True)
-        for i in range(n):
-            im = face_like(seed + offset + i, SIZE).astype(np.int16) + pattern
-            Image.fromarray(np.clip(im, 0, 255).astype(np.uint8)).save(root / split / f"{i}.png")
-    return root
-
-
 @pytest.fixture(scope="module")
 def planted(tmp_path_factory) -> tuple[Path, Path]:
     """Reals vs. fakes that differ only by a faint (+-10 of 255) checkerboard."""
     base = tmp_path_factory.mktemp("planted")
-    return write_dataset(base / "real", 0, 0), write_dataset(base / "fake", 50_000, 10)
+    return write_planted(base / "real", 0, 0), write_planted(base / "fake", 50_000, 10)
 
 
 # --- pieces -------------------------------------------------------------------------------------

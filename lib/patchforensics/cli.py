@@ -1,5 +1,5 @@
 """The ``patchforensics`` command line: ``fetch``, ``world``, ``import``, ``audit``, ``train``,
-``reproduce``.
+``evaluate``, ``score``, ``reproduce``.
 
 Every command is a thin wrapper over library functions the notebooks also call. A user mistake
 (missing folder, bad image, wrong option) prints one line naming the file and the problem and
@@ -66,6 +66,63 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     return 1 if args.strict and not report.clean else 0
 
 
+def _fake_sets(items: Sequence[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items:
+        name, sep, folder = item.partition("=")
+        if not sep or not name or not folder:
+            raise ValueError(f"--fake {item!r}: expected NAME=DIR")
+        if name in out:
+            raise ValueError(f"--fake {name}: given twice")
+        out[name] = folder
+    return out
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate, save_csv
+
+    table = evaluate(args.checkpoint, args.real, _fake_sets(args.fake), modes=args.modes,
+                     val_real=args.val_real, val_fake=args.val_fake,
+                     device=args.device or _default_device())
+    if args.out:
+        print(f"wrote {save_csv(table, args.out)}")
+    cols = ["fake_set", "mode", "ap", "auc", "acc", "real_acc", "fake_acc", "acc_at_threshold",
+            "ece", "ece_calibrated"]
+    print(table[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    return 0
+
+
+def _cmd_score(args: argparse.Namespace) -> int:
+    from .evaluate import save_csv, score_files
+
+    def skipped(path: Path, problem: str) -> None:
+        print(f"skipped {path}: {problem}", file=sys.stderr)
+
+    table = score_files(args.checkpoint, args.paths, mode=args.mode, heatmaps=args.heatmaps,
+                        strict=args.strict, batch_size=args.batch_size,
+                        device=args.device or _default_device(), progress=not args.quiet,
+                        on_skip=skipped)
+    bad = int((table["error"] != "").sum())
+    if args.out:
+        save_csv(table, args.out)
+        print(f"wrote {args.out}: {len(table) - bad} scored, {bad} skipped")
+    else:
+        cols = ["path", "prob_fake", "score", "box_top", "box_left", "box_bottom", "box_right"]
+        good = table[table["error"] == ""]
+        print(good[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+        if bad:
+            print(f"{bad} file(s) skipped (listed above)", file=sys.stderr)
+    if args.heatmaps:
+        print(f"heatmaps in {args.heatmaps}")
+    return 0
+
+
+def _default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def _cmd_reproduce(args: argparse.Namespace) -> int:
     from .notebooks import run_series
 
@@ -122,6 +179,43 @@ def build_parser() -> argparse.ArgumentParser:
     from .train import add_train_parser
 
     add_train_parser(sub)
+
+    from .evaluate import MODES
+
+    p = sub.add_parser("evaluate", help="AP, AUC, accuracy and calibration of a classifier on "
+                                        "a real folder and named fake folders",
+                       description="One row per fake set and score mode. Folders hold prepared "
+                                   "images of the training size directly (e.g. a test/ split). "
+                                   "Threshold and temperature come from the training data's "
+                                   "validation split (never from these folders).")
+    p.add_argument("checkpoint", help="run folder or its best.pt")
+    p.add_argument("--real", required=True, help="folder of real images")
+    p.add_argument("--fake", required=True, action="append", metavar="NAME=DIR",
+                   help="a named folder of fake images (repeat for several)")
+    p.add_argument("--out", help="write the table to this CSV")
+    p.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES),
+                   help="image score modes (default: all three)")
+    p.add_argument("--val-real", help="validation reals for threshold and temperature "
+                                      "(default: the training data's val split)")
+    p.add_argument("--val-fake", help="validation fakes (with --val-real)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda if present)")
+    p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("score", help="probability of fake, most suspicious patch and heatmaps "
+                                     "for any images or folders",
+                       description="Images of any size, format and mode go through the "
+                                   "training pipeline (centre square, LANCZOS to the training "
+                                   "size). Bad files are reported and skipped unless --strict.")
+    p.add_argument("checkpoint", help="run folder or its best.pt")
+    p.add_argument("paths", nargs="+", help="image files or folders (searched recursively)")
+    p.add_argument("--out", help="write one row per file to this CSV")
+    p.add_argument("--heatmaps", help="folder for <name>.heatmap.png overlays")
+    p.add_argument("--mode", choices=MODES, default="mean_softmax", help="image score mode")
+    p.add_argument("--strict", action="store_true", help="stop at the first bad file")
+    p.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda if present)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_score)
 
     p = sub.add_parser("reproduce", help="run the notebook series headless into results/")
     p.add_argument("--smoke", action="store_true", help="smoke parameters (tiny, fast)")

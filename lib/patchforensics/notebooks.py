@@ -15,7 +15,7 @@ from typing import Any
 from . import paths
 
 KERNEL = "patchforensics"
-SERIES = ("01_preprocessing", "02_train_classifiers")  # later issues append 03..06
+SERIES = ("01_preprocessing", "02_train_classifiers", "03_evaluate_generalization")  # 04..06 later
 
 
 def notebook_path(name: str) -> Path:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import ipywidgets as w
 import matplotlib.pyplot as plt
+import numpy as np
 from IPython.display import Image
 
 from .viz import folder_grid
@@ -51,3 +52,34 @@ def grid_explorer(folders: dict[str, str | os.PathLike], *, n: int = 16,
     seed.observe(redraw, names="value")
     redraw()
     return w.VBox([w.HBox([pick, seed]), out])
+
+
+def heatmap_explorer(images: dict[str, np.ndarray], maps: dict[str, np.ndarray], rf, *,
+                     temperature: float = 1.0) -> w.VBox:
+    """Dropdown over sets and a slider over images: the image with its patch map overlaid
+    (``viz.heatmap_overlay``), the most suspicious patch boxed, and its image score.
+    ``images``: ``{set: N x H x W x 3 uint8}``; ``maps``: ``{set: N x h x w}`` logit
+    differences (``evaluate.logit_maps``)."""
+    from .evaluate import patch_probabilities, scores_from_maps
+    from .viz import heatmap_overlay, image_grid, project_map
+
+    names = list(images)
+    pick = w.Dropdown(options=names, value=names[0], description="set")
+    index = w.IntSlider(min=0, max=len(images[names[0]]) - 1, value=0, description="image")
+    out = w.Output()
+
+    def redraw(*_: object) -> None:
+        index.max = len(images[pick.value]) - 1
+        m = maps[pick.value][index.value]
+        p = patch_probabilities(m[None], temperature)[0]
+        i, j = np.unravel_index(int(np.argmax(m)), m.shape)
+        tile = heatmap_overlay(images[pick.value][index.value], project_map(p, rf),
+                               box=rf.box(int(i), int(j)))
+        score = scores_from_maps(m[None], "mean_softmax", temperature)[0]
+        show_figure(out, image_grid([tile], ncols=1, scale=3.0,
+                                    title=f"{pick.value} #{index.value}: P(fake) {score:.3f}"))
+
+    pick.observe(redraw, names="value")
+    index.observe(redraw, names="value")
+    redraw()
+    return w.VBox([w.HBox([pick, index]), out])

@@ -347,3 +347,29 @@ def test_score_handles_mixed_and_broken_inputs(planted_world, planted_run, tmp_p
     assert len(pd.read_csv(tmp_path / "s.csv")) == len(table)
     rc = cli.main(["score", str(planted_run), str(tmp_path / "missing.png"), "--quiet"])
     assert rc == 2 and "no such file" in capsys.readouterr().err
+
+
+def test_reading_states_the_verdict_the_numbers_support():
+    from patchforensics.evaluate import depth_summary, reading
+
+    depths = {"block1": 19, "block2": 43, "block3": 91, "full": 64}
+
+    def table(unseen_ap: dict[str, float]) -> pd.DataFrame:
+        rows = []
+        for depth, rf in depths.items():
+            for gen, ap in (("dcgan", 1.0), ("other", unseen_ap[depth])):
+                rows.append({"label": f"xception_{depth}", "arch": "xception", "depth": depth,
+                             "rf_px": rf, "train_set": "celeba/dcgan", "dataset": "celeba",
+                             "generator": gen, "mode": "mean_softmax", "ap": ap,
+                             "seen": gen == "dcgan"})
+        return pd.DataFrame(rows)
+
+    falling = table({"block1": 0.95, "block2": 0.85, "block3": 0.75, "full": 0.6})
+    s = depth_summary(falling)
+    assert list(s.index) == list(depths) and s.loc["block2", "ap_unseen"] == 0.85
+    text = reading(falling)
+    assert "rho -1.00" in text and "**agrees with" in text and "+0.350 AP" in text
+    rising = reading(table({"block1": 0.75, "block2": 0.85, "block3": 0.95, "full": 0.6}))
+    assert "**contradicts" in rising
+    chance = reading(table({"block1": 0.5, "block2": 0.55, "block3": 0.6, "full": 0.5}))
+    assert "cannot test" in chance and "not detected at any depth" in chance

@@ -258,9 +258,10 @@ class _Dist:
             dist.barrier()
 
 
-def _init_dist(device: str | None) -> tuple[_Dist, torch.device]:
+def _init_dist(device: str | torch.device | None) -> tuple[_Dist, torch.device]:
     """Join the process group when launched by ``torchrun`` (WORLD_SIZE > 1)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
+    device = None if device is None else str(device)  # a torch.device works too
     wants_cuda = (device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda")
     if world <= 1:
         return _Dist(), torch.device(device or ("cuda" if wants_cuda else "cpu"))

@@ -60,6 +60,7 @@ def test_03_evaluate_generalization_smoke(project_env, tmp_path):
     assert set(robust["seed"]) == {0, 1} and set(robust["kind"]) == {"none", "jpeg", "blur",
                                                                       "resize"}
     for name in ("ap_by_depth", "reliability", "heatmap_extremes", "heatmap_average",
+                 "heatmap_average_relative",
                  "robustness"):
         assert (paths.figures_dir() / f"03_{name}_smoke32.png").stat().st_size > 1000, name
     runs = paths.checkpoints_dir() / "classifiers" / "smoke32" / "celeba_dcgan"

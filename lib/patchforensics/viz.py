@@ -151,16 +151,27 @@ def extremes(scores: np.ndarray, labels: np.ndarray, k: int = 4) -> dict[str, np
     return out
 
 
-def extremes_figure(images: np.ndarray, probs: np.ndarray, scores: np.ndarray,
+def relative_map(logit_map: np.ndarray) -> np.ndarray:
+    """An h x w logit-difference map rescaled to [0, 1] within its own image (min -> 0,
+    max -> 1; a constant map -> 0.5): where in *this* image the evidence for "fake" is strongest,
+    visible even when every patch is confidently classified."""
+    lo, hi = float(logit_map.min()), float(logit_map.max())
+    if hi - lo < 1e-12:
+        return np.full(logit_map.shape, 0.5)
+    return (logit_map - lo) / (hi - lo)
+
+
+def extremes_figure(images: np.ndarray, heat_maps: np.ndarray, scores: np.ndarray,
                     labels: np.ndarray, rf, *, k: int = 4,
                     title: str | None = None) -> matplotlib.figure.Figure:
     """A row per group of :func:`extremes` (easiest/hardest real/fake), each image overlaid with
-    its patch map and titled with its image score."""
+    its map (``heat_maps``: N x h x w in [0, 1], e.g. fake probabilities or
+    :func:`relative_map`) and titled with its image score."""
     groups = extremes(scores, labels, k)
     tiles, titles = [], []
     for name, idx in groups.items():
         for n, i in enumerate(idx):
-            tiles.append(heatmap_overlay(images[i], project_map(probs[i], rf)))
+            tiles.append(heatmap_overlay(images[i], project_map(heat_maps[i], rf)))
             titles.append(f"{name}\n{scores[i]:.2f}" if n == 0 else f"{scores[i]:.2f}")
         for _ in range(k - len(idx)):
             tiles.append(np.full_like(tiles[-1], 255))
@@ -168,20 +179,25 @@ def extremes_figure(images: np.ndarray, probs: np.ndarray, scores: np.ndarray,
     return image_grid(tiles, ncols=k, titles=titles, title=title, scale=1.5)
 
 
-def average_heatmaps(maps: dict[str, np.ndarray], rf, *,
+def average_heatmaps(maps: dict[str, np.ndarray], rf, *, relative: bool = False,
                      title: str | None = None) -> matplotlib.figure.Figure:
-    """Mean projected fake-probability map per set (``{name: N x h x w probabilities}``), as the
-    paper averages heatmaps per generator: where on the face the classifier finds fakeness."""
+    """Mean projected heatmap per set (``{name: N x h x w}``), as the paper averages heatmaps
+    per generator: where on the face the classifier finds fakeness. ``relative=False``: the
+    maps are fake probabilities, averaged as they are; ``relative=True``: the maps are logit
+    differences, each rescaled within its image (:func:`relative_map`) before averaging, which
+    shows *where* the evidence sits even when every patch is saturated."""
     names = list(maps)
     fig, axes = plt.subplots(1, len(names), figsize=(1.7 * len(names) + 0.8, 2.1),
                              squeeze=False)
     im = None
     for ax, name in zip(axes[0], names, strict=True):
-        mean = np.mean([project_map(p, rf) for p in maps[name]], axis=0)  # NaN where unseen
+        per_image = [project_map(relative_map(m) if relative else m, rf) for m in maps[name]]
+        mean = np.mean(per_image, axis=0)  # NaN where no cell sees the pixel
         im = ax.imshow(mean, cmap="RdBu_r", vmin=0, vmax=1, interpolation="nearest")
         ax.set_title(name, fontsize=8)
         ax.axis("off")
-    fig.colorbar(im, ax=axes[0].tolist(), fraction=0.03, label="P(fake)")
+    label = "relative evidence (per-image min-max of logit)" if relative else "P(fake)"
+    fig.colorbar(im, ax=axes[0].tolist(), fraction=0.03, label=label)
     if title:
         fig.suptitle(title, fontsize=9)
     return fig

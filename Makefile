@@ -4,6 +4,9 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
+# The face parser: exactly this version (later ones ship no legacy `solutions` models), without
+# its declared deps (jax, a second OpenCV); what it needs at run time is in pyproject.toml.
+MEDIAPIPE := mediapipe==0.10.14
 
 .DEFAULT_GOAL := help
 .PHONY: help setup reproduce smoke test lab lint clean
@@ -15,6 +18,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps $(MEDIAPIPE)
 	$(PY) -m ipykernel install --sys-prefix --name patchforensics --display-name "Python (patchforensics)"
 	$(PY) -m patchforensics.cli fetch
 	touch $@

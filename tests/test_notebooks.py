@@ -66,3 +66,20 @@ def test_03_evaluate_generalization_smoke(project_env, tmp_path):
     runs = paths.checkpoints_dir() / "classifiers" / "smoke32" / "celeba_dcgan"
     assert (runs / "xception_block1_seed1" / "done.json").exists()
     assert (runs / "xception_block2_seed0" / "calibration.json").exists()
+
+
+def test_04_face_parts_smoke(project_env, tmp_path):
+    run_notebook("02_train_classifiers", tmp_path, {"smoke": True, "interactive": False})
+    out = run_notebook("04_face_parts", tmp_path, {"smoke": True, "interactive": False})
+    assert_no_errors(out)
+    counts = pd.read_csv(paths.tables_dir() / "top_patch_counts_smoke32.csv")
+    assert set(counts["model"]) == {"xception_block1", "xception_block2", "resnet18_layer1"}
+    assert set(counts["generator"]) == {"dcgan", "upconv", "vae", "gmm", "digiface_dcgan"}
+    assert len(counts) == 3 * 5 * 8  # models x generators x parts
+    enrich = pd.read_csv(paths.tables_dir() / "top_patch_enrichment_smoke32.csv")
+    assert {"enrichment", "ci_low", "ci_high"} <= set(enrich.columns)
+    faces = pd.read_csv(paths.tables_dir() / "face_parsing_smoke32.csv", index_col="set")
+    assert faces.loc["real", "faces_found"] >= 0.75 * faces.loc["real", "images"]
+    for name in ("label_maps", "top_patch_hist_xception_block1", "top_patch_grid",
+                 "patch_panel_real", "patch_panel_dcgan"):
+        assert (paths.figures_dir() / f"04_{name}_smoke32.png").stat().st_size > 1000, name

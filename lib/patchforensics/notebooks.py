@@ -15,7 +15,8 @@ from typing import Any
 from . import paths
 
 KERNEL = "patchforensics"
-SERIES = ("01_preprocessing", "02_train_classifiers", "03_evaluate_generalization")  # 04..06 later
+SERIES = ("01_preprocessing", "02_train_classifiers", "03_evaluate_generalization",
+          "04_face_parts")  # 05, 06 later
 
 
 def notebook_path(name: str) -> Path:

@@ -15,6 +15,11 @@ intervals by bootstrap over images (the top and random patch of an image stay pa
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
@@ -173,3 +178,168 @@ def patch_grid(images: np.ndarray, frame: pd.DataFrame, rf, *, per_part: int = 8
     if not tiles:
         raise ValueError("no top patches to show")
     return image_grid(tiles, ncols=per_part, titles=titles, title=title, scale=1.0)
+
+
+# --- the analysis over a world's test split (notebook 04) ---------------------------------------
+
+@dataclass
+class PartsAnalysis:
+    """Everything notebook 04 draws from: per set ("real" and each generator) the images, label
+    maps and whether a face was found; per model the receptive field and the logit maps of every
+    set; per (model, generator) the :func:`top_patches` frame of the reals plus that
+    generator's fakes."""
+
+    dataset: str
+    images: dict[str, np.ndarray]  # set -> N x H x W x 3 uint8
+    label_maps: dict[str, np.ndarray]  # set -> N x H x W part ids (255: no face)
+    found: dict[str, np.ndarray]  # set -> N bool
+    rfs: dict[str, Any]  # model -> ReceptiveField
+    maps: dict[str, dict[str, np.ndarray]]  # model -> set -> N x h x w logit differences
+    frames: dict[tuple[str, str], pd.DataFrame] = field(default_factory=dict)
+
+    @property
+    def generators(self) -> list[str]:
+        return [s for s in self.images if s != "real"]
+
+    def pair(self, generator: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``(images, labels, label_maps, found)`` of the reals followed by ``generator``."""
+        labels = np.r_[np.full(len(self.images["real"]), REAL),
+                       np.full(len(self.images[generator]), FAKE)]
+        return (np.concatenate([self.images["real"], self.images[generator]]), labels,
+                np.concatenate([self.label_maps["real"], self.label_maps[generator]]),
+                np.concatenate([self.found["real"], self.found[generator]]))
+
+    def panel(self, model: str, name: str, k: int, *, threshold: float = 0.5):
+        """:func:`patch_panel` of image ``k`` of set ``name`` ("real" or a generator) under
+        ``model``: what the notebook saves and the explorer shows."""
+        found = bool(self.found[name][k])
+        rf = self.rfs[model]
+        return patch_panel(self.images[name][k], self.maps[model][name][k],
+                           self.label_maps[name][k] if found else None, rf,
+                           REAL if name == "real" else FAKE, threshold=threshold,
+                           title=f"{self.dataset}/{name} #{k}, {model} ({rf.size} px field)")
+
+    def no_face(self) -> pd.DataFrame:
+        """Per set: images, faces found, and the share without a face (left out)."""
+        return pd.DataFrame({"images": {s: len(f) for s, f in self.found.items()},
+                             "faces_found": {s: int(f.sum()) for s, f in self.found.items()}}
+                            ).assign(no_face_share=lambda t: 1 - t["faces_found"] / t["images"])
+
+
+def analyze(runs: dict[str, str], world_root: str | os.PathLike, dataset: str = "celeba", *,
+            split: str = "test", seed: int = 0, device: str | None = None,
+            progress: bool = True) -> PartsAnalysis:
+    """Parse every set of ``dataset`` in a world's ``split`` (cached), score it with each run
+    (``{model name: run folder}``), and take the top and random patches per (model, generator).
+    """
+    from .evaluate import set_maps, world_sets
+    from .receptive_field import receptive_field
+    from .segment import parse_set
+
+    root = Path(world_root)
+    keys = {"real": f"real/{dataset}"} | {g: f"fake/{dataset}/{g}"
+                                          for g in world_sets(root, [dataset]).get(dataset, [])}
+    label_maps, found = {}, {}
+    for name, key in keys.items():
+        label_maps[name], found[name], _ = parse_set(root, key, split, progress=progress)
+    images, maps, rfs = {}, {}, {}
+    for model, run in runs.items():
+        ck, images, maps[model] = set_maps(run, root, dataset, split=split, device=device)
+        rfs[model] = receptive_field(ck.model.config, ck.input_size)
+    out = PartsAnalysis(dataset, images, label_maps, found, rfs, maps)
+    for model in runs:
+        for g in out.generators:
+            _, labels, lab, fnd = out.pair(g)
+            m = np.concatenate([maps[model]["real"], maps[model][g]])
+            out.frames[(model, g)] = top_patches(m, labels, lab, fnd, rfs[model], seed=seed)
+    return out
+
+
+def enrichment_table(analysis: PartsAnalysis, *, n_boot: int = 1000,
+                     seed: int = 0) -> pd.DataFrame:
+    """:func:`enrichment` of every (model, generator) frame, long format (one row per part)."""
+    rows = []
+    for (model, gen), frame in analysis.frames.items():
+        t = enrichment(frame, n_boot=n_boot, seed=seed).reset_index()
+        t.insert(0, "generator", gen)
+        t.insert(0, "model", model)
+        rows.append(t)
+    return pd.concat(rows, ignore_index=True)
+
+
+def patch_panel(image: np.ndarray, logit_map: np.ndarray, label_map: np.ndarray | None, rf,
+                label: int, *, threshold: float = 0.5, title: str | None = None):
+    """One image explained: (1) the image with every patch whose P(fake) >= ``threshold``
+    painted by its P(fake); (2) the image with the top patch (highest probability of the true
+    class ``label``) boxed; (3) the parser's label map with the same box and the patch's part
+    (``label_map`` None: no face found). ``logit_map``: h x w logit differences."""
+    import matplotlib.pyplot as plt
+
+    from .segment import PART_COLORS, colorize
+    from .viz import heatmap_overlay, project_map
+
+    p = 1.0 / (1.0 + np.exp(-np.clip(logit_map, -60, 60)))
+    shown = np.where(p >= threshold, p, np.nan)  # unpainted: below the threshold
+    i, j = true_class_cell(logit_map, label)
+    box = rf.box(i, j)
+    part = PARTS[part_of_patch(label_map, *rf.slices(i, j))] if label_map is not None else None
+    fig, axes = plt.subplots(1, 3, figsize=(7.5, 2.9))
+    axes[0].imshow(heatmap_overlay(image, project_map(shown, rf), alpha=0.55))
+    axes[0].set_title(f"P(fake) >= {threshold:.2f}: {np.mean(p >= threshold):.0%} of patches",
+                      fontsize=8)
+    axes[1].imshow(heatmap_overlay(image, np.full(image.shape[:2], np.nan), box=box))
+    truth = "fake" if label == FAKE else "real"
+    axes[1].set_title(f"top {truth} patch, P = {p[i, j] if label == FAKE else 1 - p[i, j]:.3f}",
+                      fontsize=8)
+    if label_map is not None:
+        axes[2].imshow(heatmap_overlay(colorize(label_map), np.full(image.shape[:2], np.nan),
+                                       alpha=0.0, box=box))
+        axes[2].set_title(f"face part: {part}", fontsize=8)
+        handles = [plt.Rectangle((0, 0), 1, 1, color=PART_COLORS[k] / 255)
+                   for k in range(len(PARTS))]
+        axes[2].legend(handles, PARTS, fontsize=5, loc="center left",
+                       bbox_to_anchor=(1.0, 0.5), frameon=False)
+    else:
+        axes[2].text(0.5, 0.5, "no face found", ha="center", va="center")
+        axes[2].set_title("face part: -", fontsize=8)
+    for ax in axes:
+        ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def counts_table(analysis: PartsAnalysis) -> pd.DataFrame:
+    """Top and random patch counts per (model, generator, part), long format."""
+    rows = []
+    for (model, gen), frame in analysis.frames.items():
+        c = part_counts(frame).reset_index()
+        c.insert(0, "generator", gen)
+        c.insert(0, "model", model)
+        rows.append(c)
+    return pd.concat(rows, ignore_index=True)
+
+
+def paper_top_patch_hist() -> pd.DataFrame:
+    """The paper's top/random patch counts per face-part cluster, read off its figure
+    (approximate; BiSeNet's clusters): ``results/reference/paper_top_patch_hist.csv``."""
+    from . import paths
+
+    return pd.read_csv(paths.reference_dir() / "paper_top_patch_hist.csv", comment="#")
+
+
+def reading(table: pd.DataFrame, generator: str) -> str:
+    """Markdown: per model, the parts whose enrichment's confidence interval lies above 1
+    (over-represented among top patches) and below 1 (avoided), for the reals plus
+    ``generator``'s fakes; every number from ``table`` (:func:`enrichment_table`)."""
+    lines = [f"**Top patches vs. random patches, reals + {generator}** (enrichment, 95 % "
+             "bootstrap interval):"]
+    for model, t in table[table["generator"] == generator].groupby("model", sort=False):
+        t = t.set_index("part")
+        up = t[t["ci_low"] > 1].sort_values("enrichment", ascending=False)
+        down = t[t["ci_high"] < 1].sort_values("enrichment")
+        fmt = lambda d: ", ".join(f"{p} x{r.enrichment:.2f} [{r.ci_low:.2f}, {r.ci_high:.2f}]"  # noqa: E731
+                                  for p, r in d.iterrows()) or "none"
+        lines.append(f"- {model}: over-represented: {fmt(up)}; avoided: {fmt(down)}")
+    return "\n".join(lines)

@@ -299,6 +299,12 @@ def _save(obj: dict[str, Any], path: Path) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
+def run_root(world: str, dataset: str, generator: str) -> Path:
+    """Where notebook 02 keeps the runs of one training pair:
+    ``paths.checkpoints_dir()/classifiers/<world>/<dataset>_<generator>``."""
+    return paths.checkpoints_dir() / "classifiers" / world / f"{dataset}_{generator}"
+
+
 def default_run_dir(name: str) -> Path:
     """``paths.checkpoints_dir()/classifiers/<name>``."""
     return paths.checkpoints_dir() / "classifiers" / name

@@ -83,3 +83,36 @@ def heatmap_explorer(images: dict[str, np.ndarray], maps: dict[str, np.ndarray],
     index.observe(redraw, names="value")
     redraw()
     return w.VBox([w.HBox([pick, index]), out])
+
+
+def patch_explorer(analysis, *, models: Sequence[str] | None = None) -> w.VBox:
+    """The patch explorer (notebook 04): dropdowns over generator ("real" for the reals) and
+    model (receptive field), sliders over the image and the P(fake) threshold; shows
+    ``parts.patch_panel``: the heatmap above the threshold, the top patch's box and its face
+    part next to the parser's label map. ``analysis``: a ``parts.PartsAnalysis``.
+
+    The widgets are returned in ``.children``; ``explorer.out`` is the Output, and
+    ``explorer.controls`` maps names to the controls (for tests and scripts)."""
+    models = list(models or analysis.maps)
+    sets = ["real", *analysis.generators]
+    gen = w.Dropdown(options=sets, value=sets[1] if len(sets) > 1 else sets[0],
+                     description="set")
+    model = w.Dropdown(options=models, value=models[0], description="model")
+    index = w.IntSlider(min=0, max=len(analysis.images[gen.value]) - 1, value=0,
+                        description="image", continuous_update=False)
+    threshold = w.FloatSlider(min=0.0, max=1.0, step=0.05, value=0.5, description="threshold",
+                              continuous_update=False)
+    out = w.Output()
+
+    def redraw(*_: object) -> None:
+        index.max = len(analysis.images[gen.value]) - 1
+        k = min(index.value, index.max)
+        show_figure(out, analysis.panel(model.value, gen.value, k, threshold=threshold.value))
+
+    for control in (gen, model, index, threshold):
+        control.observe(redraw, names="value")
+    redraw()
+    box = w.VBox([w.HBox([gen, model]), w.HBox([index, threshold]), out])
+    box.out = out
+    box.controls = {"set": gen, "model": model, "image": index, "threshold": threshold}
+    return box

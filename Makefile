@@ -7,12 +7,14 @@ PYTEST_ARGS ?=
 # The face parser: exactly this version (later ones ship no legacy `solutions` models), without
 # its declared deps (jax, a second OpenCV); what it needs at run time is in pyproject.toml.
 MEDIAPIPE := mediapipe==0.10.14
+PLAYWRIGHT := playwright>=1.40
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup reproduce smoke test lab lint clean
+.PHONY: help setup reproduce smoke test test-browser lab lint clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +35,12 @@ smoke: $(STAMP) ## run the notebook series in smoke mode (tiny, about a minute)
 
 test: $(STAMP) ## run the test suite (unit, notebook and claim tests)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-browser: $(STAMP) ## install Debian's chromium and Playwright if missing, run the browser test
+	@command -v chromium >/dev/null || { $(SUDO) apt-get update -q && \
+		$(SUDO) apt-get install -y -q chromium chromium-driver; }
+	$(PY) -m pip install --quiet --disable-pip-version-check "$(PLAYWRIGHT)"
+	$(PY) -m pytest -m browser $(PYTEST_ARGS)
 
 lab: $(STAMP) ## open JupyterLab on the notebooks
 	$(VENV)/bin/jupyter lab notebooks/

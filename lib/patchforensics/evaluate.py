@@ -63,26 +63,29 @@ def resolve_device(device: Device) -> torch.device:
     return torch.device(device)
 
 
-@torch.inference_mode()
 def logit_maps(model: torch.nn.Module, images: np.ndarray, *, device: Device = None,
                batch_size: int = 256, channels_last: bool = True) -> np.ndarray:
     """Logit-difference maps of N images: N x S x S x 3 uint8 in [0, 255] -> N x h x w float32,
-    ``d = logit_fake - logit_real`` per patch (> 0 means the patch looks fake)."""
+    ``d = logit_fake - logit_real`` per patch (> 0 means the patch looks fake). The model is
+    put in eval mode on ``device`` (and channels-last) in place."""
     if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
         raise ValueError(f"expected N x H x W x 3 uint8 images, got {images.shape} "
                          f"{images.dtype}")
     device = resolve_device(device)
+    # Moved outside inference mode: parameters converted inside it would become inference
+    # tensors, unusable for autograd later (finetuning backpropagates through this model).
     model = model.to(device).eval()
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     out = []
-    for at in range(0, len(images), batch_size):
-        x = torch.from_numpy(images[at: at + batch_size]).to(device).permute(0, 3, 1, 2)
-        x = x.float().div_(127.5).sub_(1.0)
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        logits = model(x).float()
-        out.append((logits[:, FAKE] - logits[:, REAL]).cpu().numpy())
+    with torch.inference_mode():
+        for at in range(0, len(images), batch_size):
+            x = torch.from_numpy(images[at: at + batch_size]).to(device).permute(0, 3, 1, 2)
+            x = x.float().div_(127.5).sub_(1.0)
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            logits = model(x).float()
+            out.append((logits[:, FAKE] - logits[:, REAL]).cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, 1, 1), np.float32)
 
 
@@ -753,6 +756,23 @@ def find_runs(run_root: str | os.PathLike, seed: int = 0) -> dict[str, str]:
                                         if k in order else len(order))}
 
 
+def run_setup(run: str | os.PathLike) -> tuple[Any, Path, Path]:
+    """``(TrainConfig, real dataset folder, fake dataset folder)`` a finished or running
+    classifier run was trained with (from its ``config.json``); ``FileNotFoundError`` when
+    its data is gone."""
+    from .config import from_dict
+    from .train import TrainConfig
+
+    run = run_path(run)
+    cfg_json = json.loads((run / "config.json").read_text())
+    real = _resolve_recorded(cfg_json["data"]["real"]["dir"])
+    fake = _resolve_recorded(cfg_json["data"]["fake"]["dir"])
+    if real is None or fake is None:
+        raise FileNotFoundError(f"{run}: its training data ({cfg_json['data']['real']['dir']}, "
+                                f"{cfg_json['data']['fake']['dir']}) is gone")
+    return from_dict(TrainConfig, cfg_json["config"]), real, fake
+
+
 def seed_runs(run: str | os.PathLike, seeds: Sequence[int], *, device: str | None = None,
               progress: bool = True) -> dict[str, str]:
     """The run's exact configuration trained with each of ``seeds`` (finished runs are skipped,
@@ -761,18 +781,11 @@ def seed_runs(run: str | os.PathLike, seeds: Sequence[int], *, device: str | Non
     from .config import from_dict, to_dict
     from .train import TrainConfig, train
 
-    run = run_path(run)
-    cfg_json = json.loads((run / "config.json").read_text())
-    base = from_dict(TrainConfig, cfg_json["config"])
-    real = _resolve_recorded(cfg_json["data"]["real"]["dir"])
-    fake = _resolve_recorded(cfg_json["data"]["fake"]["dir"])
-    if real is None or fake is None:
-        raise FileNotFoundError(f"{run}: its training data ({cfg_json['data']['real']['dir']}, "
-                                f"{cfg_json['data']['fake']['dir']}) is gone")
+    base, real, fake = run_setup(run)
     out = {}
     for seed in seeds:
         cfg = from_dict(TrainConfig, {**to_dict(base), "seed": int(seed)})
-        res = train(cfg, real, fake, run.parent / cfg.run_name(), device=device,
+        res = train(cfg, real, fake, run_path(run).parent / cfg.run_name(), device=device,
                     progress=progress)
         out[f"{cfg.arch}_{cfg.depth} seed{seed}"] = res.out_dir.as_posix()
     return out

@@ -238,8 +238,10 @@ def finetune(cfg: FinetuneConfig, classifier_run: str | os.PathLike, *,
     # The finished generator: the source's class with the finetuned weights.
     done = finished(folder, fp)
     assert done is not None
-    tuned = type(gen)(f"{cfg.generator}_ft", cfg.dataset, folder / "final.pt", done["sha256"],
-                      dev, {"source": "finetuned", "run_dir": str(folder)})
+    # Named after the run (minus the dataset), so finetunes of other settings never share a set.
+    name = run_name(cfg, ck.name).split("__", 1)[1]
+    tuned = type(gen)(f"{cfg.generator}_ft_{name}", cfg.dataset, folder / "final.pt",
+                      done["sha256"], dev, {"source": "finetuned", "run_dir": str(folder)})
     return FinetuneResult(folder, tuned, pd.read_csv(folder / "history.csv"), skipped)
 
 
@@ -326,3 +328,40 @@ def top_patch_frames(runs: dict[str, tuple[str | os.PathLike, Path, Path]], real
         out[name] = top_patches(maps, labels, np.concatenate([real_lab, lab]),
                                 np.concatenate([real_found, found]), rf, seed=seed)
     return out
+
+
+def train_fresh(frozen_run: str | os.PathLike, fake_dir: str | os.PathLike, *,
+                device: str | None = None, progress: bool = True) -> Any:
+    """A fresh classifier with the frozen run's exact configuration and reals, trained on the
+    finetuned generator's fakes (``fake_dir`` with ``train``/``val``), in
+    ``<frozen run's folder>/../../<dataset>_<finetuned set>/<arch>_<depth>_seed<seed>``.
+    Returns ``train.TrainResult`` (a finished run is skipped)."""
+    from .evaluate import run_path, run_setup
+    from .train import train
+
+    cfg, real, _ = run_setup(frozen_run)
+    fake_dir = Path(fake_dir)
+    out = (run_path(frozen_run).parent.parent / f"{real.name}_{fake_dir.name}" / cfg.run_name())
+    return train(cfg, real, fake_dir, out, device=device, progress=progress)
+
+
+def summary(history: pd.DataFrame, frozen: pd.DataFrame, fresh: pd.DataFrame, generator: str,
+            finetuned: str) -> pd.DataFrame:
+    """The finetuning's headline numbers, one row per quantity: the frozen and the fresh
+    classifier's AP and share of fakes caught on the original and the finetuned test fakes
+    (``evaluate.evaluate`` tables, mean_softmax rows), and the generator's distances before and
+    after (first and last row of ``history``)."""
+    rows = []
+    for who, table in (("frozen C", frozen), ("fresh C", fresh)):
+        t = table[table["mode"] == "mean_softmax"].set_index("fake_set")
+        for name, label in ((generator, "original G"), (finetuned, "finetuned G")):
+            rows.append({"quantity": f"{who}: AP on {label} test fakes",
+                         "value": float(t.loc[name, "ap"])})
+            rows.append({"quantity": f"{who}: share of {label} test fakes called fake",
+                         "value": float(t.loc[name, "fake_acc"])})
+    for col, what in (("nn_real", "median L2 to nearest real"),
+                      ("nn_sample", "median L2 to nearest other sample"),
+                      ("spectrum", "spectrum distance to reals")):
+        rows.append({"quantity": f"G before: {what}", "value": float(history[col].iloc[0])})
+        rows.append({"quantity": f"G after: {what}", "value": float(history[col].iloc[-1])})
+    return pd.DataFrame(rows).set_index("quantity")

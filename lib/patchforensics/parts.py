@@ -255,11 +255,12 @@ def analyze(runs: dict[str, str], world_root: str | os.PathLike, dataset: str = 
     return out
 
 
-def enrichment_table(analysis: PartsAnalysis, *, n_boot: int = 1000,
+def enrichment_table(frames: dict[tuple[str, str], pd.DataFrame], *, n_boot: int = 1000,
                      seed: int = 0) -> pd.DataFrame:
-    """:func:`enrichment` of every (model, generator) frame, long format (one row per part)."""
+    """:func:`enrichment` of every ``(model, generator)`` frame (e.g.
+    ``PartsAnalysis.frames``), long format: one row per part."""
     rows = []
-    for (model, gen), frame in analysis.frames.items():
+    for (model, gen), frame in frames.items():
         t = enrichment(frame, n_boot=n_boot, seed=seed).reset_index()
         t.insert(0, "generator", gen)
         t.insert(0, "model", model)
@@ -310,10 +311,10 @@ def patch_panel(image: np.ndarray, logit_map: np.ndarray, label_map: np.ndarray 
     return fig
 
 
-def counts_table(analysis: PartsAnalysis) -> pd.DataFrame:
+def counts_table(frames: dict[tuple[str, str], pd.DataFrame]) -> pd.DataFrame:
     """Top and random patch counts per (model, generator, part), long format."""
     rows = []
-    for (model, gen), frame in analysis.frames.items():
+    for (model, gen), frame in frames.items():
         c = part_counts(frame).reset_index()
         c.insert(0, "generator", gen)
         c.insert(0, "model", model)

@@ -116,3 +116,30 @@ def patch_explorer(analysis, *, models: Sequence[str] | None = None) -> w.VBox:
     box.out = out
     box.controls = {"set": gen, "model": model, "image": index, "threshold": threshold}
     return box
+
+
+def shift_explorer(gen, classifier, shifts: dict[str, object], z) -> w.VBox:
+    """A slider over a and a dropdown over shifts (notebook 06): G(z + a w) for the latents
+    ``z`` in a row, titled with the classifier's score of each (``exaggerate.strip_images``
+    and ``evaluate`` underneath, as the saved figures)."""
+    from .evaluate import logit_maps, scores_from_maps
+    from .exaggerate import strip_images
+    from .viz import image_grid
+
+    names = list(shifts)
+    pick = w.Dropdown(options=names, value=names[-1], description="shift")
+    alpha = w.FloatSlider(min=-2.0, max=2.0, step=0.25, value=0.0, description="a",
+                          continuous_update=False)
+    out = w.Output()
+
+    def redraw(*_: object) -> None:
+        images = strip_images(gen, shifts[pick.value], z, (alpha.value,))[:, 0]
+        s = scores_from_maps(logit_maps(classifier, images, device=gen.device))
+        show_figure(out, image_grid(images, ncols=len(images), scale=1.8,
+                                    titles=[f"P(fake) {v:.3f}" for v in s],
+                                    title=f"G(z + a w), a = {alpha.value:+.2f} ({pick.value})"))
+
+    pick.observe(redraw, names="value")
+    alpha.observe(redraw, names="value")
+    redraw()
+    return w.VBox([w.HBox([pick, alpha]), out])

@@ -83,3 +83,34 @@ def test_04_face_parts_smoke(project_env, tmp_path):
     for name in ("label_maps", "top_patch_hist_xception_block1", "top_patch_grid",
                  "patch_panel_real", "patch_panel_dcgan"):
         assert (paths.figures_dir() / f"04_{name}_smoke32.png").stat().st_size > 1000, name
+
+
+def test_05_finetune_generator_smoke(project_env, tmp_path):
+    run_notebook("02_train_classifiers", tmp_path, {"smoke": True, "interactive": False})
+    out = run_notebook("05_finetune_generator", tmp_path, {"smoke": True, "interactive": False})
+    assert_no_errors(out)
+    summary = pd.read_csv(paths.tables_dir() / "finetune_summary_smoke32.csv",
+                          index_col="quantity")
+    assert len(summary) == 14 and summary["value"].notna().all()
+    enrich = pd.read_csv(paths.tables_dir() / "finetune_top_patch_enrichment_smoke32.csv")
+    assert set(enrich["model"]) == {"original G, frozen C", "finetuned G, frozen C",
+                                    "finetuned G, fresh C"}
+    ft = paths.world_dir("smoke32") / "finetuned" / "fake" / "celeba"
+    (folder,) = ft.iterdir()
+    assert len(list((folder / "test").glob("*.png"))) == 20
+    for name in ("finetune_log", "samples", "top_patch_hist"):
+        assert (paths.figures_dir() / f"05_{name}_smoke32.png").stat().st_size > 1000, name
+
+
+def test_06_exaggerate_fakeness_smoke(project_env, tmp_path):
+    run_notebook("02_train_classifiers", tmp_path, {"smoke": True, "interactive": False})
+    out = run_notebook("06_exaggerate_fakeness", tmp_path, {"smoke": True, "interactive": False})
+    assert_no_errors(out)
+    scores = pd.read_csv(paths.tables_dir() / "exaggerate_scores_smoke32.csv")
+    # The smoke generators draw no faces, so the region-restricted shifts are skipped (said).
+    assert {"all_lam1", "all_lam10"} <= set(scores["shift"])
+    assert len(scores) == scores["shift"].nunique() * 9 and scores["score"].between(0, 1).all()
+    change = pd.read_csv(paths.tables_dir() / "exaggerate_part_change_smoke32.csv")
+    assert "mean_change" in change.columns
+    for name in ("score_along_shift", "strips_all_lam1", "strips_all_lam10"):
+        assert (paths.figures_dir() / f"06_{name}_smoke32.png").stat().st_size > 1000, name

@@ -90,6 +90,10 @@ def fake_loss(logits: torch.Tensor, mask: torch.Tensor | None = None) -> torch.T
     return (ce * m).sum(dim=(1, 2)) / m.sum(dim=(1, 2)).clamp_min(1.0)
 
 
+class NoPartError(ValueError):
+    """A region-restricted shift whose face part shows in none of the training latents."""
+
+
 class Shift(nn.Module):
     """The global latent shift w (a module so it checkpoints like any other part)."""
 
@@ -180,7 +184,8 @@ def exaggerate(cfg: ExaggerateConfig, gen: Any, classifier: nn.Module, folder: s
         size = int(gen.generate(z_all[:1]).shape[-1])
         masks, usable = part_masks(gen, classifier, z_all, cfg.part, size)
         if not usable.any():
-            raise ValueError(f"no training latent shows a {cfg.part!r} patch; try another part")
+            raise NoPartError(f"no training latent shows a {cfg.part!r} patch (no face found, "
+                              "or the part is missing); try another part")
     pool = torch.from_numpy(np.flatnonzero(usable))
     shift = Shift(gen.latent_dim).to(dev)
     opt = torch.optim.Adam(shift.parameters(), lr=cfg.lr)
@@ -310,10 +315,12 @@ def plot_scores(curves: dict[str, pd.DataFrame]):
 
 def run_for(world_root: str | os.PathLike, dataset: str, generator: str, classifier_run: str,
             cfg: ExaggerateConfig, *, device: str | None = None, progress: bool = True
-            ) -> tuple[ExaggerateResult, Any, Any]:
+            ) -> tuple[ExaggerateResult | None, Any, Any]:
     """:func:`exaggerate` for a world's generator and one of notebook 02's classifier runs, in
     ``checkpoints/exaggerate/<world>/<dataset>_<generator>__<model>_<part|all>_lam<l>_seed<s>``.
-    Returns ``(result, generator, checkpoint)``."""
+    Returns ``(result, generator, checkpoint)``; result is None (and a line says why) for a
+    region-restricted shift whose part the parser finds in no sample (e.g. the smoke world's
+    barely trained generators draw no faces)."""
     from . import paths
     from .evaluate import load_checkpoint, resolve_device
     from .generators import get_generator
@@ -329,6 +336,10 @@ def run_for(world_root: str | os.PathLike, dataset: str, generator: str, classif
             f"_seed{cfg.seed}")
     record = {"generator_sha256": gen.checkpoint_sha256,
               "classifier_sha256": sha256_file(ck.path), "classifier_model": ck.name}
-    res = exaggerate(cfg, gen, ck.model, paths.checkpoints_dir() / "exaggerate" / root.name
-                     / name, record=record, progress=progress)
+    try:
+        res = exaggerate(cfg, gen, ck.model, paths.checkpoints_dir() / "exaggerate" / root.name
+                         / name, record=record, progress=progress)
+    except NoPartError as err:
+        print(f"{name}: skipped: {err}")
+        return None, gen, ck
     return res, gen, ck

@@ -16,7 +16,7 @@ from . import paths
 
 KERNEL = "patchforensics"
 SERIES = ("01_preprocessing", "02_train_classifiers", "03_evaluate_generalization",
-          "04_face_parts", "05_finetune_generator")  # 06 next
+          "04_face_parts", "05_finetune_generator", "06_exaggerate_fakeness")
 
 
 def notebook_path(name: str) -> Path:

@@ -102,17 +102,6 @@ class Shift(nn.Module):
         self.w = nn.Parameter(torch.zeros(dim))
 
 
-class _History:
-    def __init__(self) -> None:
-        self.rows: list[dict[str, float]] = []
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"rows": list(self.rows)}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.rows = list(state["rows"])
-
-
 def part_masks(gen: Any, classifier: nn.Module, z: torch.Tensor, part: str,
                input_size: int) -> tuple[torch.Tensor, np.ndarray]:
     """For region-restricted exaggeration: per latent, the h x w cells of C whose receptive
@@ -160,7 +149,14 @@ def exaggerate(cfg: ExaggerateConfig, gen: Any, classifier: nn.Module, folder: s
     identifies the generator and classifier (checkpoint digests) in the run's fingerprint.
     Resumes an interrupted run in ``folder``, skips a finished one; ``stop_after`` stops after
     that many steps, as a kill would (tests)."""
-    from .generators.training import finish_run, finished, load_torch, start_run, train_loop
+    from .generators.training import (
+        RowLog,
+        finish_run,
+        finished,
+        load_torch,
+        start_run,
+        train_loop,
+    )
 
     folder = Path(folder)
     fp = fingerprint({"config": to_dict(cfg), **(record or {})})
@@ -189,7 +185,7 @@ def exaggerate(cfg: ExaggerateConfig, gen: Any, classifier: nn.Module, folder: s
     pool = torch.from_numpy(np.flatnonzero(usable))
     shift = Shift(gen.latent_dim).to(dev)
     opt = torch.optim.Adam(shift.parameters(), lr=cfg.lr)
-    history = _History()
+    history = RowLog()
     rng = torch.Generator().manual_seed(cfg.seed + 1)
 
     def step_fn(step: int) -> dict[str, torch.Tensor]:

@@ -74,19 +74,6 @@ class FinetuneResult:
     skipped: bool  # True when a finished run was found
 
 
-class _History:
-    """The evaluation log as a resumable part of ``train_loop``'s checkpoint."""
-
-    def __init__(self) -> None:
-        self.rows: list[dict[str, float]] = []
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"rows": list(self.rows)}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.rows = list(state["rows"])
-
-
 def run_name(cfg: FinetuneConfig, classifier: str) -> str:
     """``<dataset>_<generator>__<classifier model>_lam<lambda>_seed<seed>``."""
     return f"{cfg.dataset}_{cfg.generator}__{classifier}_lam{cfg.lam:g}_seed{cfg.seed}"
@@ -130,7 +117,9 @@ def finetune(cfg: FinetuneConfig, classifier_run: str | os.PathLike, *,
     from .evaluate import load_checkpoint, logit_maps, resolve_device
     from .generators import get_generator
     from .generators.base import from_uint8
+    from .generators.gan import discriminator_step
     from .generators.training import (
+        RowLog,
         batch_from,
         cpu_state,
         finish_run,
@@ -184,7 +173,7 @@ def finetune(cfg: FinetuneConfig, classifier_run: str | os.PathLike, *,
         rng = torch.Generator().manual_seed(cfg.seed + 1)
         eval_z = gen.sample_latent(cfg.eval_n, cfg.seed + 12345)
         real_maps = logit_maps(C, val_reals, device=dev)
-        history = _History()
+        history = RowLog()
         n, b = len(data), cfg.batch_size
         target = torch.full((b,), REAL, dtype=torch.long, device=dev)
 
@@ -204,10 +193,7 @@ def finetune(cfg: FinetuneConfig, classifier_run: str | os.PathLike, *,
             z = torch.randn(b, gen.latent_dim, generator=rng).to(dev)
             real = batch_from(data, idx, flips, dev, False)
             fake = G(z)
-            loss_d = F.softplus(-D(real)).mean() + F.softplus(D(fake.detach())).mean()
-            opt_d.zero_grad(set_to_none=True)
-            loss_d.backward()
-            opt_d.step()
+            loss_d = discriminator_step(D, opt_d, real, fake)
             rgb = fake.repeat(1, 3, 1, 1) if fake.shape[1] == 1 else fake
             logits = C(rgb)
             h, w = logits.shape[-2:]
@@ -218,7 +204,7 @@ def finetune(cfg: FinetuneConfig, classifier_run: str | os.PathLike, *,
             opt_g.step()
             if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
                 evaluate_now(step + 1)
-            return {"d": loss_d.detach(), "g": loss_g.detach(), "c": loss_c.detach()}
+            return {"d": loss_d, "g": loss_g.detach(), "c": loss_c.detach()}
 
         parts = {"G": G, "D": D, "opt_g": opt_g, "opt_d": opt_d, "history": history}
         _, seconds = train_loop(folder, fp, steps=cfg.steps,

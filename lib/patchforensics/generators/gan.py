@@ -69,6 +69,17 @@ def build_nets(cfg: GANConfig, size: int, channels: int) -> tuple[torch.nn.Modul
         return G, Discriminator(size, channels, cfg.ndf)
 
 
+def discriminator_step(D: torch.nn.Module, opt_d: torch.optim.Optimizer, real: torch.Tensor,
+                       fake: torch.Tensor) -> torch.Tensor:
+    """One step of D on a real and a fake batch (fake detached): the non-saturating GAN loss in
+    its numerically stable softplus form. Returns the detached loss."""
+    loss_d = F.softplus(-D(real)).mean() + F.softplus(D(fake.detach())).mean()
+    opt_d.zero_grad(set_to_none=True)
+    loss_d.backward()
+    opt_d.step()
+    return loss_d.detach()
+
+
 def train_gan(folder: Path, fp: str, record: dict[str, Any], cfg: GANConfig, images: np.ndarray,
               channels: int, device: torch.device, *, force: bool, progress: bool, desc: str,
               stop_after: int | None = None) -> dict[str, Any]:
@@ -92,11 +103,7 @@ def train_gan(folder: Path, fp: str, record: dict[str, Any], cfg: GANConfig, ima
         z = torch.randn(b, cfg.latent_dim, generator=rng).to(device)
         real = batch_from(data, idx, flips, device, cl)
         fake = G(z)
-        # non-saturating GAN loss in its numerically stable softplus form
-        loss_d = F.softplus(-D(real)).mean() + F.softplus(D(fake.detach())).mean()
-        opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        opt_d.step()
+        loss_d = discriminator_step(D, opt_d, real, fake)
         loss_g = F.softplus(-D(fake)).mean()
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()

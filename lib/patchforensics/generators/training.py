@@ -122,6 +122,20 @@ class Stateful(Protocol):
     def load_state_dict(self, state: dict[str, Any]) -> Any: ...
 
 
+class RowLog:
+    """A list of logged rows that checkpoints with the weights (a ``train_loop`` part), so a
+    resumed run's log equals an uninterrupted one's."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, float]] = []
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rows": list(self.rows)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.rows = list(state["rows"])
+
+
 class TrainingInterrupted(RuntimeError):
     """Raised by ``train_loop(stop_after=...)``: the run is left resumable, as after a kill."""
 

@@ -1,5 +1,5 @@
 """The ``patchforensics`` command line: ``fetch``, ``world``, ``import``, ``audit``, ``train``,
-``evaluate``, ``score``, ``reproduce``.
+``evaluate``, ``score``, ``reproduce``, ``compare-reference``.
 
 Every command is a thin wrapper over library functions the notebooks also call. A user mistake
 (missing folder, bad image, wrong option) prints one line naming the file and the problem and
@@ -126,8 +126,22 @@ def _default_device() -> str:
 def _cmd_reproduce(args: argparse.Namespace) -> int:
     from .notebooks import run_series
 
-    run_series(smoke=args.smoke, only=args.only)
+    run_series(smoke=args.smoke, only=args.only, force=args.force,
+               cell_timeout=args.cell_timeout or None,
+               notebook_timeout=args.notebook_timeout or None)
     return 0
+
+
+def _cmd_compare_reference(args: argparse.Namespace) -> int:
+    from .report import compare_reference
+
+    diff = compare_reference(world=args.world)
+    if diff.empty:
+        print(f"{args.world}: every reference number is within tolerance")
+        return 0
+    print(diff.to_string(index=False))
+    print(f"{len(diff)} difference(s) beyond tolerance")
+    return 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -220,7 +234,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("reproduce", help="run the notebook series headless into results/")
     p.add_argument("--smoke", action="store_true", help="smoke parameters (tiny, fast)")
     p.add_argument("--only", nargs="+", help="run only these notebooks (e.g. 01)")
+    p.add_argument("--force", action="store_true",
+                   help="rerun notebooks that finished earlier with the same parameters")
+    p.add_argument("--cell-timeout", type=float, default=3600,
+                   help="seconds a cell may run (0: no limit)")
+    p.add_argument("--notebook-timeout", type=float, default=3 * 3600,
+                   help="seconds a notebook may run (0: no limit)")
     p.set_defaults(func=_cmd_reproduce)
+
+    p = sub.add_parser("compare-reference",
+                       help="compare a run's key tables with results/reference (tolerances)")
+    p.add_argument("--world", default="default64", help="world whose tables to compare")
+    p.set_defaults(func=_cmd_compare_reference)
     return parser
 
 

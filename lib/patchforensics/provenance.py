@@ -16,7 +16,7 @@ from typing import Any
 from . import paths
 
 PACKAGES = ("patchforensics", "torch", "torchvision", "numpy", "pillow", "scikit-learn",
-            "pandas", "matplotlib", "papermill")
+            "pandas", "matplotlib", "papermill", "nbclient", "mediapipe")
 
 
 def git_commit() -> dict[str, Any]:

@@ -551,7 +551,7 @@ def reading(table: pd.DataFrame, *, mode: str = "mean_softmax",
 
     def verdict(rf: pd.Series, ap: pd.Series) -> tuple[float, str]:
         if len(ap) < 3 or ap.nunique() < 2:
-            return float("nan"), "too few depths"
+            return float("nan"), "too few depths for a trend"
         rho = float(spearmanr(rf, ap).statistic)
         if ap.max() < 0.7:
             return rho, "not detected at any depth"
@@ -582,8 +582,9 @@ def reading(table: pd.DataFrame, *, mode: str = "mean_softmax",
         cut = g.drop(index="full", errors="ignore")
         rho, word = verdict(cut["rf"], cut["ap"])
         full = f", full {g.loc['full', 'ap']:.2f}" if "full" in g.index else ""
+        trend = f"rho {rho:+.2f}: {word}" if np.isfinite(rho) else word
         lines.append(f"- {dataset}/{gen}: " + " ".join(f"{v:.2f}" for v in cut["ap"])
-                     + f"{full}; rho {rho:+.2f}: {word}")
+                     + f"{full}; {trend}")
     if "full" in s.index and len(patch):
         gap = patch["ap_unseen"].max() - s.loc["full", "ap_unseen"]
         lines.append(f"\nThe best patch model beats the full-image baseline on unseen "

@@ -94,8 +94,8 @@ def test_05_finetune_generator_smoke(project_env, tmp_path):
     enrich = pd.read_csv(paths.tables_dir() / "finetune_top_patch_enrichment_smoke32.csv")
     assert set(enrich["model"]) == {"original G, frozen C", "finetuned G, frozen C",
                                     "finetuned G, fresh C"}
-    ft = paths.world_dir("smoke32") / "finetuned" / "fake" / "celeba"
-    (folder,) = ft.iterdir()
+    folder = (paths.world_dir("smoke32") / "finetuned" / "fake" / "celeba"
+              / "dcgan_ft_xception_block2_lam1_seed0")
     assert len(list((folder / "test").glob("*.png"))) == 20
     for name in ("finetune_log", "samples", "top_patch_hist"):
         assert (paths.figures_dir() / f"05_{name}_smoke32.png").stat().st_size > 1000, name

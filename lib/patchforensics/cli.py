@@ -78,9 +78,17 @@ def _fake_sets(items: Sequence[str]) -> dict[str, str]:
     return out
 
 
+def _refuse_existing(path: str | None, force: bool) -> None:
+    """Outputs never replace another run's file unless asked to."""
+    if path and Path(path).exists() and not force:
+        raise FileExistsError(f"{path}: exists (another run's output?); choose another --out "
+                              "or pass --force to replace it")
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import evaluate, save_csv
 
+    _refuse_existing(args.out, args.force)
     table = evaluate(args.checkpoint, args.real, _fake_sets(args.fake), modes=args.modes,
                      val_real=args.val_real, val_fake=args.val_fake,
                      device=args.device or _default_device())
@@ -95,6 +103,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 def _cmd_score(args: argparse.Namespace) -> int:
     from .evaluate import save_csv, score_files
 
+    _refuse_existing(args.out, args.force)
     def skipped(path: Path, problem: str) -> None:
         print(f"skipped {path}: {problem}", file=sys.stderr)
 
@@ -213,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
                                       "(default: the training data's val split)")
     p.add_argument("--val-fake", help="validation fakes (with --val-real)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda if present)")
+    p.add_argument("--force", action="store_true", help="replace an existing --out file")
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("score", help="probability of fake, most suspicious patch and heatmaps "
@@ -229,6 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda if present)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--force", action="store_true", help="replace an existing --out file")
     p.set_defaults(func=_cmd_score)
 
     p = sub.add_parser("reproduce", help="run the notebook series headless into results/")
@@ -253,7 +264,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ImageError, FileNotFoundError, NotADirectoryError, ValueError, RuntimeError) as err:
+    except (ImageError, FileNotFoundError, FileExistsError, NotADirectoryError, ValueError,
+            RuntimeError) as err:
         print(f"patchforensics {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

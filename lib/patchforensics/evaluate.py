@@ -287,7 +287,7 @@ def load_checkpoint(ckpt: str | os.PathLike, *, device: Device = None) -> Checkp
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unpickling failure means a bad file
         raise ValueError(f"{path}: cannot be read as a checkpoint ({type(err).__name__}: "
-                         f"{err})") from err
+                         f"{str(err).strip().splitlines()[0]})") from err
     if not isinstance(raw, dict) or "model_config" not in raw:
         raise ValueError(f"{path}: not a patchforensics classifier checkpoint")
     model = load_classifier(path, device=resolve_device(device))
@@ -375,6 +375,27 @@ def _load_images(folder: str | os.PathLike, size: int) -> np.ndarray:
     return images
 
 
+def _inside(folder: str | os.PathLike, parent: Path | None) -> bool:
+    if parent is None:
+        return False
+    f, p = Path(folder).resolve(), parent.resolve()
+    return f == p or p in f.parents
+
+
+def _check_not_swapped(ck: Checkpoint, real_dir: str | os.PathLike,
+                       fake_dirs: dict[str, str | os.PathLike]) -> None:
+    """Refuse a real folder inside the checkpoint's training *fake* dataset, or a fake folder
+    inside its training *real* dataset: the folders are surely swapped."""
+    if _inside(real_dir, ck.train_fake):
+        raise ValueError(f"{real_dir}: is part of the fake dataset this classifier was trained "
+                         f"on ({ck.train_fake}); are --real and --fake swapped?")
+    for name, folder in fake_dirs.items():
+        if _inside(folder, ck.train_real):
+            raise ValueError(f"{folder}: the fake set {name!r} is part of the real dataset this "
+                             f"classifier was trained on ({ck.train_real}); are --real and "
+                             "--fake swapped?")
+
+
 def evaluate(ckpt: str | os.PathLike, real_dir: str | os.PathLike,
              fake_dirs: dict[str, str | os.PathLike], *, modes: Sequence[str] = MODES,
              val_real: str | os.PathLike | None = None,
@@ -391,6 +412,7 @@ def evaluate(ckpt: str | os.PathLike, real_dir: str | os.PathLike,
     for name in names:
         if Path(fake_dirs[name]).resolve() == Path(real_dir).resolve():
             raise ValueError(f"{fake_dirs[name]}: the fake set {name!r} is the real folder")
+    _check_not_swapped(ck, real_dir, fake_dirs)
     cal = calibration(ck, val_real=val_real, val_fake=val_fake, device=device)
     real = logit_maps(ck.model, _load_images(real_dir, ck.input_size), device=device)
     fakes = {n: logit_maps(ck.model, _load_images(fake_dirs[n], ck.input_size), device=device)
@@ -772,6 +794,14 @@ def run_setup(run: str | os.PathLike) -> tuple[Any, Path, Path]:
         raise FileNotFoundError(f"{run}: its training data ({cfg_json['data']['real']['dir']}, "
                                 f"{cfg_json['data']['fake']['dir']}) is gone")
     return from_dict(TrainConfig, cfg_json["config"]), real, fake
+
+
+def require_models(runs: dict[str, Any], names: Sequence[str]) -> None:
+    """``ValueError`` naming the models of ``names`` that ``runs`` (from :func:`find_runs`)
+    lacks, and the ones it has: a notebook parameter naming an untrained model fails at once."""
+    missing = [n for n in names if n not in runs]
+    if missing:
+        raise ValueError(f"notebook 02 trained no {missing}; it has {list(runs)}")
 
 
 def seed_runs(run: str | os.PathLike, seeds: Sequence[int], *, device: str | None = None,

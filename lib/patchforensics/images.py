@@ -175,8 +175,17 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+# Fault injection for the interruption tests: with this variable set to N, the process kills
+# itself (SIGKILL) in its N-th atomic write, after the data is on disk and before the rename.
+KILL_IN_WRITE_ENV = "PATCHFORENSICS_TEST_KILL_IN_WRITE"
+_writes = 0
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the whole new one."""
+    """Write ``data`` to ``path`` so that readers see the old file or the whole new one (a
+    temporary ``.<name>.tmp-*`` file renamed over it; a kill before the rename leaves only that
+    hidden file, which nothing reads)."""
+    global _writes
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
@@ -185,6 +194,12 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        if os.environ.get(KILL_IN_WRITE_ENV):
+            _writes += 1
+            if _writes == int(os.environ[KILL_IN_WRITE_ENV]):
+                import signal
+
+                os.kill(os.getpid(), signal.SIGKILL)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

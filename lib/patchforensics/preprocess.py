@@ -130,6 +130,8 @@ def import_folder(
     if dst in src.parents:
         raise ValueError(f"{dst}: output folder must not contain the source folder {src}")
     files = list_images(src, recursive=True)
+    if not files:
+        raise ValueError(f"{src}: holds no image files (searched recursively)")
     manifest_path = dst / MANIFEST
     previous: dict = {}
     if manifest_path.exists():

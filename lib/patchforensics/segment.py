@@ -66,7 +66,6 @@ class FaceParser:
 
     def __init__(self, cfg: ParserConfig | None = None) -> None:
         self.cfg = cfg or ParserConfig()
-        os.environ.setdefault("GLOG_minloglevel", "2")  # MediaPipe's C++ logging: errors only
         try:
             import mediapipe as mp
         except ImportError as err:

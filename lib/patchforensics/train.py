@@ -384,6 +384,8 @@ def _train(cfg: TrainConfig, real_dir: Path, fake_dir: Path, out: Path, d: _Dist
     if cfg.batch_size % (2 * d.world_size):
         raise ValueError(f"batch_size {cfg.batch_size} must split into {d.world_size} "
                          "balanced per-process batches")
+    if real_dir.resolve() == fake_dir.resolve():
+        raise ValueError(f"{real_dir}: the real and the fake folder are the same folder")
     folders = {"real": real_dir, "fake": fake_dir}
     # Fingerprint the files first: a finished run is recognised without decoding any image.
     files = {k: {s: list_images(folders[k] / s)[: cfg.limit or None] for s in SPLITS}
@@ -415,6 +417,7 @@ def _train(cfg: TrainConfig, real_dir: Path, fake_dir: Path, out: Path, d: _Dist
                          f"(real {shape['real']}, fake {shape['fake']})")
     mcfg = cfg.model_config()
     model = build_model(mcfg, seed=cfg.seed)
+    _check_input_size(model, shape["real"][-1])
     init_report = load_init(model, cfg.init) if cfg.init else None
     model = model.to(dev)
     if channels_last:
@@ -426,7 +429,12 @@ def _train(cfg: TrainConfig, real_dir: Path, fake_dir: Path, out: Path, d: _Dist
                              "accum": [0.0, 0.0, 0.0, 0.0], "seconds": 0.0}
     latest = out / "latest.pt"
     if latest.exists() and not force:
-        ckpt = torch.load(latest, map_location="cpu", weights_only=True)
+        try:
+            ckpt = torch.load(latest, map_location="cpu", weights_only=True)
+        except Exception as err:  # noqa: BLE001 - any failure to unpickle means a bad file
+            raise ValueError(f"{latest}: unreadable checkpoint ({type(err).__name__}: "
+                             f"{str(err).splitlines()[0]}); delete it to start over, or pass "
+                             "--force") from err
         model.load_state_dict(ckpt["model"])
         optim.load_state_dict(ckpt["optimizer"])
         state = ckpt["state"]
@@ -545,6 +553,21 @@ def _train(cfg: TrainConfig, real_dir: Path, fake_dir: Path, out: Path, d: _Dist
                        state["stopped"], seconds=time.perf_counter() - t_start)
 
 
+def _check_input_size(model: torch.nn.Module, side: int) -> None:
+    """Fail early, naming the size, when the network cannot take side x side inputs."""
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, 3, side, side))
+    except RuntimeError as err:
+        size = f"{side}x{side} px images" + (f" resized to {model.config.load_size} px"
+                                              if model.config.load_size else "")
+        raise ValueError(f"{model.config.name} cannot take {size} "
+                         f"({str(err).splitlines()[0]}); use larger images or --load-size"
+                         ) from err
+    finally:
+        model.train()
+
+
 def _checksum(model: torch.nn.Module, d: _Dist) -> float:
     """Sum of all weights; under DDP checked equal on every process (they must stay in sync)."""
     total = float(sum(p.detach().double().sum() for p in model.parameters()))
@@ -563,9 +586,15 @@ def training_pair(world_cfg: WorldConfig, dataset: str = "celeba", generator: st
     """``(real dataset folder, fake dataset folder)`` of one pair of a built world, building the
     world first (``embedded.build_real_world`` then ``world.build_fake_world``) when either set
     is missing from its manifest."""
-    from .embedded import build_real_world, read_manifest
+    from .embedded import REAL_DATASETS, build_real_world, read_manifest
+    from .generators import world_generators
     from .world import build_fake_world
 
+    if dataset not in REAL_DATASETS:
+        raise ValueError(f"unknown dataset {dataset!r}; the world has {REAL_DATASETS}")
+    if generator not in world_generators(dataset):
+        raise ValueError(f"unknown generator {generator!r} for {dataset!r}; the world has "
+                         f"{world_generators(dataset)}")
     root = paths.world_dir(world_cfg.name)
     keys = (f"real/{dataset}", f"fake/{dataset}/{generator}")
     if not all(k in read_manifest(root)["sets"] for k in keys):

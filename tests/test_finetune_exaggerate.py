@@ -7,7 +7,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from patchforensics import paths
 from patchforensics.config import WorldConfig
@@ -23,40 +22,12 @@ from patchforensics.generators.training import TrainingInterrupted
 from patchforensics.images import sha256_file
 from patchforensics.train import TrainConfig, train
 
+from conftest import BrightnessClassifier, TinyGenerator
+
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # --- exaggeration on a tiny linear generator and a brightness classifier -----------------------
-
-class TinyGenerator:
-    """z (4) -> 3 x 8 x 8 images, linear: a shift in z is a fixed change of the pixels; z[0]
-    brightens every pixel, the other latents add a random pattern."""
-
-    latent_dim = 4
-    device = torch.device("cpu")
-
-    def __init__(self) -> None:
-        g = torch.Generator().manual_seed(0)
-        self.net = nn.Linear(4, 3 * 8 * 8)
-        with torch.no_grad():
-            self.net.weight.copy_(torch.randn(192, 4, generator=g) * 0.05)
-            self.net.weight[:, 0] = 0.3
-            self.net.bias.zero_()
-
-    def generate(self, z: torch.Tensor) -> torch.Tensor:
-        return self.net(z).view(-1, 3, 8, 8)
-
-    def sample_latent(self, n: int, seed: int) -> torch.Tensor:
-        return torch.randn(n, 4, generator=torch.Generator().manual_seed(seed))
-
-
-class BrightnessClassifier(nn.Module):
-    """A patch "classifier" whose fake logit is 10 x the local brightness: brighter = faker."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        fake = 10.0 * x.mean(dim=1, keepdim=True)
-        return torch.cat([torch.zeros_like(fake), fake], dim=1)
-
 
 def test_perceptual_distance_and_fake_loss_by_hand():
     x = torch.zeros(2, 3, 8, 8)

@@ -12,9 +12,9 @@ from patchforensics.models import ModelConfig
 from patchforensics.parts import PartsAnalysis, top_patches
 from patchforensics.receptive_field import receptive_field
 from patchforensics.segment import PART_ID
-from patchforensics.widgets import heatmap_explorer, patch_explorer
+from patchforensics.widgets import heatmap_explorer, patch_explorer, shift_explorer
 
-from conftest import face_like
+from conftest import BrightnessClassifier, TinyGenerator, face_like
 
 
 def picture(out) -> bytes:
@@ -71,3 +71,18 @@ def test_heatmap_explorer_redraws_on_slider_and_dropdown(analysis):
     assert pick.value == "real"
     pick.value = "gen"
     assert len({first, second, picture(out)}) == 3
+
+
+def test_shift_explorer_redraws_on_the_slider_and_the_dropdown():
+    import torch
+
+    gen, clf = TinyGenerator(), BrightnessClassifier()
+    shifts = {"up": torch.tensor([1.0, 0, 0, 0]), "down": torch.tensor([-1.0, 0, 0, 0])}
+    ex = shift_explorer(gen, clf, shifts, gen.sample_latent(3, 0))
+    pick, alpha = ex.children[0].children
+    out = ex.children[1]
+    first = picture(out)
+    alpha.value = 1.5
+    second = picture(out)
+    pick.value = "up"
+    assert pick.value == "up" and len({first, second, picture(out)}) == 3

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-from patchforensics import paths
 from patchforensics.config import WorldConfig
 from patchforensics.exaggerate import (
     ExaggerateConfig,
@@ -121,4 +120,3 @@ def test_finetuning_lowers_the_frozen_classifiers_score(smoke_classifier, tmp_pa
                        progress=False)
     assert sha256_file(tmp_path / "cut" / "final.pt") == sha256_file(tmp_path / "ft" / "final.pt")
     assert resumed.history.equals(h)
-    assert paths.checkpoints_dir().exists()

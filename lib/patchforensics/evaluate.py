@@ -39,7 +39,7 @@ from PIL import Image, ImageFilter
 from . import paths
 from .data import FAKE, REAL, load_folder
 from .images import atomic_write_bytes, atomic_write_text, list_images, sha256_file
-from .models import PatchClassifier, load_classifier
+from .models import PatchClassifier, classifier_from_state
 
 Device = str | torch.device | None  # None or "auto": CUDA when present, else CPU
 
@@ -290,7 +290,7 @@ def load_checkpoint(ckpt: str | os.PathLike, *, device: Device = None) -> Checkp
                          f"{str(err).strip().splitlines()[0]})") from err
     if not isinstance(raw, dict) or "model_config" not in raw:
         raise ValueError(f"{path}: not a patchforensics classifier checkpoint")
-    model = load_classifier(path, device=resolve_device(device))
+    model = classifier_from_state(raw, device=resolve_device(device))  # loaded once
     config_path = path.parent / "config.json"
     cfg = json.loads(config_path.read_text()) if config_path.exists() else {}
     data = cfg.get("data", {})

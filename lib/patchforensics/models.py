@@ -286,6 +286,13 @@ def load_classifier(path: str | os.PathLike, *,
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     if "model_config" not in ckpt:
         raise ValueError(f"{path}: not a patchforensics checkpoint (no model_config)")
+    return classifier_from_state(ckpt, device=device)
+
+
+def classifier_from_state(ckpt: dict[str, Any], *,
+                          device: str | torch.device = "cpu") -> PatchClassifier:
+    """The classifier of an already loaded ``best.pt`` dict (``model_config`` and ``model``),
+    in eval mode on ``device``."""
     model = PatchClassifier(from_dict(ModelConfig, ckpt["model_config"]))
     model.load_state_dict(ckpt["model"])
     return model.to(device).eval()

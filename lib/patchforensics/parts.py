@@ -16,6 +16,7 @@ intervals by bootstrap over images (the top and random patch of an image stay pa
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -113,8 +114,6 @@ def enrichment(frame: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0,
                             random_share=counts["random"] / max(n, 1))
         out["enrichment"] = np.where(counts["random"] > 0,
                                      counts["top"] / counts["random"].replace(0, np.nan), np.nan)
-    import warnings
-
     with warnings.catch_warnings():  # all-NaN columns (parts never drawn) stay NaN quietly
         warnings.simplefilter("ignore", RuntimeWarning)
         out["ci_low"] = np.nanquantile(boots, alpha, axis=0)

@@ -148,14 +148,19 @@ def colorfulness(images: np.ndarray) -> float:
 
 
 def radial_spectrum(images: np.ndarray) -> np.ndarray:
-    """Mean radially averaged log10 power spectrum of the luminance.
+    """Mean over images of :func:`radial_spectra`: round(S / sqrt(2)) + 1 floats."""
+    return radial_spectra(images).mean(0)
+
+
+def radial_spectra(images: np.ndarray) -> np.ndarray:
+    """Radially averaged log10 power spectrum of the luminance, one row per image.
 
     ``images``: N x S x S x 3 uint8. Each image's luminance (BT.601, [0, 1]) minus its mean is
     Fourier transformed; power is averaged over rings of integer radius r (cycles per image)
-    and logged; the N log spectra are averaged. Rings run to the corner of the spectrum,
+    and logged. Rings run to the corner of the spectrum,
     r = 0..round(S / sqrt(2)): those beyond S/2 hold only diagonal frequencies, exactly where
-    transposed-convolution checkerboards put their energy. Returns round(S / sqrt(2)) + 1
-    floats (log10 power; -12 where an image set has none).
+    transposed-convolution checkerboards put their energy. Returns N x (round(S / sqrt(2)) + 1)
+    floats (log10 power; -12 where an image has none).
     """
     _check(images, "images")
     n, h, w, _ = images.shape
@@ -168,7 +173,7 @@ def radial_spectrum(images: np.ndarray) -> np.ndarray:
     radius = np.rint(np.sqrt(f[:, None] ** 2 + f[None, :] ** 2)).astype(int).ravel()
     counts = np.bincount(radius)
     rings = np.stack([np.bincount(radius, weights=p.ravel()) for p in power]) / counts
-    return np.log10(rings + 1e-12).mean(0)
+    return np.log10(rings + 1e-12)
 
 
 def spectrum_distance(a: np.ndarray, b: np.ndarray, *, high_only: bool = False) -> float:

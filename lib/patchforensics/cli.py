@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .images import ImageError
+from .notebooks import NOTEBOOK_TIMEOUT_S, STALL_TIMEOUT_S
 
 
 def _cmd_fetch(args: argparse.Namespace) -> int:
@@ -133,11 +134,19 @@ def _default_device() -> str:
 
 
 def _cmd_reproduce(args: argparse.Namespace) -> int:
-    from .notebooks import run_series
+    from .notebooks import NotebookError, NotebookInterrupted, run_series
 
-    run_series(smoke=args.smoke, only=args.only, force=args.force,
-               cell_timeout=args.cell_timeout or None,
-               notebook_timeout=args.notebook_timeout or None)
+    try:
+        run_series(smoke=args.smoke, only=args.only, force=args.force,
+                   stall_timeout=args.stall_timeout or None,
+                   cell_timeout=args.cell_timeout or None,
+                   notebook_timeout=args.notebook_timeout or None)
+    except NotebookInterrupted as err:  # 128 + signal: 130 for SIGINT, 143 for SIGTERM
+        print(f"patchforensics reproduce: {err}; rerun to continue", file=sys.stderr)
+        return 128 + err.signum
+    except NotebookError as err:
+        print(f"patchforensics reproduce: {err}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -242,15 +251,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace an existing --out file")
     p.set_defaults(func=_cmd_score)
 
-    p = sub.add_parser("reproduce", help="run the notebook series headless into results/")
+    p = sub.add_parser(
+        "reproduce", help="run the notebook series headless into results/",
+        description="Run the notebook series headless into results/notebooks, with live "
+        "progress (cell, elapsed time, long loops' step/total and time left) and an estimate "
+        "of the whole run first. Kernel output and logging go to results/logs/<notebook>.log. "
+        "A cell that sends no output and no heartbeat for --stall-timeout s is stopped; "
+        "SIGINT/SIGTERM stop the kernel too. A stop or failure prints one line and exits 2 "
+        "(130 on SIGINT, 143 on SIGTERM); rerunning skips the notebooks that finished.")
     p.add_argument("--smoke", action="store_true", help="smoke parameters (tiny, fast)")
     p.add_argument("--only", nargs="+", help="run only these notebooks (e.g. 01)")
     p.add_argument("--force", action="store_true",
                    help="rerun notebooks that finished earlier with the same parameters")
-    p.add_argument("--cell-timeout", type=float, default=3600,
-                   help="seconds a cell may run (0: no limit)")
-    p.add_argument("--notebook-timeout", type=float, default=3 * 3600,
-                   help="seconds a notebook may run (0: no limit)")
+    p.add_argument("--stall-timeout", type=float, default=STALL_TIMEOUT_S,
+                   help="stop a cell after this many seconds without output or heartbeat "
+                   "(default %(default)g; 0: never)")
+    p.add_argument("--notebook-timeout", type=float, default=NOTEBOOK_TIMEOUT_S,
+                   help="seconds a notebook may run in all (default %(default)g; 0: no limit)")
+    p.add_argument("--cell-timeout", type=float, default=0,
+                   help="hard cap on one cell's seconds, progress or not (default 0: none)")
     p.set_defaults(func=_cmd_reproduce)
 
     p = sub.add_parser("compare-reference",

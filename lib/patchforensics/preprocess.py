@@ -21,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from tqdm.auto import tqdm
 
 from .images import (
     MAX_PIXELS,
@@ -34,6 +33,7 @@ from .images import (
     sha256_bytes,
     sha256_file,
 )
+from .progress import bar as progress_bar
 
 PNG_COMPRESS_LEVEL = 6  # fixed so that the same pixels always give the same bytes
 
@@ -147,7 +147,7 @@ def import_folder(
     report = ImportReport(src=str(src), dst=str(dst), size=size)
     done: dict[str, dict] = previous.get("files", {})
     claimed: dict[Path, Path] = {}
-    for path in tqdm(files, desc=f"import {src.name}", disable=not progress, unit="img"):
+    for path in progress_bar(files, desc=f"import {src.name}", disable=not progress, unit="img"):
         rel = path.relative_to(src)
         out = dst / rel.with_suffix(".png")
         key = rel.as_posix()

@@ -169,12 +169,12 @@ def parse_images(images: np.ndarray, *, cfg: ParserConfig | None = None,
                  progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Label maps of N x H x W x 3 uint8 images: ``(labels, found)`` with labels N x H x W uint8
     (``PART_ID`` values; all 255 where no face was found) and found N bool."""
-    from tqdm.auto import tqdm
+    from .progress import bar as progress_bar
 
     labels = np.full(images.shape[:3], 255, np.uint8)
     found = np.zeros(len(images), bool)
     with FaceParser(cfg) as parser:
-        for n, im in enumerate(tqdm(images, desc="face parsing", disable=not progress)):
+        for n, im in enumerate(progress_bar(images, desc="face parsing", disable=not progress)):
             lab = parser.parse(im)
             if lab is not None:
                 labels[n], found[n] = lab, True

@@ -53,6 +53,7 @@ from .config import WorldConfig, fingerprint, from_dict, to_dict
 from .data import FAKE, REAL, load_folder
 from .images import atomic_write_bytes, atomic_write_text, list_images, sha256_file
 from .models import DEPTHS, ModelConfig, build_model, image_scores, load_init, parse_depth
+from .progress import bar as progress_bar
 from .provenance import run_record
 
 SPLITS = ("train", "val")
@@ -476,7 +477,7 @@ def _train(cfg: TrainConfig, real_dir: Path, fake_dir: Path, out: Path, d: _Dist
                                          epoch=epoch, rank=d.rank, world_size=d.world_size)
         steps = len(real_idx) if not cfg.steps_per_epoch else min(cfg.steps_per_epoch,
                                                                   len(real_idx))
-        bar = tqdm(range(state["step"], steps), initial=state["step"], total=steps,
+        bar = progress_bar(range(state["step"], steps), initial=state["step"], total=steps,
                    desc=f"{out.name} epoch {epoch + 1}", disable=not (progress and d.main),
                    leave=False, unit="step")
         for step in bar:

@@ -19,13 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from . import paths
 from .config import WorldConfig, fingerprint, from_dict, to_dict
 from .embedded import REAL_DATASETS, SPLITS, read_manifest, set_is_complete, write_set
 from .generators import Generator, get_generator, world_generators
 from .preprocess import PIPELINE
+from .progress import bar as progress_bar
 from .provenance import run_record
 
 
@@ -70,7 +70,7 @@ def build_fake_world(cfg: WorldConfig, root: str | Path | None = None, *, force:
         raise ValueError(f"{root}: the real world was built with another config "
                          f"(field: (built, requested)) {diff}")
     jobs = [(d, g) for d in REAL_DATASETS for g in world_generators(d)]
-    for dataset, name in tqdm(jobs, desc="fake sets", disable=not progress, unit="set"):
+    for dataset, name in progress_bar(jobs, desc="fake sets", disable=not progress, unit="set"):
         real_key = f"real/{dataset}"
         if real_key not in manifest["sets"]:
             raise FileNotFoundError(f"{root}: {real_key} missing from the manifest; rebuild "

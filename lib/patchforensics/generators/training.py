@@ -26,11 +26,11 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from .. import paths
 from ..config import fingerprint
 from ..images import atomic_write_bytes, atomic_write_text, list_images, read_image, sha256_file
+from ..progress import bar as progress_bar
 from ..provenance import run_record
 from .base import is_gray
 
@@ -170,7 +170,7 @@ def train_loop(folder: Path, fp: str, *, steps: int, checkpoint_every: int,
                     "parts": {k: p.state_dict() for k, p in parts.items()}}, latest)
 
     t0 = time.perf_counter()
-    bar = tqdm(range(start, steps), desc=desc, disable=not progress, leave=False,
+    bar = progress_bar(range(start, steps), desc=desc, disable=not progress, leave=False,
                initial=start, total=steps, unit="step")
     for done, step in enumerate(bar, start=1):
         logs = step_fn(step)

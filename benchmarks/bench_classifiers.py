@@ -12,9 +12,11 @@ flipped, converted to float in [-1, 1] and channels-last, one Adam step per batc
 (``infer``). FLOPs are counted with ``torch.utils.flop_counter`` on the forward pass (2 per
 multiply-add; convolutions and matmuls only) and a training step is taken as 3x forward
 (backward = grad input + grad weight; the counter's own backward figure overcounts grouped
-convolutions). ``peak`` is the best fp32 rate of three GEMM-shaped kernels (``matmul_peak``):
-the ceiling for dense fp32 arithmetic on this machine. Depthwise convolutions, small maps and
-memory-bound ops (BatchNorm, ReLU, pooling, Adam) keep the networks below it.
+convolutions). ``peak`` is this machine's measured fp32 peak, the best of a large sgemm and a
+direct 3x3 convolution (``machine.fp32_peak``, shared with ``bench_generators.py``, so both
+report against the same ceiling): the ceiling for dense fp32 arithmetic on this machine.
+Depthwise convolutions, small maps and memory-bound ops (BatchNorm, ReLU, pooling, Adam) keep
+the networks below it.
 Memory: on CPU each model runs in fresh processes and ``mem`` is the peak resident set size
 (``VmHWM``, reset just before the model is built) minus the resident size at that moment:
 weights, optimiser state, activations, oneDNN workspace; on CUDA it is
@@ -33,7 +35,6 @@ import argparse
 import ast
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -42,6 +43,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from machine import cpu_info, fp32_peak
 from torch.utils.flop_counter import FlopCounterMode
 
 from patchforensics import paths
@@ -50,39 +52,6 @@ from patchforensics.train import TrainConfig, augment_batch, patch_loss, to_inpu
 
 TRAIN_BATCH = 32  # the paper's 16 real + 16 fake
 INFER_BATCH = 128
-
-
-def matmul_peak(seconds: float = 3.0) -> dict[str, float]:
-    """Best fp32 GFLOP/s of three GEMM-shaped kernels with the same threads: ``torch.mm`` on
-    2048 x 2048 matrices (MKL / cuBLAS), a 1x1 convolution (a plain GEMM through oneDNN /
-    cuDNN, the libraries the networks use) and a 3x3 convolution with 256 channels on a 16 x 16
-    map (an implicit GEMM with the most reuse, so the closest to the FMA units' limit; on the
-    AMD CPUs of this project MKL's sgemm reaches well under half of it)."""
-    dev = "cuda" if torch.cuda.is_available() else "cpu"
-    sync = torch.cuda.synchronize if dev == "cuda" else (lambda: None)
-    n = 2048
-    a, b = torch.randn(n, n, device=dev), torch.randn(n, n, device=dev)
-    cl = torch.channels_last
-    c1 = torch.nn.Conv2d(512, 512, 1, bias=False).to(dev, memory_format=cl)
-    x1 = torch.randn(64, 512, 16, 16, device=dev).contiguous(memory_format=cl)
-    c3 = torch.nn.Conv2d(256, 256, 3, padding=1, bias=False).to(dev, memory_format=cl)
-    x3 = torch.randn(32, 256, 16, 16, device=dev).contiguous(memory_format=cl)
-    kernels = (("mm", lambda: torch.mm(a, b), 2 * n**3),
-               ("conv1x1", lambda: c1(x1), 2 * 64 * 512 * 512 * 256),
-               ("conv3x3", lambda: c3(x3), 2 * 32 * 256 * 256 * 9 * 256))
-    out = {}
-    with torch.inference_mode():
-        for name, fn, flops in kernels:
-            fn()
-            best, t_end = 0.0, time.perf_counter() + seconds / len(kernels)
-            while time.perf_counter() < t_end:
-                sync()
-                t0 = time.perf_counter()
-                fn()
-                sync()
-                best = max(best, flops / (time.perf_counter() - t0) / 1e9)
-            out[name] = best
-    return out
 
 
 def _rss_kb(field: str) -> int:
@@ -233,10 +202,11 @@ def main() -> None:
     jobs = [(a, d) for a, ds in DEPTHS.items() for d in ds]
     if args.only:
         jobs = [j for j in jobs if ":".join(j) in args.only]
-    peaks = matmul_peak()
-    peak = max(peaks.values())
+    peaks = fp32_peak(device=args.device)
+    peak = peaks["peak"]
     cuda = args.device.startswith("cuda")
-    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch "
+    info = cpu_info()
+    print(f"# {info['cpu']} ({' '.join(info['isa'])}), {os.cpu_count()} CPUs, torch "
           f"{torch.__version__}, {torch.get_num_threads()} threads, device {args.device}, "
           f"{args.size} px, channels-last {args.channels_last}")
     print(f"# fp32 peak, GFLOP/s: torch.mm 2048^2 {peaks['mm']:.0f}, 1x1 conv "

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,9 +16,11 @@ from patchforensics.generators import (
     GANConfig,
     TrainingInterrupted,
     VAEConfig,
+    default_config,
     get_generator,
     run_dir,
     train_generator,
+    training,
     world_generators,
 )
 from patchforensics.generators.nets import (
@@ -26,7 +30,7 @@ from patchforensics.generators.nets import (
     UpsampleConvGenerator,
     n_doublings,
 )
-from patchforensics.generators.training import load_torch
+from patchforensics.generators.training import load_torch, save_torch
 
 ZOO = [(d, g) for d in ("celeba", "olivetti") for g in world_generators(d)]
 EXTRA = [("olivetti", "upconv"), ("olivetti", "vae")]  # trained kinds on gray data too
@@ -227,3 +231,120 @@ def test_errors_name_the_problem(world, tmp_path):
         n_doublings(48)
     with pytest.raises(ValueError, match="power-of-two"):
         ConvTGenerator(8, 8)
+
+
+def test_resumed_run_records_the_total_training_time(world, tmp_path, monkeypatch):
+    """done.json's seconds add every segment's (issue 14: a resume recorded only its own)."""
+    monkeypatch.setenv("PATCHFORENSICS_CHECKPOINTS", str(tmp_path / "ckpt"))
+    config = GANConfig(latent_dim=8, ngf=4, ndf=4, batch_size=8, steps=6, checkpoint_every=2,
+                       threads=1)
+    kw = dict(world_root=world, config=config, device="cpu", progress=False)
+    with pytest.raises(TrainingInterrupted):
+        train_generator("celeba", "dcgan", stop_after=5, **kw)
+    folder = run_dir(world.name, "celeba", "dcgan")
+    latest = load_torch(folder / "latest.pt")
+    assert latest["step"] == 4 and latest["seconds"] > 0
+    latest["seconds"] = 1000.0  # as if the first segment had taken 1000 s
+    save_torch(latest, folder / "latest.pt")
+    done = train_generator("celeba", "dcgan", **kw)
+    assert done["source"] == "resumed"
+    assert 1000.0 < done["seconds"] < 1000.0 + 600, done["seconds"]
+    assert json.loads((folder / "done.json").read_text())["seconds"] == done["seconds"]
+
+
+def test_latest_is_saved_by_time_as_well_as_by_steps(world, tmp_path, monkeypatch):
+    """With a time limit of 0 s every step saves, though checkpoint_every never comes."""
+    monkeypatch.setenv("PATCHFORENSICS_CHECKPOINTS", str(tmp_path / "ckpt"))
+    config = VAEConfig(latent_dim=8, nf=4, batch_size=8, steps=9, kl_warmup=3,
+                       checkpoint_every=1000, threads=1)
+    kw = dict(world_root=world, config=config, device="cpu", progress=False)
+    folder = run_dir(world.name, "celeba", "vae")
+    with pytest.raises(TrainingInterrupted):
+        train_generator("celeba", "vae", stop_after=3, **kw)
+    assert not (folder / "latest.pt").exists(), "120 s did not pass: no save expected"
+    monkeypatch.setattr(training, "CHECKPOINT_SECONDS", 0.0)
+    with pytest.raises(TrainingInterrupted):
+        train_generator("celeba", "vae", force=True, stop_after=3, **kw)
+    assert load_torch(folder / "latest.pt")["step"] == 3
+
+
+def test_dcgan_seed1_is_an_independent_copy_outside_the_zoo(world):
+    a, b = default_config("celeba", "dcgan"), default_config("celeba", "dcgan_seed1")
+    assert replace(b, seed=0) == a and b.seed != a.seed and b.arch == "dcgan"
+    assert "dcgan_seed1" not in world_generators("celeba")
+    g0, g1 = get(world, "celeba", "dcgan"), get(world, "celeba", "dcgan_seed1")
+    assert isinstance(g1.net, ConvTGenerator)
+    assert g1.checkpoint != g0.checkpoint
+    w0, w1 = load_torch(g0.checkpoint)["G"], load_torch(g1.checkpoint)["G"]
+    first = next(k for k in w0 if k.endswith("weight"))
+    assert not torch.allclose(w0[first], w1[first], atol=1e-3), "another seed, other weights"
+    assert not np.array_equal(g0.sample(4, seed=0), g1.sample(4, seed=0))
+
+
+def test_default_step_counts_fit_the_budget():
+    """Fixed steps (never machine-dependent), and the zoo's FLOPs within the 15-minute budget
+    at the slow CPU's measured fp32 rate (issue 14: ~110 GFLOP/s on a 2-core Zen 4)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from patchforensics.generators.gan import build_nets
+    from patchforensics.generators.vae import build_vae
+
+    total = 0.0
+    members = [("celeba", n) for n in ("dcgan", "dcgan_seed1", "upconv", "vae")]
+    for dataset, name in members + [("olivetti", "dcgan")]:
+        cfg = default_config(dataset, name)
+        assert cfg == default_config(dataset, name) and cfg.precision == "fp32"
+        ch = 1 if dataset == "olivetti" else 3
+        with FlopCounterMode(display=False) as count:
+            if name == "vae":
+                vae = build_vae(cfg, 64, ch)
+                vae.decode(vae.encode(torch.zeros(cfg.batch_size, ch, 64, 64))[0])
+                step = 3 * count.get_total_flops()
+            else:
+                G, D = build_nets(cfg, 64, ch)
+                fake = G(torch.zeros(cfg.batch_size, cfg.latent_dim))
+                g_fwd = count.get_total_flops()
+                D(fake)
+                d_fwd = count.get_total_flops() - g_fwd
+                # D step: 2 fwd + 2 bwd; G step: D fwd + bwd, G fwd + bwd (bwd = 2x fwd)
+                step = 3 * g_fwd + 9 * d_fwd
+        total += step * cfg.steps
+    assert total / 110e9 < 15 * 60 * 0.85, f"{total / 1e12:.0f} TFLOP: over budget"
+
+
+@pytest.mark.skipif(not torch.ops.mkldnn._is_mkldnn_bf16_supported(),
+                    reason="this CPU has no native bf16")
+@pytest.mark.parametrize("kind", ["gan", "vae"])
+def test_bf16_training_matches_fp32(world, kind):
+    """bf16 autocast is an opt-in only because it keeps results: the same short training in
+    bf16 and fp32 reaches comparable losses and sample statistics."""
+    from patchforensics.generators.gan import gan_training
+    from patchforensics.generators.training import data_channels, read_stack, train_files
+    from patchforensics.generators.vae import vae_training
+
+    images = read_stack(train_files(world, "celeba")[0])
+    results = {}
+    for precision in ("fp32", "bf16"):
+        if kind == "gan":
+            cfg = GANConfig(latent_dim=16, ngf=8, ndf=8, batch_size=16, steps=60, lr_g=1e-3,
+                            lr_d=1e-3, threads=1, precision=precision)
+            parts, _, step = gan_training(cfg, images, data_channels(images),
+                                          torch.device("cpu"))
+        else:
+            cfg = VAEConfig(latent_dim=16, nf=8, batch_size=16, steps=60, lr=5e-3,
+                            kl_warmup=5, threads=1, precision=precision)
+            parts, _, step = vae_training(cfg, images, data_channels(images),
+                                          torch.device("cpu"))
+        with training.cpu_threads(1):
+            logs = [step(i) for i in range(cfg.steps)]
+        last = {k: float(np.mean([float(r[k]) for r in logs[-20:]])) for k in logs[0]}
+        net = parts["G"] if kind == "gan" else parts["vae"]
+        net.eval()
+        with torch.no_grad():
+            z = torch.randn(64, 16, generator=torch.Generator().manual_seed(0))
+            x = net(z) if kind == "gan" else net.decode(z)
+        results[precision] = (last, float(x.mean()), float(x.std()))
+    (l32, m32, s32), (l16, m16, s16) = results["fp32"], results["bf16"]
+    for k in l32:
+        assert abs(l16[k] - l32[k]) <= 0.25 * abs(l32[k]) + 0.1, (k, l32, l16)
+    assert abs(m16 - m32) < 0.15 and abs(s16 - s32) < 0.15, (m32, s32, m16, s16)

@@ -24,6 +24,9 @@ from ..config import to_dict
 from .base import TorchGenerator, from_uint8
 from .nets import ConvTGenerator, Discriminator, UpsampleConvGenerator
 from .training import (
+    StepFn,
+    adam,
+    autocast,
     batch_from,
     cpu_state,
     cpu_threads,
@@ -43,15 +46,16 @@ class GANConfig:
     latent_dim: int = 64  # size of z ~ N(0, I)
     ngf: int = 32  # generator width at the last layer (doubles per layer towards z)
     ndf: int = 32  # discriminator width at the first layer
-    batch_size: int = 64  # reals (and fakes) per step
-    steps: int = 2400  # optimisation steps of D and G each
+    batch_size: int = 32  # reals (and fakes) per step (budget: see default_config)
+    steps: int = 800  # optimisation steps of D and G each
     lr_g: float = 2e-4  # Adam learning rate of G
     lr_d: float = 2e-4  # Adam learning rate of D
     beta1: float = 0.5  # Adam beta1 (DCGAN's choice)
     flip: bool = True  # random horizontal flips of the reals
-    checkpoint_every: int = 200  # steps between resumable latest.pt saves
+    checkpoint_every: int = 200  # steps between resumable latest.pt saves (also every 120 s)
     threads: int = 0  # torch CPU threads while training (0: torch's default, one per core)
     channels_last: bool = True  # NHWC on CPU: ~1.6x faster convs with oneDNN here
+    precision: str = "fp32"  # "fp32", or "bf16": autocast forward passes (CPU with bf16, CUDA)
     seed: int = 0  # weight init and training randomness
 
 
@@ -70,29 +74,36 @@ def build_nets(cfg: GANConfig, size: int, channels: int) -> tuple[torch.nn.Modul
 
 
 def discriminator_step(D: torch.nn.Module, opt_d: torch.optim.Optimizer, real: torch.Tensor,
-                       fake: torch.Tensor) -> torch.Tensor:
+                       fake: torch.Tensor, *, precision: str = "fp32") -> torch.Tensor:
     """One step of D on a real and a fake batch (fake detached): the non-saturating GAN loss in
-    its numerically stable softplus form. Returns the detached loss."""
-    loss_d = F.softplus(-D(real)).mean() + F.softplus(D(fake.detach())).mean()
+    its numerically stable softplus form, computed in fp32 whatever ``precision`` the forward
+    passes run in (see ``training.autocast``). Returns the detached loss."""
+    with autocast(precision, real.device):
+        logits_real, logits_fake = D(real), D(fake.detach())
+    loss_d = F.softplus(-logits_real.float()).mean() + F.softplus(logits_fake.float()).mean()
     opt_d.zero_grad(set_to_none=True)
     loss_d.backward()
     opt_d.step()
     return loss_d.detach()
 
 
-def train_gan(folder: Path, fp: str, record: dict[str, Any], cfg: GANConfig, images: np.ndarray,
-              channels: int, device: torch.device, *, force: bool, progress: bool, desc: str,
-              stop_after: int | None = None) -> dict[str, Any]:
-    """Train (or resume) one GAN on ``images`` (N x S x S x 3 uint8); returns done.json's record."""
+def gan_training(cfg: GANConfig, images: np.ndarray, channels: int, device: torch.device
+                 ) -> tuple[dict[str, Any], torch.Generator, StepFn]:
+    """The state and the step of GAN training, shared by ``train_gan`` and the benchmark.
+
+    ``images``: N x S x S x 3 uint8. Returns ``(parts, rng, step)``: ``parts`` = G, D and their
+    (fused) Adam states, in channels-last on CPU; ``rng`` the one generator of every random
+    draw; ``step(i)`` one D step and one G step on a batch of ``cfg.batch_size``, returning
+    the detached losses ``{"d", "g"}``.
+    """
     size = images.shape[1]
-    start_run(folder, fp, record, force=force)
     G, D = build_nets(cfg, size, channels)
     cl = cfg.channels_last and device.type == "cpu"
     G, D = G.to(device), D.to(device)
     if cl:
         G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
-    opt_g = torch.optim.Adam(G.parameters(), cfg.lr_g, betas=(cfg.beta1, 0.999))
-    opt_d = torch.optim.Adam(D.parameters(), cfg.lr_d, betas=(cfg.beta1, 0.999))
+    opt_g = adam(G.parameters(), cfg.lr_g, (cfg.beta1, 0.999), device)
+    opt_d = adam(D.parameters(), cfg.lr_d, (cfg.beta1, 0.999), device)
     data = from_uint8(images, channels)
     rng = torch.Generator().manual_seed(cfg.seed + 1)
     n, b = data.shape[0], cfg.batch_size
@@ -102,15 +113,27 @@ def train_gan(folder: Path, fp: str, record: dict[str, Any], cfg: GANConfig, ima
         flips = torch.rand(b, generator=rng) < 0.5 if cfg.flip else None
         z = torch.randn(b, cfg.latent_dim, generator=rng).to(device)
         real = batch_from(data, idx, flips, device, cl)
-        fake = G(z)
-        loss_d = discriminator_step(D, opt_d, real, fake)
-        loss_g = F.softplus(-D(fake)).mean()
+        with autocast(cfg.precision, device):
+            fake = G(z)
+        loss_d = discriminator_step(D, opt_d, real, fake, precision=cfg.precision)
+        with autocast(cfg.precision, device):
+            logits = D(fake)
+        loss_g = F.softplus(-logits.float()).mean()
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         opt_g.step()
         return {"d": loss_d.detach(), "g": loss_g.detach()}
 
-    parts = {"G": G, "D": D, "opt_g": opt_g, "opt_d": opt_d}
+    return {"G": G, "D": D, "opt_g": opt_g, "opt_d": opt_d}, rng, step
+
+
+def train_gan(folder: Path, fp: str, record: dict[str, Any], cfg: GANConfig, images: np.ndarray,
+              channels: int, device: torch.device, *, force: bool, progress: bool, desc: str,
+              stop_after: int | None = None) -> dict[str, Any]:
+    """Train (or resume) one GAN on ``images`` (N x S x S x 3 uint8); returns done.json's record."""
+    size = images.shape[1]
+    start_run(folder, fp, record, force=force)
+    parts, rng, step = gan_training(cfg, images, channels, device)
     with cpu_threads(cfg.threads):
         source, seconds = train_loop(folder, fp, steps=cfg.steps,
                                      checkpoint_every=cfg.checkpoint_every, parts=parts,

@@ -3,9 +3,10 @@
 One run lives in ``paths.checkpoints_dir()/generators/<world>/<dataset>/<name>/``:
 
 - ``config.json``: the generator config, the training data's fingerprint, provenance;
-- ``latest.pt``: written atomically every ``checkpoint_every`` steps with everything needed to
-  continue *exactly* (weights, optimiser states, RNG states, step), so a killed run resumes and
-  ends with the same weights as an uninterrupted one;
+- ``latest.pt``: written atomically every ``checkpoint_every`` steps and at least every
+  ``CHECKPOINT_SECONDS`` with everything needed to continue *exactly* (weights, optimiser
+  states, RNG states, step, seconds spent so far), so a killed run resumes and ends with the
+  same weights as an uninterrupted one;
 - ``final.pt`` and ``done.json`` (its SHA-256, steps, seconds): a rerun loads these and trains
   nothing unless forced.
 
@@ -20,7 +21,7 @@ import json
 import shutil
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -114,6 +115,38 @@ def cpu_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(old)
 
 
+PRECISIONS = ("fp32", "bf16")
+
+
+def autocast(precision: str, device: torch.device) -> AbstractContextManager[Any]:
+    """The forward-pass context of a training step: nothing for ``"fp32"``; for ``"bf16"``,
+    ``torch.autocast`` to bfloat16 on ``device`` (CPU or CUDA; bf16 needs no loss scaling).
+
+    Weights, optimiser states and losses stay fp32; only convolutions/matmuls run in bf16. On
+    a CPU without native bf16 (``torch.ops.mkldnn._is_mkldnn_bf16_supported()`` false) oneDNN
+    emulates it slowly, so ``"bf16"`` is opt-in, never picked by the machine.
+    """
+    if precision == "fp32":
+        return nullcontext()
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    raise ValueError(f"unknown precision {precision!r}; choose from {PRECISIONS}")
+
+
+def adam(params: Any, lr: float, betas: tuple[float, float], device: torch.device
+         ) -> torch.optim.Adam:
+    """Adam with the fused kernel (one pass over all parameters instead of a few foreach
+    passes; CPU and CUDA in torch >= 2.4), falling back to foreach where it is missing."""
+    params = list(params)
+    try:
+        return torch.optim.Adam(params, lr, betas=betas, fused=device.type in ("cpu", "cuda"))
+    except RuntimeError:  # a device without the fused kernel
+        return torch.optim.Adam(params, lr, betas=betas)
+
+
+StepFn = Callable[[int], dict[str, torch.Tensor]]  # one training step: index -> losses
+
+
 class Stateful(Protocol):
     """Anything with ``state_dict``/``load_state_dict`` (modules, optimisers)."""
 
@@ -136,6 +169,9 @@ class RowLog:
         self.rows = list(state["rows"])
 
 
+CHECKPOINT_SECONDS = 120.0  # also save latest.pt this often: a kill loses <= ~2 min of work
+
+
 class TrainingInterrupted(RuntimeError):
     """Raised by ``train_loop(stop_after=...)``: the run is left resumable, as after a kill."""
 
@@ -143,7 +179,8 @@ class TrainingInterrupted(RuntimeError):
 def train_loop(folder: Path, fp: str, *, steps: int, checkpoint_every: int,
                parts: dict[str, Stateful], rng: torch.Generator,
                step_fn: Callable[[int], dict[str, torch.Tensor]], desc: str, progress: bool,
-               stop_after: int | None = None) -> tuple[str, float]:
+               stop_after: int | None = None,
+               checkpoint_seconds: float | None = None) -> tuple[str, float]:
     """Run ``step_fn(step)`` for ``step`` in [start, steps), checkpointing to ``latest.pt``.
 
     ``parts`` are saved and restored by name; ``rng`` must be the only source of randomness
@@ -152,11 +189,17 @@ def train_loop(folder: Path, fp: str, *, steps: int, checkpoint_every: int,
     ``latest.pt`` when its fingerprint is ``fp``. ``step_fn`` returns detached loss tensors,
     read only for the progress bar (no per-step device sync). ``stop_after``: raise
     :class:`TrainingInterrupted` after that many steps of this call (a stand-in for a kill,
-    for tests). Returns ``(source, seconds)``: source ``"trained"`` or ``"resumed"``; seconds
-    of this call only.
+    for tests). ``latest.pt`` is written every ``checkpoint_every`` steps AND whenever
+    ``checkpoint_seconds`` (default: the module's ``CHECKPOINT_SECONDS``, read at call time)
+    have passed since the last save, so a kill loses at most about that
+    much work however slow the machine (the step-based saves alone lost 20+ minutes of an
+    upconv run on a loaded 2-core CPU, issue 14). Returns ``(source, seconds)``: source
+    ``"trained"`` or ``"resumed"``; seconds of training over ALL segments of the run (each
+    ``latest.pt`` carries the seconds spent before it), so a resumed run's ``done.json``
+    records the whole cost, not only its last segment.
     """
     latest = folder / "latest.pt"
-    start, source = 0, "trained"
+    start, source, before = 0, "trained", 0.0
     if latest.exists():
         ckpt = load_torch(latest)
         if ckpt.get("fingerprint") == fp:
@@ -164,25 +207,35 @@ def train_loop(folder: Path, fp: str, *, steps: int, checkpoint_every: int,
                 part.load_state_dict(ckpt["parts"][key])
             rng.set_state(ckpt["rng"])
             start, source = int(ckpt["step"]), "resumed"
+            before = float(ckpt.get("seconds", 0.0))  # older checkpoints lack it
+
+    if checkpoint_seconds is None:
+        checkpoint_seconds = CHECKPOINT_SECONDS
+    t0 = time.perf_counter()
+    last_save = t0
 
     def save(step: int) -> None:
+        nonlocal last_save
         save_torch({"fingerprint": fp, "step": step, "rng": rng.get_state(),
+                    "seconds": before + time.perf_counter() - t0,
                     "parts": {k: p.state_dict() for k, p in parts.items()}}, latest)
+        last_save = time.perf_counter()
 
-    t0 = time.perf_counter()
     bar = progress_bar(range(start, steps), desc=desc, disable=not progress, leave=False,
                initial=start, total=steps, unit="step")
     for done, step in enumerate(bar, start=1):
         logs = step_fn(step)
         if step % 25 == 0 and progress:
             bar.set_postfix({k: f"{float(v):.3f}" for k, v in logs.items()}, refresh=False)
-        if (step + 1) % checkpoint_every == 0 and step + 1 < steps:
+        due = ((step + 1) % checkpoint_every == 0
+               or time.perf_counter() - last_save >= checkpoint_seconds)
+        if due and step + 1 < steps:
             save(step + 1)
         if stop_after is not None and done >= stop_after:
             bar.close()
             raise TrainingInterrupted(f"stopped after {done} steps at step {step + 1}")
     bar.close()
-    return source, time.perf_counter() - t0
+    return source, before + time.perf_counter() - t0
 
 
 def train_files(world_root: Path, dataset: str) -> tuple[list[Path], str]:

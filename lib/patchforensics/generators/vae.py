@@ -29,6 +29,9 @@ from ..config import to_dict
 from .base import TorchGenerator, from_uint8
 from .nets import ConvVAE
 from .training import (
+    StepFn,
+    adam,
+    autocast,
     batch_from,
     cpu_state,
     cpu_threads,
@@ -45,16 +48,17 @@ class VAEConfig:
 
     latent_dim: int = 128  # size of z ~ N(0, I)
     nf: int = 32  # width of the first encoder / last decoder layer (doubles per layer)
-    batch_size: int = 64  # images per step
-    steps: int = 1600  # optimisation steps
+    batch_size: int = 32  # images per step (budget: see generators.default_config)
+    steps: int = 800  # optimisation steps
     lr: float = 1e-3  # Adam learning rate
     recon_sigma: float = 0.1  # decoder std on the [-1, 1] scale: smaller is sharper
     kl_warmup: int = 200  # steps over which the KL weight ramps 0 -> 1 (avoids early collapse)
     prior: str = "fitted"  # "fitted": Gaussian fitted to the posterior means; "standard": N(0, I)
     flip: bool = True  # random horizontal flips of the reals
-    checkpoint_every: int = 200  # steps between resumable latest.pt saves
+    checkpoint_every: int = 200  # steps between resumable latest.pt saves (also every 120 s)
     threads: int = 0  # torch CPU threads while training (0: torch's default, one per core)
     channels_last: bool = True  # NHWC on CPU: faster convs with oneDNN here
+    precision: str = "fp32"  # "fp32", or "bf16": autocast forward passes (CPU with bf16, CUDA)
     seed: int = 0  # weight init and training randomness
 
 
@@ -65,17 +69,21 @@ def build_vae(cfg: VAEConfig, size: int, channels: int) -> ConvVAE:
         return ConvVAE(cfg.latent_dim, size, channels, cfg.nf)
 
 
-def train_vae(folder: Path, fp: str, record: dict[str, Any], cfg: VAEConfig, images: np.ndarray,
-              channels: int, device: torch.device, *, force: bool, progress: bool, desc: str,
-              stop_after: int | None = None) -> dict[str, Any]:
-    """Train (or resume) the VAE on ``images`` (N x S x S x 3 uint8); returns done.json's record."""
+def vae_training(cfg: VAEConfig, images: np.ndarray, channels: int, device: torch.device
+                 ) -> tuple[dict[str, Any], torch.Generator, StepFn]:
+    """The state and the step of VAE training, shared by ``train_vae`` and the benchmark.
+
+    ``images``: N x S x S x 3 uint8. Returns ``(parts, rng, step)``: ``parts`` = the VAE
+    (channels-last on CPU) and its fused Adam state; ``rng`` the one generator of every random
+    draw; ``step(i)`` one ELBO step on ``cfg.batch_size`` images (KL weight ramped over
+    ``kl_warmup`` steps), returning the detached ``{"rec", "kl"}``.
+    """
     size = images.shape[1]
-    start_run(folder, fp, record, force=force)
     vae = build_vae(cfg, size, channels).to(device)
     cl = cfg.channels_last and device.type == "cpu"
     if cl:
         vae = vae.to(memory_format=torch.channels_last)
-    opt = torch.optim.Adam(vae.parameters(), cfg.lr)
+    opt = adam(vae.parameters(), cfg.lr, (0.9, 0.999), device)
     data = from_uint8(images, channels)
     rng = torch.Generator().manual_seed(cfg.seed + 1)
     n, b = data.shape[0], cfg.batch_size
@@ -86,8 +94,10 @@ def train_vae(folder: Path, fp: str, record: dict[str, Any], cfg: VAEConfig, ima
         flips = torch.rand(b, generator=rng) < 0.5 if cfg.flip else None
         eps = torch.randn(b, cfg.latent_dim, generator=rng).to(device)
         x = batch_from(data, idx, flips, device, cl)
-        mu, logvar = vae.encode(x)
-        recon = vae.decode(mu + eps * torch.exp(0.5 * logvar))
+        with autocast(cfg.precision, device):
+            mu, logvar = vae.encode(x)
+            mu, logvar = mu.float(), logvar.float()  # the ELBO in fp32 whatever the precision
+            recon = vae.decode(mu + eps * torch.exp(0.5 * logvar)).float()
         rec = (recon - x).pow(2).flatten(1).sum(1).mean() * inv_two_var
         kl = (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp())).sum(1).mean()
         weight = min(1.0, (i + 1) / cfg.kl_warmup) if cfg.kl_warmup > 0 else 1.0
@@ -97,7 +107,19 @@ def train_vae(folder: Path, fp: str, record: dict[str, Any], cfg: VAEConfig, ima
         opt.step()
         return {"rec": rec.detach(), "kl": kl.detach()}
 
-    parts = {"vae": vae, "opt": opt}
+    return {"vae": vae, "opt": opt}, rng, step
+
+
+def train_vae(folder: Path, fp: str, record: dict[str, Any], cfg: VAEConfig, images: np.ndarray,
+              channels: int, device: torch.device, *, force: bool, progress: bool, desc: str,
+              stop_after: int | None = None) -> dict[str, Any]:
+    """Train (or resume) the VAE on ``images`` (N x S x S x 3 uint8); returns done.json's record."""
+    size = images.shape[1]
+    start_run(folder, fp, record, force=force)
+    parts, rng, step = vae_training(cfg, images, channels, device)
+    vae = parts["vae"]
+    data = from_uint8(images, channels)
+    cl = cfg.channels_last and device.type == "cpu"
     with cpu_threads(cfg.threads):
         source, seconds = train_loop(folder, fp, steps=cfg.steps,
                                      checkpoint_every=cfg.checkpoint_every, parts=parts,

@@ -262,3 +262,107 @@ def test_grid_trains_each_model_once_and_tabulates_it(planted, tmp_path):
     table = model_table(models, SIZE)
     assert table.loc["resnet18_layer1", "map"] == "8x8"
     assert table["fits"].tolist() == [True, False]  # a 43 px field does not fit in 32 px
+
+
+# --- the paper's protocol: stopping rule, samples + inversions, crops -----------------------------
+
+def _scripted_validation(monkeypatch, patch_accs: list[float]) -> None:
+    """Replace validation by a script of per-patch accuracies, one per epoch."""
+    import patchforensics.train as tr
+
+    script = iter(patch_accs)
+
+    def fake_eval(*_args, **_kwargs) -> dict[str, float]:
+        acc = next(script)
+        return {"loss": 1 - acc, "patch_acc": acc, "image_acc": acc, "real_acc": acc,
+                "fake_acc": acc, "ap": acc}
+
+    monkeypatch.setattr(tr, "evaluate_split", fake_eval)
+
+
+def test_stopping_rule_stops_at_perfect_patch_accuracy(planted, tmp_path, monkeypatch):
+    real, fake = planted
+    _scripted_validation(monkeypatch, [0.6, 0.8, 1.0, 0.5, 0.5])
+    cfg = TrainConfig(arch="resnet18", depth="layer1", batch_size=16, limit=16,
+                      steps_per_epoch=1)
+    res = train(cfg, real, fake, tmp_path / "run", device="cpu", progress=False)
+    assert res.stopped == "perfect" and len(res.history) == 3 and res.best_epoch == 3
+    assert json.loads((tmp_path / "run" / "done.json").read_text())["epochs"] == 3
+
+
+def test_stopping_rule_uses_the_original_patience_per_depth(planted, tmp_path, monkeypatch):
+    from patchforensics.train import original_patience
+
+    assert [original_patience(d) for d in ("block1", "block2", "block3", "full")] == \
+        [50, 20, 10, 10]
+    real, fake = planted
+    # Best at epoch 2, then 10 epochs without a better one: block3's patience (10) stops it.
+    _scripted_validation(monkeypatch, [0.6, 0.7] + [0.65] * 20)
+    cfg = TrainConfig(arch="xception", depth="block3", batch_size=16, limit=16,
+                      steps_per_epoch=1)
+    assert cfg.stop_patience == 10
+    res = train(cfg, real, fake, tmp_path / "run", device="cpu", progress=False)
+    assert res.stopped == "patience" and len(res.history) == 12 and res.best_epoch == 2
+    done = json.loads((tmp_path / "run" / "done.json").read_text())
+    assert done["patience"] == 10 and done["epochs"] == 12
+    # The cap stops earlier when it comes first.
+    _scripted_validation(monkeypatch, [0.6, 0.7] + [0.65] * 20)
+    capped = TrainConfig(arch="xception", depth="block3", batch_size=16, limit=16,
+                         steps_per_epoch=1, epochs=5)
+    res = train(capped, real, fake, tmp_path / "capped", device="cpu", progress=False)
+    assert res.stopped == "epochs" and len(res.history) == 5
+
+
+def test_samples_plus_inversions_pairs_each_real_with_its_inversion(planted, tmp_path):
+    from patchforensics.train import _pair_index
+
+    real, fake = planted
+    inv = tmp_path / "inverted"
+    for split in ("train", "val"):  # inversions named like their reals, listed in another order
+        (inv / split).mkdir(parents=True)
+        for f in sorted((real / split).iterdir(), reverse=True):
+            shutil.copy(fake / split / f.name, inv / split / f.name)
+    reals = load_split(real, "train")[1]
+    idx = _pair_index(reals, load_split(inv, "train")[1])
+    assert [load_split(inv, "train")[1][k].name for k in idx] == [p.name for p in reals]
+
+    cfg = TrainConfig(arch="resnet18", depth="layer1", epochs=1, batch_size=16, limit=16,
+                      setting="samples_inversions")
+    with pytest.raises(ValueError, match="needs the inversions folder"):
+        train(cfg, real, fake, tmp_path / "run", device="cpu", progress=False)
+    res = train(cfg, real, fake, tmp_path / "run", device="cpu", progress=False,
+                inversions_dir=inv)
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["data"]["inversions"]["train"]["count"] == 16
+    assert config["config"]["setting"] == "samples_inversions"
+    # An epoch is one pass over the reals: 16 reals / 8 per batch.
+    assert res.history["steps"].iloc[0] == 2
+    samples_only = TrainConfig(arch="resnet18", depth="layer1", epochs=1, batch_size=16,
+                               limit=16)
+    with pytest.raises(ValueError, match="inversions given"):
+        train(samples_only, real, fake, tmp_path / "other", device="cpu", progress=False,
+              inversions_dir=inv)
+    (inv / "train" / reals[0].name).unlink()
+    with pytest.raises(ValueError, match=reals[0].name):
+        train(cfg, real, fake, tmp_path / "run2", device="cpu", progress=False,
+              inversions_dir=inv)
+
+
+def test_random_windows_cut_one_window_per_image_and_crop_training_runs(planted, tmp_path):
+    from patchforensics.train import random_windows
+
+    x = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).view(2, 3, 8, 8)
+    rng = np.random.default_rng(0)
+    w = random_windows(x, 4, rng)
+    assert w.shape == (2, 3, 4, 4)
+    for i in range(2):  # every window is a contiguous slice of its own image
+        r0, c0 = [int(v) for v in torch.nonzero(x[i, 0] == w[i, 0, 0, 0])[0]]
+        assert torch.equal(w[i], x[i, :, r0: r0 + 4, c0: c0 + 4])
+    assert random_windows(x, 8, rng) is x
+    with pytest.raises(ValueError, match="crop"):
+        TrainConfig(depth="full", crop=32)
+    real, fake = planted
+    cfg = TrainConfig(arch="xception", depth="block1", epochs=1, batch_size=16, limit=16,
+                      load_size=64, crop=40)
+    res = train(cfg, real, fake, tmp_path / "run", device="cpu", progress=False)
+    assert res.best_epoch == 1 and 0 <= res.best["patch_acc"] <= 1

@@ -188,14 +188,24 @@ class PatchClassifier(nn.Module):
         self.head = nn.Conv2d(channels, 2, kernel_size=1)
         init_weights(self, cfg.init_gain)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def resize(self, x: torch.Tensor) -> torch.Tensor:
+        """N x 3 x H x W -> N x 3 x L x L at the load size L (unchanged when it is 0)."""
         if x.ndim != 4 or x.shape[1] != 3:
             raise ValueError(f"expected N x 3 x H x W images, got shape {tuple(x.shape)}")
-        if self.config.load_size:
+        if self.config.load_size and x.shape[-1] != self.config.load_size:
             # The paper upsampled 128 px images to the net's load size (LANCZOS in PIL); bicubic
             # on the batch is the closest differentiable, on-device equivalent.
             x = F.interpolate(x, size=(self.config.load_size,) * 2, mode="bicubic",
                               align_corners=False)
+        return x
+
+    def forward(self, x: torch.Tensor, resize: bool = True) -> torch.Tensor:
+        """``resize=False`` takes inputs already at the load size, or windows cut from them
+        (training on crops, see ``train.TrainConfig.crop``)."""
+        if resize:
+            x = self.resize(x)
+        elif x.ndim != 4 or x.shape[1] != 3:
+            raise ValueError(f"expected N x 3 x H x W images, got shape {tuple(x.shape)}")
         return self.head(self.pool(self.features(x)))
 
 

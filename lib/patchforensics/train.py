@@ -5,8 +5,20 @@ Per-patch cross-entropy: the image label is broadcast to every cell of the N x 2
 Batches are balanced (half real, half fake: the paper's 16 + 16), Adam at lr 1e-3, random
 horizontal flips (and, optionally, CNNDetection's blur + JPEG with probability p). After every
 epoch the model is validated on per-patch accuracy (the early-stopping metric, as in the original)
-and image accuracy (image score = mean patch softmax); training stops after ``patience`` epochs
-without improvement, or at perfect validation accuracy as the original did.
+and image accuracy (image score = mean patch softmax). The stopping rule is the original's: a
+constant learning rate, stop when the validation per-patch accuracy has not improved for 50
+(block1), 20 (block2) or 10 (deeper cuts and full models) epochs, or has reached 1.0; ``epochs``
+caps the run (the original: 1000; the notebooks pass the cap their time budget allows, and
+``done.json``/``history.csv`` record the epoch each model stopped at and why).
+
+Training fakes (``TrainConfig.setting``): the paper's main classifiers saw the generator's
+samples **plus its inversions of the real training images** (the original's
+``inverted_and_unpaired`` sets), so content cannot separate the classes. With an inversions
+folder, every batch's fake half holds the inversions of half of that batch's reals
+(index-paired by file name, as the original's ``paired_dataset.py``) and samples for the rest;
+``"samples"`` is the ablation. ``crop`` trains fully convolutional patch models on random windows
+of the (upsampled) images: the per-patch loss is the same for every window a cell sees, at a
+fraction of the cost; validation and evaluation always see whole images.
 
 A run folder (default ``paths.checkpoints_dir()/classifiers/<run name>``) holds:
 
@@ -57,6 +69,15 @@ from .progress import bar as progress_bar
 from .provenance import run_record
 
 SPLITS = ("train", "val")
+SETTINGS = ("samples_inversions", "samples")
+# The original scripts' patience (epochs without a better val per-patch accuracy) per cut.
+ORIGINAL_PATIENCE = {"block1": 50, "block2": 20, "layer1": 50, "layer2": 20}
+DEFAULT_PATIENCE = 10  # block3..5, deeper ResNet layers, full models
+
+
+def original_patience(depth: str) -> int:
+    """The original's patience for a cut: 50 (block1), 20 (block2), 10 otherwise."""
+    return ORIGINAL_PATIENCE.get(depth, DEFAULT_PATIENCE)
 
 
 @dataclass(frozen=True)
@@ -69,8 +90,9 @@ class TrainConfig:
     init_gain: float = 0.02  # xavier-normal gain of the from-scratch init (original code)
     init: str = ""  # path of user-supplied initial weights ("" = train from scratch)
     seed: int = 0  # seeds the init, the batch order, the flips and the augmentation
-    epochs: int = 30  # at most this many epochs
-    patience: int = 5  # stop after this many epochs without a better val per-patch accuracy
+    epochs: int = 1000  # at most this many epochs (the original's cap; notebooks pass less)
+    patience: int = 0  # stop after this many epochs without a better val per-patch accuracy;
+    #                    0 = the original's rule for the cut (50 block1, 20 block2, else 10)
     stop_at_perfect: bool = True  # stop once val per-patch accuracy is 1.0 (as the original)
     batch_size: int = 32  # images per step over all processes, half real half fake (16 + 16)
     lr: float = 1e-3  # Adam learning rate (paper)
@@ -80,6 +102,8 @@ class TrainConfig:
     blur_sigma: tuple[float, float] = (0.0, 3.0)  # Gaussian blur sigma range, px (CNNDetection)
     jpeg_quality: tuple[int, int] = (30, 100)  # JPEG quality range (CNNDetection)
     steps_per_epoch: int = 0  # cap on steps per epoch (smoke runs); 0 = a full pass
+    setting: str = "samples"  # fakes: "samples_inversions" (the paper's) or "samples"
+    crop: int = 0  # train on random windows of this side, in network-input px; 0 = whole
     limit: int = 0  # use only the first N images of each folder split (smoke runs); 0 = all
 
     def __post_init__(self) -> None:
@@ -88,8 +112,17 @@ class TrainConfig:
             raise ValueError(f"batch_size must be even and >= 2, got {self.batch_size}")
         if not 0.0 <= self.augment <= 1.0:
             raise ValueError(f"augment is a probability in [0, 1], got {self.augment}")
-        if self.epochs < 1 or self.patience < 1:
-            raise ValueError("epochs and patience must be >= 1")
+        if self.epochs < 1 or self.patience < 0:
+            raise ValueError("epochs must be >= 1 and patience >= 0 (0: the original's rule)")
+        if self.setting not in SETTINGS:
+            raise ValueError(f"setting must be one of {SETTINGS}, got {self.setting!r}")
+        if self.crop < 0 or (self.crop and self.depth == "full"):
+            raise ValueError(f"crop must be >= 0 and 0 for full-image models, got {self.crop}")
+
+    @property
+    def stop_patience(self) -> int:
+        """The patience in force: ``patience``, or the original's for this cut when 0."""
+        return self.patience or original_patience(self.depth)
 
     def model_config(self) -> ModelConfig:
         return ModelConfig(arch=self.arch, depth=self.depth, load_size=self.load_size,
@@ -130,12 +163,14 @@ def load_split(folder: str | os.PathLike, split: str,
 
 
 def epoch_order(n_real: int, n_fake: int, half: int, *, seed: int, epoch: int, rank: int = 0,
-                world_size: int = 1) -> tuple[np.ndarray, np.ndarray]:
+                world_size: int = 1, by_real: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Index batches of one epoch for one process: ``(real, fake)``, each steps x ``half``.
 
     Each class is shuffled by a ``DistributedSampler`` seeded with (seed, epoch), so processes
     get disjoint shards; the smaller class is cycled so every batch is balanced. Steps per epoch
-    = ceil(larger shard / half), the same on every process.
+    = ceil(larger shard / half), the same on every process; ``by_real``: ceil(real shard /
+    half), an epoch being one pass over the reals (the paired setting, whose fakes are drawn
+    from two sets).
     """
     def shard(n: int, offset: int) -> np.ndarray:
         sampler = DistributedSampler(range(n), num_replicas=world_size, rank=rank, shuffle=True,
@@ -144,7 +179,7 @@ def epoch_order(n_real: int, n_fake: int, half: int, *, seed: int, epoch: int, r
         return np.fromiter(iter(sampler), dtype=np.int64)
 
     real, fake = shard(n_real, 0), shard(n_fake, 1)
-    steps = math.ceil(max(len(real), len(fake)) / half)
+    steps = math.ceil((len(real) if by_real else max(len(real), len(fake))) / half)
     need = steps * half
     real = np.resize(real, need).reshape(steps, half)  # np.resize repeats cyclically
     fake = np.resize(fake, need).reshape(steps, half)
@@ -188,6 +223,31 @@ def to_input(x: torch.Tensor, device: torch.device, channels_last: bool) -> torc
     """N x 3 x S x S uint8 -> float32 in [-1, 1] on ``device`` (channels-last if asked)."""
     x = x.to(device, non_blocking=True).float().div_(127.5).sub_(1.0)
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+def _pair_index(reals: Sequence[Path], inversions: Sequence[Path]) -> np.ndarray:
+    """For each real file, the index of its inversion (same file name) in ``inversions``."""
+    where = {p.name: k for k, p in enumerate(inversions)}
+    missing = [p.name for p in reals if p.name not in where]
+    if missing:
+        folder = inversions[0].parent if inversions else "the inversions folder"
+        raise ValueError(f"{folder}: no inversion of {len(missing)} real image(s), e.g. "
+                         f"{missing[0]}; rebuild the world's inversions")
+    return np.array([where[p.name] for p in reals], dtype=np.int64)
+
+
+def random_windows(x: torch.Tensor, side: int, rng: np.random.Generator) -> torch.Tensor:
+    """One random ``side`` x ``side`` window per image of an N x C x H x W batch (positions
+    from ``rng``); the whole batch when ``side`` >= H."""
+    n, _, h, w = x.shape
+    if side >= min(h, w):
+        return x
+    top = rng.integers(0, h - side + 1, n)
+    left = rng.integers(0, w - side + 1, n)
+    out = torch.stack([x[i, :, t: t + side, s: s + side] for i, (t, s) in
+                       enumerate(zip(top.tolist(), left.tolist(), strict=True))])
+    return out.contiguous(memory_format=torch.channels_last) \
+        if x.is_contiguous(memory_format=torch.channels_last) else out
 
 
 # --- loss and metrics ---------------------------------------------------------------------------
@@ -300,10 +360,34 @@ def _save(obj: dict[str, Any], path: Path) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def run_root(world: str, dataset: str, generator: str) -> Path:
-    """Where notebook 02 keeps the runs of one training pair:
-    ``paths.checkpoints_dir()/classifiers/<world>/<dataset>_<generator>``."""
-    return paths.checkpoints_dir() / "classifiers" / world / f"{dataset}_{generator}"
+def run_root(world: str, dataset: str, generator: str,
+             setting: str = "samples_inversions") -> Path:
+    """Where notebook 02 keeps the runs of one training pair and setting:
+    ``paths.checkpoints_dir()/classifiers/<world>/<dataset>_<generator>/<setting>``."""
+    if setting not in SETTINGS:
+        raise ValueError(f"setting must be one of {SETTINGS}, got {setting!r}")
+    return paths.checkpoints_dir() / "classifiers" / world / f"{dataset}_{generator}" / setting
+
+
+def inversions_dir(fake_dir: str | os.PathLike) -> Path:
+    """The inversions set beside a generator's set: ``fake/<dataset>/<generator>_inverted``;
+    raises naming the folder when the world has none (rebuild it with ``patchforensics
+    world``)."""
+    inv = Path(fake_dir).parent / f"{Path(fake_dir).name}_inverted"
+    if not (inv / "train").is_dir():
+        raise FileNotFoundError(f"{inv}: no inversions of the reals by {Path(fake_dir).name}; "
+                                "the paper's setting trains on samples + inversions (build them "
+                                "with `patchforensics world`), or use setting 'samples'")
+    return inv
+
+
+def field_fraction(model_config: ModelConfig, side: int) -> float:
+    """Receptive-field side over the network's input side (``load_size`` when it upsamples,
+    else the image side), at most 1: the share of the face side one patch sees."""
+    from .receptive_field import receptive_field
+
+    rf = receptive_field(model_config, side)
+    return min(1.0, rf.size / (model_config.load_size or side))
 
 
 def default_run_dir(name: str) -> Path:
@@ -312,10 +396,14 @@ def default_run_dir(name: str) -> Path:
 
 
 def data_record(real_dir: str | os.PathLike, fake_dir: str | os.PathLike,
-                files: dict[str, dict[str, list[Path]]]) -> dict[str, Any]:
+                files: dict[str, dict[str, list[Path]]],
+                inversions_dir: str | os.PathLike | None = None) -> dict[str, Any]:
     """Folders, counts and fingerprints of the data a run trains and validates on."""
     out: dict[str, Any] = {}
-    for kind, folder in (("real", real_dir), ("fake", fake_dir)):
+    kinds = [("real", real_dir), ("fake", fake_dir)]
+    if inversions_dir is not None:
+        kinds.append(("inversions", inversions_dir))
+    for kind, folder in kinds:
         out[kind] = {"dir": _portable(Path(folder))}
         for split in SPLITS:
             fl = files[kind][split]
@@ -352,11 +440,15 @@ def train(cfg: TrainConfig, real_dir: str | os.PathLike, fake_dir: str | os.Path
           out_dir: str | os.PathLike | None = None, *, device: str | None = None,
           progress: bool = True, force: bool = False, channels_last: bool = True,
           checkpoint_every: int = 0,
-          callback: Callable[[dict[str, Any]], None] | None = None) -> TrainResult:
+          callback: Callable[[dict[str, Any]], None] | None = None,
+          inversions_dir: str | os.PathLike | None = None) -> TrainResult:
     """Train one patch classifier; resumes an interrupted run, skips a finished one.
 
     ``real_dir``/``fake_dir``: dataset folders holding ``train/`` and ``val/`` of prepared
     images of one size (``data/<world>/real/celeba``, ``data/<world>/fake/celeba/dcgan``).
+    ``inversions_dir`` (required by ``setting="samples_inversions"``, refused otherwise): the
+    generator's inversions of the reals (``fake/celeba/dcgan_inverted``), one per real image
+    and named like it.
     ``out_dir`` defaults to ``default_run_dir(cfg.run_name())``. A folder holding a run of
     another config or other data raises ``ValueError`` unless ``force`` (which starts over).
     ``device``: "cpu", "cuda", "cuda:1"; default CUDA when present. ``channels_last`` is the
@@ -372,7 +464,7 @@ def train(cfg: TrainConfig, real_dir: str | os.PathLike, fake_dir: str | os.Path
         return _train(cfg, Path(real_dir), Path(fake_dir),
                       Path(out_dir) if out_dir else default_run_dir(cfg.run_name()),
                       d, dev, progress, force, channels_last, checkpoint_every, callback,
-                      t_start)
+                      t_start, Path(inversions_dir) if inversions_dir else None)
     finally:
         if d.owns_group:
             dist.destroy_process_group()
@@ -381,17 +473,27 @@ def train(cfg: TrainConfig, real_dir: str | os.PathLike, fake_dir: str | os.Path
 def _train(cfg: TrainConfig, real_dir: Path, fake_dir: Path, out: Path, d: _Dist,
            dev: torch.device, progress: bool, force: bool, channels_last: bool,
            checkpoint_every: int, callback: Callable[[dict[str, Any]], None] | None,
-           t_start: float) -> TrainResult:
+           t_start: float, inv_dir: Path | None = None) -> TrainResult:
     if cfg.batch_size % (2 * d.world_size):
         raise ValueError(f"batch_size {cfg.batch_size} must split into {d.world_size} "
                          "balanced per-process batches")
     if real_dir.resolve() == fake_dir.resolve():
         raise ValueError(f"{real_dir}: the real and the fake folder are the same folder")
+    paired = cfg.setting == "samples_inversions"
+    if paired and inv_dir is None:
+        raise ValueError(f"setting {cfg.setting!r} needs the inversions folder of {fake_dir} "
+                         "(inversions_dir, e.g. fake/<dataset>/<generator>_inverted)")
+    if not paired and inv_dir is not None:
+        raise ValueError(f"{inv_dir}: inversions given, but the setting is {cfg.setting!r}")
     folders = {"real": real_dir, "fake": fake_dir}
+    if paired:
+        folders["inversions"] = inv_dir
     # Fingerprint the files first: a finished run is recognised without decoding any image.
     files = {k: {s: list_images(folders[k] / s)[: cfg.limit or None] for s in SPLITS}
              for k in folders}
-    record = data_record(real_dir, fake_dir, files)
+    pairs = {s: _pair_index(files["real"][s], files["inversions"][s]) for s in SPLITS} \
+        if paired else {}
+    record = data_record(real_dir, fake_dir, files, inv_dir)
     fp = fingerprint({"config": to_dict(cfg), "data": record, "world_size": d.world_size})
 
     done = finished_run(out)
@@ -412,10 +514,10 @@ def _train(cfg: TrainConfig, real_dir: Path, fake_dir: Path, out: Path, d: _Dist
 
     data = {k: {s: load_split(folders[k], s, cfg.limit) for s in SPLITS} for k in folders}
     shape = {k: tuple(data[k]["train"][0].shape[1:]) for k in data}
-    if shape["real"] != shape["fake"] or any(tuple(data[k]["val"][0].shape[1:]) != shape[k]
-                                             for k in data):
+    if len(set(shape.values())) != 1 or any(tuple(data[k]["val"][0].shape[1:]) != shape[k]
+                                            for k in data):
         raise ValueError(f"{real_dir} and {fake_dir}: train/val images must all share one size "
-                         f"(real {shape['real']}, fake {shape['fake']})")
+                         f"({', '.join(f'{k} {v}' for k, v in shape.items())})")
     mcfg = cfg.model_config()
     model = build_model(mcfg, seed=cfg.seed)
     _check_input_size(model, shape["real"][-1])
@@ -453,13 +555,18 @@ def _train(cfg: TrainConfig, real_dir: Path, fake_dir: Path, out: Path, d: _Dist
         net = DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
     # Small sets live on the device as bytes (no copies per step); blur + JPEG needs them on the
     # CPU for PIL, and sets over 2 GiB stay there too.
-    n_bytes = data["real"]["train"][0].numel() + data["fake"]["train"][0].numel()
+    n_bytes = sum(data[k]["train"][0].numel() for k in data)
     on_dev = dev if cfg.augment == 0 and n_bytes < 2**31 else torch.device("cpu")
     train_real = data["real"]["train"][0].to(on_dev)
     train_fake = data["fake"]["train"][0].to(on_dev)
     val_real, val_fake = data["real"]["val"][0], data["fake"]["val"][0]
+    if paired:  # inversions of the val reals are fakes to tell apart too
+        train_inv = data["inversions"]["train"][0][pairs["train"]].to(on_dev)
+        val_fake = torch.cat([val_fake, data["inversions"]["val"][0][pairs["val"]]])
     half = cfg.batch_size // (2 * d.world_size)
+    n_inv = half // 2 if paired else 0  # fakes per batch that are inversions of its reals
     labels = torch.cat([torch.full((half,), REAL), torch.full((half,), FAKE)]).to(dev)
+    patience = cfg.stop_patience
 
     def save_latest() -> None:
         state["seconds"] += time.perf_counter() - clock[0]
@@ -474,7 +581,8 @@ def _train(cfg: TrainConfig, real_dir: Path, fake_dir: Path, out: Path, d: _Dist
     while not state["stopped"]:
         epoch = state["epoch"]
         real_idx, fake_idx = epoch_order(len(train_real), len(train_fake), half, seed=cfg.seed,
-                                         epoch=epoch, rank=d.rank, world_size=d.world_size)
+                                         epoch=epoch, rank=d.rank, world_size=d.world_size,
+                                         by_real=paired)
         steps = len(real_idx) if not cfg.steps_per_epoch else min(cfg.steps_per_epoch,
                                                                   len(real_idx))
         bar = progress_bar(range(state["step"], steps), initial=state["step"], total=steps,
@@ -482,10 +590,14 @@ def _train(cfg: TrainConfig, real_dir: Path, fake_dir: Path, out: Path, d: _Dist
                    leave=False, unit="step")
         for step in bar:
             rng = _rng(cfg.seed, epoch, step, d.rank)
-            x = torch.cat([train_real[torch.from_numpy(real_idx[step]).to(on_dev)],
-                           train_fake[torch.from_numpy(fake_idx[step]).to(on_dev)]])
-            x = to_input(augment_batch(x, cfg, rng), dev, channels_last)
-            logits = net(x)
+            ri = torch.from_numpy(real_idx[step]).to(on_dev)
+            fi = torch.from_numpy(fake_idx[step][n_inv:]).to(on_dev)
+            parts = [train_real[ri]] + ([train_inv[ri[:n_inv]]] if n_inv else []) \
+                + [train_fake[fi]]
+            x = to_input(augment_batch(torch.cat(parts), cfg, rng), dev, channels_last)
+            if cfg.crop:
+                x = random_windows(model.resize(x), cfg.crop, rng)
+            logits = net(x, resize=not cfg.crop)
             loss = patch_loss(logits.float(), labels)
             optim.zero_grad(set_to_none=True)
             loss.backward()
@@ -528,7 +640,7 @@ def _train(cfg: TrainConfig, real_dir: Path, fake_dir: Path, out: Path, d: _Dist
         state.update(epoch=epoch + 1, step=0, accum=[0.0, 0.0, 0.0, 0.0])
         if cfg.stop_at_perfect and val["patch_acc"] >= 1.0:
             state["stopped"] = "perfect"
-        elif epoch + 1 - state["best_epoch"] >= cfg.patience:
+        elif epoch + 1 - state["best_epoch"] >= patience:
             state["stopped"] = "patience"
         elif epoch + 1 >= cfg.epochs:
             state["stopped"] = "epochs"
@@ -545,6 +657,7 @@ def _train(cfg: TrainConfig, real_dir: Path, fake_dir: Path, out: Path, d: _Dist
 
     result = {"fingerprint": fp, "best_epoch": state["best_epoch"], "best": state["best"],
               "stopped": state["stopped"], "epochs": state["epoch"], "steps": state["global_step"],
+              "setting": cfg.setting, "patience": patience,
               "seconds": state["seconds"], "world_size": d.world_size,
               "params_checksum": _checksum(model, d)}
     if d.main:
@@ -631,31 +744,48 @@ def _run_name(folder: Path) -> str:
 def train_grid(models: Sequence[tuple[str, str]], real_dir: str | os.PathLike,
                fake_dir: str | os.PathLike, run_root: str | os.PathLike, *,
                base: TrainConfig | None = None, device: str | None = None,
-               progress: bool = True, force: bool = False) -> pd.DataFrame:
-    """Train (or skip, when finished) one run per ``(arch, depth)`` under
-    ``run_root/<arch>_<depth>_seed<seed>``, the other settings from ``base``. Returns one row
-    per run: model, receptive field (px, at the data's size), best epoch, epochs run, why it
-    stopped, the best epoch's val metrics, training seconds (from ``done.json``, so skipped
-    runs report their original time), and the run folder relative to the checkpoints root;
-    indexed by model name (``xception_block2``)."""
+               progress: bool = True, force: bool = False,
+               inversions: str | os.PathLike | None = None,
+               overrides: dict[str, dict[str, Any]] | None = None,
+               seeds: Sequence[int] | None = None) -> pd.DataFrame:
+    """Train (or skip, when finished) one run per ``(arch, depth)`` and seed under
+    ``run_root/<arch>_<depth>_seed<seed>``, the other settings from ``base``, per-model
+    changes from ``overrides`` (``{"xception_block1": {"crop": 96}, "xception_full":
+    {"load_size": 0}}``) and the seeds from ``seeds`` (default: ``base.seed``).
+    ``inversions``: the inversions folder (setting ``samples_inversions``).
+
+    Returns one row per run: model, seed, setting, load size, receptive field (px of the
+    network input) and field fraction (of the face side), best epoch, epochs run, why it
+    stopped, the patience in force, the best epoch's val metrics, training seconds (from
+    ``done.json``, so skipped runs report their original time), the run folder relative to the
+    checkpoints root; indexed by model name (``xception_block2``)."""
     from .receptive_field import receptive_field
 
     base = base or TrainConfig()
     side = int(load_split(real_dir, "val", limit=1)[0].shape[-1])
     rows = []
-    for arch, depth in models:
-        cfg = from_dict(TrainConfig, {**to_dict(base), "arch": arch,
-                                      "depth": parse_depth(arch, depth)})
-        res = train(cfg, real_dir, fake_dir, Path(run_root) / cfg.run_name(), device=device,
-                    progress=progress, force=force)
-        done = finished_run(res.out_dir) or {}
-        rf = receptive_field(cfg.model_config(), side)
-        rows.append({"model": cfg.model_config().name, "arch": arch, "depth": cfg.depth,
-                     "rf_px": rf.size, "best_epoch": res.best_epoch,
-                     "epochs": done.get("epochs"), "stopped": res.stopped,
-                     **{f"val_{k}": v for k, v in res.best.items()},
-                     "train_seconds": done.get("seconds"), "skipped": res.skipped,
-                     "run": _run_name(res.out_dir)})
+    for seed in (seeds if seeds is not None else [base.seed]):
+        for arch, depth in models:
+            depth = parse_depth(arch, depth)
+            name = f"{arch}_{depth}"
+            cfg = from_dict(TrainConfig, {**to_dict(base), "arch": arch, "depth": depth,
+                                          "seed": int(seed),
+                                          **(overrides or {}).get(name, {})})
+            res = train(cfg, real_dir, fake_dir, Path(run_root) / cfg.run_name(),
+                        device=device, progress=progress, force=force,
+                        inversions_dir=inversions)
+            done = finished_run(res.out_dir) or {}
+            mcfg = cfg.model_config()
+            rf = receptive_field(mcfg, side)
+            rows.append({"model": name, "seed": cfg.seed, "setting": cfg.setting,
+                         "arch": arch, "depth": depth, "load_size": cfg.load_size,
+                         "crop": cfg.crop, "rf_px": rf.size,
+                         "field_fraction": field_fraction(mcfg, side),
+                         "best_epoch": res.best_epoch, "epochs": done.get("epochs"),
+                         "stopped": res.stopped, "patience": cfg.stop_patience,
+                         **{f"val_{k}": v for k, v in res.best.items()},
+                         "train_seconds": done.get("seconds"), "skipped": res.skipped,
+                         "run": _run_name(res.out_dir)})
     return pd.DataFrame(rows).set_index("model")
 
 

@@ -11,10 +11,29 @@ import json
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+FAKE_RESAMPLE = ("updown", "native")  # see WorldConfig.fake_resample
+FAKE_RESAMPLE_DEFAULT = "updown"
+
 
 @dataclass(frozen=True)
 class WorldConfig:
-    """The embedded default world (DESIGN.md): which reals, at what size, split how."""
+    """The embedded default world (DESIGN.md): which reals, at what size, split how, and how
+    its fakes are made.
+
+    ``fake_resample`` decides the resampling history of every generated set (samples and
+    inversions). The reals are photos downsampled 178 -> 64 px with PIL's LANCZOS filter: an
+    anti-aliasing low-pass that damps the top octave of their spectrum. A generator trained
+    at the world size makes its pixels natively at 64 px; written as they are (``"native"``),
+    its last layer's artifacts reach the classifier at full strength, unfiltered, while the
+    reals' same frequencies went through the filter. The paper's fakes were generated at
+    1024 px and downsampled exactly like its reals, so reals and fakes shared that history.
+    ``"updown"`` (default) restores the parity: every generated image is upsampled 2x
+    (bicubic) and then resized to the world size by the same LANCZOS step as the reals, so
+    both classes carry one LANCZOS low-pass and a difference in the top octave is not a
+    difference of preprocessing. The default follows this parity argument, not a result;
+    ``world.resampling_ablation`` measures what the choice changes. Non-default choices get
+    their own world name (``default64-native``), so sets of the two never mix.
+    """
 
     size: int = 64  # side in px of every prepared image (smoke: 32)
     seed: int = 0  # split seed; the same seed always gives the same files in each split
@@ -22,23 +41,36 @@ class WorldConfig:
     celeba_limit: int | None = None  # use only the first N CelebA crops (None: all 999)
     olivetti_subjects: int | None = None  # use only the first N of 40 Olivetti subjects
     split: tuple[float, float, float] = (0.8, 0.1, 0.1)  # train/val/test fractions
+    test_fakes: int = 500  # fake test images per generator (0: as many as the real test split)
+    fake_resample: str = "updown"  # resampling history of generated sets: "updown" | "native"
+    invert: tuple[str, ...] = ("dcgan", "upconv", "vae")  # generators whose inversions are made
+    invert_steps: int = 50  # Adam steps per inverted image (see generators.InversionConfig)
+    invert_restarts: int = 8  # random starting latents per image (the best one is optimised)
 
     @classmethod
     def smoke_default(cls, **overrides: Any) -> WorldConfig:
-        base = dict(size=32, smoke=True, celeba_limit=200, olivetti_subjects=10)
+        base = dict(size=32, smoke=True, celeba_limit=200, olivetti_subjects=10, test_fakes=40,
+                    invert_steps=5, invert_restarts=2)
         base.update(overrides)
         return cls(**base)
 
     @property
     def name(self) -> str:
-        """Folder name under ``paths.data_dir()``, e.g. ``default64`` or ``smoke32``."""
-        return f"{'smoke' if self.smoke else 'default'}{self.size}"
+        """Folder name under ``paths.data_dir()``, e.g. ``default64`` or ``smoke32``; a
+        non-default ``fake_resample`` is a suffix (``default64-native``)."""
+        suffix = "" if self.fake_resample == FAKE_RESAMPLE_DEFAULT else f"-{self.fake_resample}"
+        return f"{'smoke' if self.smoke else 'default'}{self.size}{suffix}"
 
     def __post_init__(self) -> None:
         if self.size < 8:
             raise ValueError(f"size must be at least 8 px, got {self.size}")
         if len(self.split) != 3 or abs(sum(self.split) - 1) > 1e-6 or min(self.split) <= 0:
             raise ValueError(f"split must be three positive fractions summing to 1: {self.split}")
+        if self.fake_resample not in FAKE_RESAMPLE:
+            raise ValueError(f"fake_resample must be one of {FAKE_RESAMPLE}, "
+                             f"got {self.fake_resample!r}")
+        if self.test_fakes < 0 or self.invert_steps < 0 or self.invert_restarts < 1:
+            raise ValueError("test_fakes >= 0, invert_steps >= 0 and invert_restarts >= 1 please")
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
@@ -61,8 +93,12 @@ def fingerprint(data: Any) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def world_config(*, smoke: bool = False, seed: int = 0, size: int = 0) -> WorldConfig:
-    """The default or smoke world config; ``size=0`` keeps that world's default size."""
-    extra = {"size": size} if size else {}
+def world_config(*, smoke: bool = False, seed: int = 0, size: int = 0,
+                 fake_resample: str = "") -> WorldConfig:
+    """The default or smoke world config; ``size=0`` keeps that world's default size and
+    ``fake_resample=""`` its default resampling history."""
+    extra: dict[str, Any] = {"size": size} if size else {}
+    if fake_resample:
+        extra["fake_resample"] = fake_resample
     return WorldConfig.smoke_default(seed=seed, **extra) if smoke else WorldConfig(seed=seed,
                                                                                   **extra)

@@ -258,26 +258,29 @@ def set_is_complete(world_root: str | Path, key: str, key_fingerprint: str) -> b
 
 def write_set(world_root: str | Path, key: str,
               splits: dict[str, Iterable[tuple[str, np.ndarray]]], *, size: int,
-              meta: dict[str, Any], world: dict[str, Any], progress: bool = True) -> dict:
+              meta: dict[str, Any], world: dict[str, Any], progress: bool = True,
+              history: str = "native") -> dict:
     """Write one image set through the parity pipeline and record it in the manifest.
 
     ``key`` is the set's path under the world, e.g. ``real/celeba`` or ``fake/celeba/dcgan``;
     ``splits`` maps split name to ``(id, HxWx3 uint8)`` items. The set is built in a
     ``.partial`` folder and swapped in whole, so a killed run never leaves a set that looks done.
     ``meta`` (source, generator, ``fingerprint``...) is stored in the manifest entry.
+    ``history``: the resampling history of generated images (``preprocess.resample_history``;
+    reals are ``"native"``), recorded in the entry as ``resample``.
     """
     root = Path(world_root)
     final = root / key
     partial = final.with_name(final.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     _record_set(root, key, None, world)  # the old entry is void from here on
-    entry: dict[str, Any] = {**meta, "size": size, "splits": {}}
+    entry: dict[str, Any] = {**meta, "size": size, "resample": history, "splits": {}}
     for split, items in splits.items():
         files: dict[str, str] = {}
         for ident, arr in progress_bar(_iter(items), desc=f"{key}/{split}", disable=not progress,
                                unit="img", leave=False):
             name = f"{ident}.png"
-            files[name] = write_prepared(arr, partial / split / name, size)
+            files[name] = write_prepared(arr, partial / split / name, size, history=history)
         entry["splits"][split] = {"count": len(files), "files": files}
     shutil.rmtree(final, ignore_errors=True)
     partial.rename(final)
@@ -300,9 +303,10 @@ def build_real_world(cfg: WorldConfig, root: str | Path | None = None, *,
     root = Path(root) if root is not None else paths.world_dir(cfg.name)
     root.mkdir(parents=True, exist_ok=True)
     existing = read_manifest(root).get("world", {}).get("config")
-    if existing is not None and existing != to_dict(cfg) and not force:
+    wanted = to_dict(cfg)
+    if existing is not None and config_diff(existing, wanted) and not force:
         # Never overwrite another run's world: a different size, seed or subset is another world.
-        diff = {k: (existing.get(k), v) for k, v in to_dict(cfg).items() if existing.get(k) != v}
+        diff = config_diff(existing, wanted)
         raise ValueError(f"{root}: holds a world built with other settings "
                          f"{ {k: a for k, (a, _) in diff.items()} }, not "
                          f"{ {k: b for k, (_, b) in diff.items()} }; choose another --root "
@@ -323,7 +327,20 @@ def build_real_world(cfg: WorldConfig, root: str | Path | None = None, *,
                 "grouped_by": "subject" if dataset == "olivetti" else None}
         write_set(root, key, real_splits(dataset, cfg), size=cfg.size, meta=meta, world=world,
                   progress=progress)
+    manifest = read_manifest(root)
+    if manifest.get("world", {}).get("config") != wanted:  # fields added since it was built
+        manifest["world"] = world
+        atomic_write_text(manifest_path(root), json.dumps(manifest, indent=1, sort_keys=True))
     return read_manifest(root)
+
+
+def config_diff(built: dict[str, Any], wanted: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """``{field: (built, wanted)}`` where a world's recorded config differs from ``wanted``.
+
+    A field missing from ``built`` was added to ``WorldConfig`` after that world was built; it
+    only decides fake sets, whose own fingerprints make them rebuild, so it is no conflict.
+    """
+    return {k: (built.get(k), v) for k, v in wanted.items() if k in built and built[k] != v}
 
 
 def set_dir(world_root: str | Path, key: str, split: str) -> Path:

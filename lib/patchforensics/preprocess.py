@@ -63,6 +63,29 @@ def prepare_array(arr: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(im, dtype=np.uint8)
 
 
+def resample_history(arr: np.ndarray, history: str = "native") -> np.ndarray:
+    """Give a generated image the resampling history of a photo before ``prepare_array``.
+
+    ``arr``: HxWx3 uint8. ``"native"``: unchanged. ``"updown"``: upsampled 2x with PIL
+    BICUBIC, so that ``prepare_array``'s LANCZOS step then *downsamples* it like it downsamples
+    the reals (an anti-aliasing low-pass over the generator's top octave; see
+    ``config.WorldConfig.fake_resample``). Returns HxWx3 (native) or 2Hx2Wx3 (updown) uint8.
+    """
+    if history == "native":
+        return arr
+    if history != "updown":
+        raise ValueError(f"unknown resampling history {history!r}; choose 'native' or 'updown'")
+    h, w = arr.shape[:2]
+    im = Image.fromarray(arr, mode="RGB").resize((2 * w, 2 * h), Image.Resampling.BICUBIC)
+    return np.asarray(im, dtype=np.uint8)
+
+
+def prepare_generated(arr: np.ndarray, size: int, history: str = "native") -> np.ndarray:
+    """``prepare_array`` after ``resample_history``: the pixels a generated image is stored
+    with (size x size x 3 uint8)."""
+    return prepare_array(resample_history(arr, history), size)
+
+
 def encode_png(arr: np.ndarray) -> bytes:
     """PNG bytes of an HxWx3 uint8 array: 8-bit RGB, no text/EXIF/ICC/gamma chunks."""
     buf = io.BytesIO()
@@ -72,9 +95,11 @@ def encode_png(arr: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def write_prepared(arr: np.ndarray, dst: str | os.PathLike, size: int) -> str:
-    """Prepare ``arr`` (HxWx3 uint8) and write it atomically as PNG; returns its SHA-256."""
-    data = encode_png(prepare_array(arr, size))
+def write_prepared(arr: np.ndarray, dst: str | os.PathLike, size: int, *,
+                   history: str = "native") -> str:
+    """Prepare ``arr`` (HxWx3 uint8; generated images with resampling ``history``, see
+    :func:`resample_history`) and write it atomically as PNG; returns its SHA-256."""
+    data = encode_png(prepare_generated(arr, size, history))
     atomic_write_bytes(dst, data)
     return sha256_bytes(data)
 
@@ -189,6 +214,7 @@ PIPELINE = {
     "read": "PIL, EXIF orientation applied, 16-bit scaled to 8-bit, RGB",
     "crop": "centre square",
     "resize": "PIL LANCZOS",
+    "generated": "fake_resample 'updown': PIL BICUBIC 2x up before the resize; 'native': none",
     "format": f"PNG 8-bit RGB, no metadata, compress_level={PNG_COMPRESS_LEVEL}",
 }
 

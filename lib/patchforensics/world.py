@@ -1,10 +1,21 @@
 """The fake half of the embedded world (DESIGN.md "Data flow"; Chai et al. 2020, Sec. 3.1).
 
-For every (dataset, generator) of the default zoo, sample exactly as many fakes per split as the
-real set has, and write them through the SAME parity pipeline as the reals
-(``embedded.write_set``: centre crop, LANCZOS to the world size, PNG), to
-``<world>/fake/<dataset>/<generator>/{train,val,test}/<generator>_<split>_<i>.png``. Equal
-counts and identical preprocessing leave the detector nothing to learn but the pixels.
+For every (dataset, generator) of the default zoo, sample as many fakes per split as the real
+set has (the test split: ``WorldConfig.test_fakes``, 500 by default, so a test AUC is decided by
+more than 100 fakes), and write them through the SAME parity pipeline as the reals
+(``embedded.write_set``: centre crop, LANCZOS to the world size, PNG; generated images first
+get the reals' resampling history, ``WorldConfig.fake_resample``), to
+``<world>/fake/<dataset>/<generator>/{train,val,test}/<generator>_<split>_<i>.png``. Identical
+preprocessing leaves the detector nothing to learn but the pixels.
+
+The paper trains on samples *plus inversions of the real training images*, so content cannot
+separate the classes. For every generator of ``WorldConfig.invert`` that has a differentiable
+latent, the real images of every split are inverted by latent optimisation
+(``generators.invert_images``) and written to ``<world>/fake/<dataset>/<generator>_inverted/``
+under the *same file names* as the reals they reconstruct (index pairing), with their PSNR to
+the reals in the manifest. Inversions are cached next to the generator's weights
+(``inversions_<fingerprint>.pt``, saved after every split), so a rebuilt world does not redo
+them and a killed build resumes at the split it was in.
 
 Each split gets its own seed, derived from (world seed, dataset, generator, split), so no two
 sets share latents. A set's fingerprint covers the generator's weights (SHA-256), the seeds,
@@ -14,19 +25,40 @@ the counts and the pipeline: a rerun skips every set whose files still verify.
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
+import torch
 
 from . import paths
 from .config import WorldConfig, fingerprint, from_dict, to_dict
-from .embedded import REAL_DATASETS, SPLITS, read_manifest, set_is_complete, write_set
-from .generators import Generator, get_generator, world_generators
-from .preprocess import PIPELINE
+from .data import load_folder
+from .embedded import (
+    REAL_DATASETS,
+    SPLITS,
+    config_diff,
+    read_manifest,
+    set_is_complete,
+    write_set,
+)
+from .generators import (
+    Generator,
+    InversionConfig,
+    TorchGenerator,
+    get_generator,
+    psnr_uint8,
+    world_generators,
+)
+from .generators.training import load_torch, save_torch
+from .preprocess import PIPELINE, prepare_array, prepare_generated
 from .progress import bar as progress_bar
 from .provenance import run_record
+
+INVERTED = "_inverted"  # suffix of an inversion set's generator name: fake/celeba/dcgan_inverted
 
 
 def split_seed(world_seed: int, dataset: str, generator: str, split: str) -> int:
@@ -48,13 +80,19 @@ def fake_items(gen: Generator, n: int, seed: int,
 def build_fake_world(cfg: WorldConfig, root: str | Path | None = None, *, force: bool = False,
                      retrain: bool = False, progress: bool = True,
                      device: str | None = None) -> dict[str, Any]:
-    """Sample and write every fake set of the world; returns the manifest.
+    """Sample and write every fake set of the world, then its inversion sets; returns the
+    manifest.
 
     ``root`` defaults to ``paths.world_dir(cfg.name)`` and must already hold the real world
-    (``embedded.build_real_world``); each fake split gets exactly the real split's count.
-    Generators are trained or loaded by ``generators.get_generator`` (``retrain`` forces
-    training); ``force`` rewrites sets even when they verify. ``device``: where generators run
-    (default CUDA when present).
+    (``embedded.build_real_world``); the train and val fake splits get the real split's count,
+    the test split :func:`fake_counts`. Generators are trained or loaded by
+    ``generators.get_generator`` (``retrain`` forces training); ``force`` rewrites sets even
+    when they verify (cached inversions are reused unless ``retrain``). ``device``: where
+    generators run (default CUDA when present). Manifest entries of fake sets carry
+    ``resample`` (the resampling history) and ``real_counts``; inversion sets
+    (``fake/<dataset>/<generator>_inverted``) carry ``inversion`` (config, cache file),
+    ``paired_with`` (the real set), ``real_files`` ({split: {name: SHA-256 of the real}}) and
+    ``psnr`` ({split: {mean, median, min, max}}, dB, stored image vs real image).
     """
     root = Path(root) if root is not None else paths.world_dir(cfg.name)
     manifest = read_manifest(root)
@@ -63,10 +101,8 @@ def build_fake_world(cfg: WorldConfig, root: str | Path | None = None, *, force:
         raise FileNotFoundError(
             f"{root}: no real world here; build it first with "
             "patchforensics.embedded.build_real_world(cfg) (or `patchforensics world`)")
-    built = world.get("config", {})
-    wanted = to_dict(cfg)
-    if built != wanted:
-        diff = {k: (built.get(k), v) for k, v in wanted.items() if built.get(k) != v}
+    diff = config_diff(world.get("config", {}), to_dict(cfg))
+    if diff:
         raise ValueError(f"{root}: the real world was built with another config "
                          f"(field: (built, requested)) {diff}")
     jobs = [(d, g) for d in REAL_DATASETS for g in world_generators(d)]
@@ -76,26 +112,135 @@ def build_fake_world(cfg: WorldConfig, root: str | Path | None = None, *, force:
             raise FileNotFoundError(f"{root}: {real_key} missing from the manifest; rebuild "
                                     "the real world")
         real = manifest["sets"][real_key]
-        counts = {s: int(real["splits"][s]["count"]) for s in SPLITS}
+        real_counts = {s: int(real["splits"][s]["count"]) for s in SPLITS}
+        counts = fake_counts(cfg, real_counts)
         seeds = {s: split_seed(cfg.seed, dataset, name, s) for s in SPLITS}
         gen = get_generator(dataset, name, world_root=root, smoke=cfg.smoke, device=device,
                             force=retrain, progress=progress)
         key = f"fake/{dataset}/{name}"
         fp = fingerprint({"set": key, "size": cfg.size, "counts": counts, "seeds": seeds,
                           "weights": gen.checkpoint_sha256, "pipeline": PIPELINE,
-                          "real": real.get("fingerprint")})
-        if not force and set_is_complete(root, key, fp):
-            continue
-        meta = {"kind": "fake", "dataset": dataset, "generator": name, "fingerprint": fp,
-                "seeds": seeds, "native_size": gen.size, "channels": gen.channels,
-                "weights_sha256": gen.checkpoint_sha256,
-                "weights": str(gen.checkpoint) if gen.checkpoint else gen.info.get("weights"),
-                "generator_source": gen.info.get("source"), "world_seed": cfg.seed,
-                "provenance": run_record()}
-        splits = {s: fake_items(gen, counts[s], seeds[s], s) for s in SPLITS}
-        write_set(root, key, splits, size=cfg.size, meta=meta, world=world, progress=progress)
+                          "resample": cfg.fake_resample, "real": real.get("fingerprint")})
+        if force or not set_is_complete(root, key, fp):
+            meta = {"kind": "fake", "dataset": dataset, "generator": name, "fingerprint": fp,
+                    "seeds": seeds, "native_size": gen.size, "channels": gen.channels,
+                    "weights_sha256": gen.checkpoint_sha256,
+                    "weights": str(gen.checkpoint) if gen.checkpoint else gen.info.get("weights"),
+                    "generator_source": gen.info.get("source"), "world_seed": cfg.seed,
+                    "real_counts": real_counts, "provenance": run_record()}
+            splits = {s: fake_items(gen, counts[s], seeds[s], s) for s in SPLITS}
+            write_set(root, key, splits, size=cfg.size, meta=meta, world=world,
+                      progress=progress, history=cfg.fake_resample)
+        if name in cfg.invert and isinstance(gen, TorchGenerator):
+            build_inversion_set(cfg, root, gen, force=force, recompute=retrain,
+                                progress=progress)
         manifest = read_manifest(root)
     return read_manifest(root)
+
+
+def fake_counts(cfg: WorldConfig, real_counts: dict[str, int]) -> dict[str, int]:
+    """Fake images per split: the real count for train and val (balanced training), and
+    ``cfg.test_fakes`` for test (0: the real count)."""
+    counts = {s: int(real_counts[s]) for s in SPLITS}
+    if cfg.test_fakes:
+        counts["test"] = int(cfg.test_fakes)
+    return counts
+
+
+def inversion_config(cfg: WorldConfig) -> InversionConfig:
+    """The inversion settings of a world (steps and restarts from ``cfg``, seed = world seed)."""
+    return InversionConfig(steps=cfg.invert_steps, restarts=cfg.invert_restarts, seed=cfg.seed)
+
+
+def _real_split(root: Path, dataset: str, split: str) -> tuple[np.ndarray, list[Path]]:
+    images, files, _ = load_folder(root / "real" / dataset / split)
+    return images, files
+
+
+def invert_reals(gen: TorchGenerator, root: str | Path, inv: InversionConfig, *,
+                 recompute: bool = False, progress: bool = True
+                 ) -> tuple[dict[str, dict[str, Any]], Path]:
+    """Inversions of every real split of ``gen.dataset`` in world ``root``, cached.
+
+    Returns ``({split: {"names": [real file names], "images": N x S x S x 3 uint8 at the
+    generator's size, "z": N x latent_dim float32, "psnr": N float64 dB at the generator's
+    size}}, cache file)``. The cache ``<generator run dir>/inversions_<fingerprint>.pt`` is
+    keyed by the weights, the inversion config and the real set's fingerprint; it is rewritten
+    atomically after each split, so an interrupted call resumes at the first missing split.
+    ``recompute``: ignore the cache.
+    """
+    root = Path(root)
+    real = read_manifest(root)["sets"][f"real/{gen.dataset}"]
+    fp = fingerprint({"weights": gen.checkpoint_sha256, "inversion": to_dict(inv),
+                      "real": real.get("fingerprint"), "size": gen.size})
+    folder = Path(gen.info.get("run_dir") or paths.checkpoints_dir() / "inversions" / root.name
+                  / gen.dataset / gen.name)
+    cache = folder / f"inversions_{fp}.pt"
+    done: dict[str, dict[str, Any]] = {}
+    if cache.exists() and not recompute:
+        try:
+            state = load_torch(cache)
+            if state.get("fingerprint") == fp:
+                done = state["splits"]
+        except (RuntimeError, EOFError, KeyError):  # a damaged cache is recomputed
+            done = {}
+    for split in SPLITS:
+        images, files = _real_split(root, gen.dataset, split)
+        names = [f.name for f in files]
+        if split in done and list(done[split]["names"]) == names:
+            continue
+        if images.shape[1] != gen.size:  # trained generators already work at the world size
+            images = np.stack([prepare_array(a, gen.size) for a in images])
+        t0 = time.perf_counter()
+        out, z, psnr = gen.invert(images, inv, progress=progress)
+        done[split] = {"names": names, "images": torch.from_numpy(out), "z": z,
+                       "psnr": torch.from_numpy(psnr), "seconds": time.perf_counter() - t0}
+        folder.mkdir(parents=True, exist_ok=True)
+        save_torch({"fingerprint": fp, "config": to_dict(inv), "splits": done}, cache)
+    return {s: {**d, "images": np.asarray(d["images"]), "psnr": np.asarray(d["psnr"])}
+            for s, d in done.items() if s in SPLITS}, cache
+
+
+def build_inversion_set(cfg: WorldConfig, root: str | Path, gen: TorchGenerator, *,
+                        force: bool = False, recompute: bool = False,
+                        progress: bool = True) -> dict[str, Any]:
+    """Write ``fake/<dataset>/<generator>_inverted`` of world ``root`` (see
+    :func:`build_fake_world`); skipped when complete. Returns the set's manifest entry."""
+    root = Path(root)
+    manifest = read_manifest(root)
+    real_key = f"real/{gen.dataset}"
+    real = manifest["sets"][real_key]
+    inv = inversion_config(cfg)
+    key = f"fake/{gen.dataset}/{gen.name}{INVERTED}"
+    fp = fingerprint({"set": key, "size": cfg.size, "inversion": to_dict(inv),
+                      "weights": gen.checkpoint_sha256, "pipeline": PIPELINE,
+                      "resample": cfg.fake_resample, "real": real.get("fingerprint")})
+    if not force and not recompute and set_is_complete(root, key, fp):
+        return manifest["sets"][key]
+    result, cache = invert_reals(gen, root, inv, recompute=recompute, progress=progress)
+    psnr: dict[str, dict[str, float]] = {}
+    for split in SPLITS:
+        reals, _ = _real_split(root, gen.dataset, split)
+        stored = np.stack([prepare_generated(a, cfg.size, cfg.fake_resample)
+                           for a in result[split]["images"]])
+        p = psnr_uint8(stored, reals)
+        psnr[split] = {"mean": float(p.mean()), "median": float(np.median(p)),
+                       "min": float(p.min()), "max": float(p.max()),
+                       "native_mean": float(result[split]["psnr"].mean())}
+    meta = {"kind": "fake", "dataset": gen.dataset, "generator": f"{gen.name}{INVERTED}",
+            "inverted_from": gen.name, "fingerprint": fp, "native_size": gen.size,
+            "channels": gen.channels, "weights_sha256": gen.checkpoint_sha256,
+            "weights": str(gen.checkpoint) if gen.checkpoint else None,
+            "inversion": {"config": to_dict(inv), "cache": str(cache),
+                          "seconds": {s: float(result[s].get("seconds", 0.0)) for s in SPLITS}},
+            "paired_with": real_key,
+            "real_files": {s: dict(real["splits"][s]["files"]) for s in SPLITS},
+            "psnr": psnr, "world_seed": cfg.seed, "provenance": run_record()}
+    splits = {s: [(Path(n).stem, a) for n, a in zip(result[s]["names"], result[s]["images"],
+                                                       strict=True)] for s in SPLITS}
+    return write_set(root, key, splits, size=cfg.size, meta=meta,
+                     world=read_manifest(root)["world"], progress=progress,
+                     history=cfg.fake_resample)
 
 
 def world_config_of(root: str | Path) -> WorldConfig:
@@ -105,3 +250,70 @@ def world_config_of(root: str | Path) -> WorldConfig:
         raise FileNotFoundError(f"{root}: no manifest with a world config")
     return from_dict(WorldConfig, world["config"])
 
+
+
+# --- the resampling-parity ablation (issue: reals and fakes with the same resampling history) ---
+
+def spectrum_auc(reals: np.ndarray, fakes: np.ndarray, *, folds: int = 5, seed: int = 0) -> float:
+    """Cross-validated AUC of a logistic regression on the radially averaged log spectrum
+    (``quality.radial_spectra``), real vs fake: 0.5 = the spectra do not tell them apart.
+
+    ``reals``, ``fakes``: N x S x S x 3 uint8 (counts may differ; folds are stratified).
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from .quality import radial_spectra
+
+    x = np.concatenate([radial_spectra(reals), radial_spectra(fakes)])[:, 1:]  # no DC ring
+    y = np.r_[np.zeros(len(reals), int), np.ones(len(fakes), int)]
+    model = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000))
+    cv = StratifiedKFold(min(folds, int(np.bincount(y).min())), shuffle=True, random_state=seed)
+    scores = cross_val_predict(model, x, y, cv=cv, method="predict_proba")[:, 1]
+    return float(roc_auc_score(y, scores))
+
+
+def resampling_ablation(world_root: str | Path | None = None, *, split: str = "train",
+                        histories: tuple[str, ...] = ("native", "updown"), seed: int = 0,
+                        generators: list[Generator] | None = None, device: str | None = None,
+                        progress: bool = False) -> pd.DataFrame:
+    """What the fakes' resampling history changes: one row per (dataset, generator, history).
+
+    For every generator of the default zoo, samples as many fakes as ``real/<dataset>/<split>``
+    has (the split's own sampling seed), puts them through each resampling history in memory
+    (``preprocess.prepare_generated``; nothing is written) and compares them with those reals:
+    ``spectrum_distance`` / ``spectrum_distance_high`` (``quality.spectrum_distance``, log10
+    units) and ``spectrum_auc`` (:func:`spectrum_auc`, cross-validated). Generators are loaded
+    from the world's cache (trained first if missing), or ``generators`` (ready generators,
+    each compared with the reals of its ``dataset``). ``world_root`` defaults to the default
+    world. Columns: dataset, generator, history, n_real, n_fake, spectrum_distance,
+    spectrum_distance_high, spectrum_auc.
+    """
+    from .quality import load_split, spectrum_distance
+
+    root = Path(world_root) if world_root is not None else paths.world_dir(WorldConfig().name)
+    cfg = world_config_of(root)
+    if generators is None:
+        generators = [get_generator(d, g, world_root=root, smoke=cfg.smoke, device=device,
+                                    progress=progress)
+                      for d in REAL_DATASETS for g in world_generators(d)]
+    rows = []
+    real_sets: dict[str, np.ndarray] = {}
+    for gen in generators:
+        dataset, name = gen.dataset, gen.name
+        if dataset not in real_sets:
+            real_sets[dataset] = load_split(root, f"real/{dataset}", split)
+        reals = real_sets[dataset]
+        native = gen.sample(len(reals), split_seed(cfg.seed, dataset, name, split))
+        for history in histories:
+            fakes = np.stack([prepare_generated(a, cfg.size, history) for a in native])
+            rows.append({"dataset": dataset, "generator": name, "history": history,
+                         "n_real": len(reals), "n_fake": len(fakes),
+                         "spectrum_distance": spectrum_distance(fakes, reals),
+                         "spectrum_distance_high": spectrum_distance(fakes, reals,
+                                                                     high_only=True),
+                         "spectrum_auc": spectrum_auc(reals, fakes, seed=seed)})
+    return pd.DataFrame(rows)

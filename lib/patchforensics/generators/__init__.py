@@ -33,7 +33,15 @@ from typing import Any
 from .. import paths
 from ..config import WorldConfig, fingerprint, to_dict
 from ..embedded import read_manifest
-from .base import Generator, TorchGenerator, default_device, to_uint8
+from .base import (
+    Generator,
+    InversionConfig,
+    TorchGenerator,
+    default_device,
+    invert_images,
+    psnr_uint8,
+    to_uint8,
+)
 from .external import CriminaiVAEGenerator, DigifaceDCGANGenerator
 from .gan import GANConfig, GANGenerator, train_gan
 from .gmm import GMMConfig, GMMGenerator, fit_gmm
@@ -48,7 +56,8 @@ from .training import (
 from .vae import VAEConfig, VAEGenerator, train_vae
 
 __all__ = [
-    "GANConfig", "GMMConfig", "Generator", "TorchGenerator", "TrainingInterrupted",
+    "GANConfig", "GMMConfig", "Generator", "InversionConfig", "TorchGenerator",
+    "TrainingInterrupted", "invert_images", "psnr_uint8",
     "VAEConfig", "WORLD_GENERATORS", "default_config", "get_generator", "run_dir",
     "to_uint8", "train_generator", "world_generators",
 ]

@@ -54,6 +54,8 @@ class FinetuneConfig:
     lr_d: float = 2e-4  # Adam learning rate of D
     eval_every: int = 50  # steps between logged evaluations
     eval_n: int = 200  # fresh samples per evaluation (the same latents every time)
+    window: int = 0  # C judges one random window of this side (network px) per sample, as
+    #                  notebook 02's patch models train; 0 = the whole (upsampled) sample
     checkpoint_every: int = 50  # steps between resumable saves
     seed: int = 0  # batches, latents, flips
 
@@ -118,6 +120,7 @@ def finetune(cfg: FinetuneConfig, classifier_run: str | os.PathLike, *,
     from .generators import get_generator
     from .generators.base import from_uint8
     from .generators.gan import discriminator_step
+    from .train import random_windows
     from .generators.training import (
         RowLog,
         batch_from,
@@ -195,7 +198,11 @@ def finetune(cfg: FinetuneConfig, classifier_run: str | os.PathLike, *,
             fake = G(z)
             loss_d = discriminator_step(D, opt_d, real, fake)
             rgb = fake.repeat(1, 3, 1, 1) if fake.shape[1] == 1 else fake
-            logits = C(rgb)
+            if cfg.window:  # every patch's loss as on the whole sample, at a fraction of the cost
+                wrng = np.random.default_rng([cfg.seed, step])
+                logits = C(random_windows(C.resize(rgb), cfg.window, wrng), resize=False)
+            else:
+                logits = C(rgb)
             h, w = logits.shape[-2:]
             loss_c = F.cross_entropy(logits, target.view(b, 1, 1).expand(b, h, w))
             loss_g = F.softplus(-D(fake)).mean() + cfg.lam * loss_c
@@ -318,33 +325,53 @@ def top_patch_frames(runs: dict[str, tuple[str | os.PathLike, Path, Path]], real
 
 def train_fresh(frozen_run: str | os.PathLike, fake_dir: str | os.PathLike, *,
                 device: str | None = None, progress: bool = True) -> Any:
-    """A fresh classifier with the frozen run's exact configuration and reals, trained on the
-    finetuned generator's fakes (``fake_dir`` with ``train``/``val``), in
-    ``<frozen run's folder>/../../<dataset>_<finetuned set>/<arch>_<depth>_seed<seed>``.
+    """A fresh classifier with the frozen run's configuration and reals, trained on the
+    samples of another generator (``fake_dir`` with ``train``/``val``: the finetuned one, or
+    the control) in the samples-only setting (these generators have no inversions), in
+    ``<frozen run's pair folder>/../<dataset>_<set>/samples/<arch>_<depth>_seed<seed>``.
     Returns ``train.TrainResult`` (a finished run is skipped)."""
+    from dataclasses import replace
+
     from .evaluate import run_path, run_setup
-    from .train import train
+    from .train import SETTINGS, train
 
     cfg, real, _ = run_setup(frozen_run)
+    cfg = replace(cfg, setting="samples")
     fake_dir = Path(fake_dir)
-    out = (run_path(frozen_run).parent.parent / f"{real.name}_{fake_dir.name}" / cfg.run_name())
+    pair = run_path(frozen_run).parent  # <world>/<dataset>_<generator>[/<setting>]
+    if pair.name in SETTINGS:
+        pair = pair.parent
+    out = pair.parent / f"{real.name}_{fake_dir.name}" / "samples" / cfg.run_name()
     return train(cfg, real, fake_dir, out, device=device, progress=progress)
 
 
 def summary(history: pd.DataFrame, frozen: pd.DataFrame, fresh: pd.DataFrame, generator: str,
-            finetuned: str) -> pd.DataFrame:
+            finetuned: str, control: pd.DataFrame | None = None,
+            control_set: str | None = None) -> pd.DataFrame:
     """The finetuning's headline numbers, one row per quantity: the frozen and the fresh
-    classifier's AP and share of fakes caught on the original and the finetuned test fakes
-    (``evaluate.evaluate`` tables, mean_softmax rows), and the generator's distances before and
-    after (first and last row of ``history``)."""
+    classifier's AUC (fake positive, with its bootstrap interval when the table has one), AP and
+    share of fakes caught on every test set they were evaluated on (``evaluate.evaluate``
+    tables, mean_softmax rows), and the generator's distances before and after (first and last
+    row of ``history``). ``control``: the table of the control classifier (trained the same way
+    on ``control_set``, a second DCGAN that was never finetuned), so that "the finetuned fakes
+    are still detectable" is read against what any DCGAN of this world gives."""
+    names = {generator: "original G", finetuned: "finetuned G"}
+    if control_set:
+        names[control_set] = "control G"
     rows = []
-    for who, table in (("frozen C", frozen), ("fresh C", fresh)):
+    tables = [("frozen C", frozen), ("fresh C", fresh)]
+    if control is not None:
+        tables.append(("control C", control))
+    for who, table in tables:
         t = table[table["mode"] == "mean_softmax"].set_index("fake_set")
-        for name, label in ((generator, "original G"), (finetuned, "finetuned G")):
-            rows.append({"quantity": f"{who}: AP on {label} test fakes",
-                         "value": float(t.loc[name, "ap"])})
-            rows.append({"quantity": f"{who}: share of {label} test fakes called fake",
-                         "value": float(t.loc[name, "fake_acc"])})
+        for name in t.index:
+            label = names.get(name, name)
+            for col, what in (("auc", "AUC"), ("auc_ci_low", "AUC 95% low"),
+                              ("auc_ci_high", "AUC 95% high"), ("ap", "AP"),
+                              ("fake_acc", "share called fake")):
+                if col in t.columns:
+                    rows.append({"quantity": f"{who}: {what} on {label} test fakes",
+                                 "value": float(t.loc[name, col])})
     for col, what in (("nn_real", "median L2 to nearest real"),
                       ("nn_sample", "median L2 to nearest other sample"),
                       ("spectrum", "spectrum distance to reals")):

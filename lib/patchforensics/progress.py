@@ -4,7 +4,10 @@ Interactively (JupyterLab, a terminal) :func:`bar` is ``tqdm.auto.tqdm``. The he
 (:mod:`patchforensics.notebooks`, ``make reproduce``) sets ``PATCHFORENSICS_HEARTBEAT=<N>`` for its
 kernels; then :func:`bar` prints no bar but, to stdout, one machine-readable line
 
-    @@progress {"desc": "dcgan", "step": 1600, "total": 2400, "elapsed": 812.3, "eta": 406.1, "info": ""}
+    @@progress {"desc": "dcgan", "step": 1600, "total": 2400, "elapsed": 812.3, "eta": 406.1,
+    "info": ""}
+
+(one line; wrapped here)
 
 when the loop starts, at most every ``N`` seconds while it runs (default 20) and when it ends.
 The runner reads these lines to show live progress on the terminal and to tell a slow cell

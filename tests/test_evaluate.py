@@ -29,9 +29,17 @@ from patchforensics.evaluate import (
     fit_calibration,
     fit_temperature,
     load_checkpoint,
+    log_odds_from_maps,
     logit_maps,
+    metrics_from_scores,
+    n_tied,
+    patch_vs_full,
     score_files,
     scores_from_maps,
+    unseen_auc,
+    boot_counts,
+    weighted_ap,
+    weighted_auc,
 )
 from patchforensics.images import ImageError
 from patchforensics.models import ModelConfig, build_model, image_scores
@@ -349,27 +357,175 @@ def test_score_handles_mixed_and_broken_inputs(planted_world, planted_run, tmp_p
     assert rc == 2 and "no such file" in capsys.readouterr().err
 
 
-def test_reading_states_the_verdict_the_numbers_support():
+# --- order-keeping scores, bootstrap intervals, patch vs. full, the reading -------------------
+
+def test_log_odds_rank_saturated_images_that_the_clipped_sigmoid_ties():
+    maps = np.stack([np.full((3, 3), 70.0), np.full((3, 3), 80.0), np.full((3, 3), -80.0),
+                     np.full((3, 3), -70.0)])
+    clipped = 1 / (1 + np.exp(-np.clip(maps, -60, 60)))  # the old score: all four saturate
+    assert clipped[0].mean() == clipped[1].mean() and clipped[2].mean() == clipped[3].mean()
+    for mode in ("mean_softmax", "mean_logit"):
+        r = log_odds_from_maps(maps, mode)
+        assert r[1] > r[0] > 0 > r[3] > r[2], mode
+        assert r[1] - r[0] == pytest.approx(10, abs=1e-6)  # the log-odds themselves
+        # The probability view (no clip now) still ties the two fakes: 1.0 in float64.
+        assert n_tied(r) == 0 and n_tied(scores_from_maps(maps, mode)) == 2
+    # Away from saturation it orders images exactly as the probability does.
+    rng = np.random.default_rng(0)
+    moderate = rng.normal(0, 2, (200, 3, 4))
+    for mode in MODES:
+        p, r = scores_from_maps(moderate, mode), log_odds_from_maps(moderate, mode)
+        assert np.array_equal(np.argsort(p, kind="stable"), np.argsort(r, kind="stable")), mode
+    assert scores_from_maps(moderate[:1], "mean_softmax")[0] == pytest.approx(
+        sig(log_odds_from_maps(moderate[:1], "mean_softmax")[0]))
+    # The metrics rank on the log-odds: a saturated fake above a less saturated one counts.
+    y = np.array([1, 1, 0, 0])
+    y2 = np.array([0, 1])  # a real at +70, a fake at +80: only the log-odds separate them
+    m = binary_metrics(scores_from_maps(maps[:2], "mean_logit"), y2,
+                       rank_scores=log_odds_from_maps(maps[:2], "mean_logit"))
+    assert m["auc"] == 1.0
+    assert binary_metrics(scores_from_maps(maps[:2], "mean_logit"), y2)["auc"] == 0.5
+    assert binary_metrics(scores_from_maps(maps, "mean_logit"), y)["acc"] == 1.0
+
+
+def test_weighted_auc_and_ap_match_sklearn_with_ties_and_weights():
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    rng = np.random.default_rng(3)
+    real = rng.integers(0, 6, 40).astype(float)  # many ties
+    fake = rng.integers(2, 9, 130).astype(float)
+    s = np.r_[real, fake]
+    y = np.r_[np.zeros(40, int), np.ones(130, int)]
+    assert weighted_auc(real, fake)[0] == pytest.approx(roc_auc_score(y, s))
+    assert weighted_ap(s, y)[0] == pytest.approx(average_precision_score(y, s))
+    w = boot_counts(len(s), 5, rng)
+    for b in range(5):
+        assert weighted_auc(real, fake, w[b:b + 1, :40], w[b:b + 1, 40:])[0] == pytest.approx(
+            roc_auc_score(y, s, sample_weight=w[b]))
+        assert weighted_ap(s, y, w[b:b + 1])[0] == pytest.approx(
+            average_precision_score(y, s, sample_weight=w[b]))
+    assert (w.sum(1) == len(s)).all()
+
+
+def synthetic_scores(shift: dict[str, float], *, n_real: int = 100, n_fake: int = 500,
+                     seeds: int = 1, seed_sd: float = 0.0, rng_seed: int = 0) -> pd.DataFrame:
+    """An ``image_scores``-like table: one dataset, reals N(0, 1), two generators whose fakes
+    are a shared latent N(0, 1) + each model's ``shift`` (+ a per-seed offset of sd
+    ``seed_sd``); ``gen_a`` is the training generator. Model names ``<depth>``; AUC of a
+    model on a generator = Phi(shift / sqrt 2)."""
+    rng = np.random.default_rng(rng_seed)
+    real = rng.normal(0, 1, n_real)
+    latent = {g: rng.normal(0, 1, n_fake) for g in ("gen_a", "gen_b")}
+    ff = {"block1": 0.1, "block2": 0.22, "full": 1.0}
+    rows = []
+    for depth, mu in shift.items():
+        for sd in range(seeds):
+            off = rng.normal(0, seed_sd) if seed_sd else 0.0
+            head = {"label": depth, "model": f"xception_{depth}", "arch": "xception",
+                    "depth": depth, "rf_px": 19, "field_fraction": ff[depth], "seed": sd,
+                    "setting": "samples_inversions", "train_set": "d/gen_a", "dataset": "d",
+                    "mode": "mean_softmax", "threshold": 0.5, "temperature": 1.0}
+            sets = {"real": real} | {g: z + mu + off for g, z in latent.items()}
+            for name, sc in sets.items():
+                rows.append(pd.DataFrame({**head, "set": name, "image": np.arange(len(sc)),
+                                          "y": int(name != "real"), "score": sc,
+                                          "prob": sig_array(sc), "prob_calibrated": sig_array(sc)}))
+    return pd.concat(rows, ignore_index=True)
+
+
+def sig_array(x: np.ndarray) -> np.ndarray:
+    return 1 / (1 + np.exp(-x))
+
+
+def true_auc(mu: float) -> float:
+    return 0.5 * (1 + math.erf(mu / 2))  # Phi(mu / sqrt 2)
+
+
+def test_metrics_from_scores_give_intervals_ties_and_unbalanced_counts():
+    scores = synthetic_scores({"block1": 1.0, "full": 0.3})
+    table = metrics_from_scores(scores, n_boot=400, seed=0)
+    assert len(table) == 4 and set(table["generator"]) == {"gen_a", "gen_b"}
+    assert (table["n_real"] == 100).all() and (table["n_fake"] == 500).all()
+    assert (table["auc_ci_low"] < table["auc"]).all() and (table["auc"] < table["auc_ci_high"]).all()
+    assert ((table["auc_ci_high"] - table["auc_ci_low"]) < 0.2).all()
+    assert (table["ap_real_positive_ci_low"] <= table["ap_real_positive"]).all()
+    assert (table["ap_real_positive"] <= table["ap_real_positive_ci_high"]).all()
+    assert (table["n_tied"] == 0).all()
+    assert table.set_index(["label", "generator"]).loc[("block1", "gen_a"), "seen"]
+    assert {"field_fraction", "setting", "seed"} <= set(table.columns)
+    again = metrics_from_scores(scores, n_boot=400, seed=0)  # seeded
+    assert again["auc_ci_low"].equals(table["auc_ci_low"])
+
+
+def test_paired_bootstrap_covers_a_known_difference_and_calls_identical_models_equal():
+    big = patch_vs_full(synthetic_scores({"block1": 1.5, "full": 0.5}), n_boot=1000)
+    row = big.set_index("generator").loc["gen_b"]
+    truth = true_auc(1.5) - true_auc(0.5)
+    assert row["ci_low"] <= truth <= row["ci_high"]
+    assert row["ci_low"] > 0 and row["verdict"] == "patch better"
+    assert row["diff"] == pytest.approx(row["auc_patch"] - row["auc_full"])
+    pooled = big.set_index("generator").loc["mean_unseen"]
+    assert pooled["diff"] == pytest.approx(row["diff"])  # one unseen generator
+    worse = patch_vs_full(synthetic_scores({"block1": 0.2, "full": 1.0}), n_boot=500)
+    assert (worse["verdict"] == "full better").all()
+    same = patch_vs_full(synthetic_scores({"block1": 0.7, "full": 0.7}), n_boot=500)
+    assert (same["diff"] == 0).all() and (same["verdict"] == "no difference").all()
+    # A small true difference: the interval covers it in most of 20 replicates.
+    small = true_auc(0.6) - true_auc(0.5)
+    covered = []
+    for rep in range(20):
+        r = patch_vs_full(synthetic_scores({"block1": 0.6, "full": 0.5}, rng_seed=100 + rep),
+                          n_boot=300, seed=rep).set_index("generator").loc["gen_b"]
+        covered.append(r["ci_low"] <= small <= r["ci_high"])
+    assert np.mean(covered) >= 0.8
+    # Seeds: a per-seed offset widens the interval when the seeds are resampled.
+    one = patch_vs_full(synthetic_scores({"block1": 1.0, "full": 0.5}, seeds=3), n_boot=500)
+    noisy = patch_vs_full(synthetic_scores({"block1": 1.0, "full": 0.5}, seeds=3, seed_sd=0.3),
+                          n_boot=500)
+    width = lambda t: float((t["ci_high"] - t["ci_low"]).iloc[0])  # noqa: E731
+    assert (one["n_seeds"] == 3).all() and width(noisy) > 1.5 * width(one)
+
+
+def test_reading_words_verdicts_only_from_intervals():
     from patchforensics.evaluate import depth_summary, reading
 
-    depths = {"block1": 19, "block2": 43, "block3": 91, "full": 64}
+    better = synthetic_scores({"block1": 1.5, "block2": 0.5, "full": 0.5})
+    table = metrics_from_scores(better, n_boot=200)
+    cmp_ = patch_vs_full(better, n_boot=500)
+    summ = unseen_auc(better, n_boot=500)
+    assert list(summ["field_fraction"]) == [0.1, 0.22, 1.0]
+    assert (summ["ci_low"] < summ["auc_unseen"]).all()
+    assert (summ["auc_unseen"] < summ["ci_high"]).all()
+    text = reading(table, comparison=cmp_, summary=summ)
+    assert "block1 (field 10% of the face): +" in text and "**patch better**" in text
+    assert "d/gen_b: patch better: 1, no difference: 1, full better: 0" in text
+    assert "does not decide" not in text
+    flat = synthetic_scores({"block1": 0.5, "full": 0.5})
+    text = reading(metrics_from_scores(flat, n_boot=200), comparison=patch_vs_full(flat,
+                                                                                  n_boot=200))
+    assert "does not decide" in text and "patch better: 0" in text
+    # Without the comparison: per-row intervals, no verdict.
+    text = reading(table)
+    assert "no verdict" in text and "patch better" not in text
+    s = depth_summary(table)
+    assert list(s.index) == ["block1", "block2", "full"]
+    assert s.loc["block1", "auc_unseen"] == pytest.approx(
+        table.set_index(["label", "generator"]).loc[("block1", "gen_b"), "auc"])
+    with pytest.raises(ValueError, match="setting"):
+        depth_summary(table, setting="samples")
 
-    def table(unseen_ap: dict[str, float]) -> pd.DataFrame:
-        rows = []
-        for depth, rf in depths.items():
-            for gen, ap in (("dcgan", 1.0), ("other", unseen_ap[depth])):
-                rows.append({"label": f"xception_{depth}", "arch": "xception", "depth": depth,
-                             "rf_px": rf, "train_set": "celeba/dcgan", "dataset": "celeba",
-                             "generator": gen, "mode": "mean_softmax", "ap": ap,
-                             "seen": gen == "dcgan"})
-        return pd.DataFrame(rows)
 
-    falling = table({"block1": 0.95, "block2": 0.85, "block3": 0.75, "full": 0.6})
-    s = depth_summary(falling)
-    assert list(s.index) == list(depths) and s.loc["block2", "ap_unseen"] == 0.85
-    text = reading(falling)
-    assert "rho -1.00" in text and "**agrees with" in text and "+0.350 AP" in text
-    rising = reading(table({"block1": 0.75, "block2": 0.85, "block3": 0.95, "full": 0.6}))
-    assert "**contradicts" in rising
-    chance = reading(table({"block1": 0.5, "block2": 0.55, "block3": 0.6, "full": 0.5}))
-    assert "cannot test" in chance and "not detected at any depth" in chance
+def test_field_fraction_is_relative_to_the_network_input_and_inversions_are_not_test_sets(
+        tmp_path):
+    import json
+
+    from patchforensics.evaluate import field_fraction, world_sets
+
+    ff = [field_fraction(ModelConfig("xception", d, load_size=192), 64)
+          for d in ("block1", "block2", "block3", "full")]
+    assert ff == pytest.approx([19 / 192, 43 / 192, 91 / 192, 1.0])
+    assert field_fraction(ModelConfig("xception", "block3"), 64) == 1.0  # capped
+    (tmp_path / "manifest.json").write_text(json.dumps({"sets": {
+        k: {} for k in ("real/celeba", "fake/celeba/dcgan", "fake/celeba/dcgan_inverted",
+                        "fake/celeba/vae", "fake/olivetti/gmm")}}))
+    assert world_sets(tmp_path) == {"celeba": ["dcgan", "vae"], "olivetti": ["gmm"]}

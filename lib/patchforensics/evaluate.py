@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 import torch
 from PIL import Image, ImageFilter
+from scipy.special import expit, logsumexp
 
 from . import paths
 from .data import FAKE, REAL, load_folder
@@ -90,15 +91,18 @@ def logit_maps(model: torch.nn.Module, images: np.ndarray, *, device: Device = N
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.clip(x, -60, 60)))
+    # expit never overflows, so no clip is needed (a clip at +-60 tied every saturated image).
+    return expit(x)
 
 
 def scores_from_maps(maps: np.ndarray, mode: str = "mean_softmax",
                      temperature: float = 1.0) -> np.ndarray:
-    """Image scores from N x h x w logit-difference maps: N float64 in [0, 1] (> 0.5 = fake).
+    """Image scores from N x h x w logit-difference maps: N float64 in [0, 1] (> 0.5 = fake),
+    the *probability view* (thresholds, accuracy, calibration).
 
     ``mode`` is one of ``MODES``; ``temperature`` divides the logits first (no effect on
-    ``vote``)."""
+    ``vote``). In float64 a probability saturates at 1.0 once d exceeds about 37, so images the
+    model is very sure of tie here; rank them with :func:`log_odds_from_maps`."""
     if maps.ndim != 3:
         raise ValueError(f"expected N x h x w maps, got shape {maps.shape}")
     if temperature <= 0:
@@ -111,6 +115,40 @@ def scores_from_maps(maps: np.ndarray, mode: str = "mean_softmax",
     if mode == "vote":
         return (maps > 0).mean(axis=(1, 2)).astype(np.float64)
     raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+
+
+def log_odds_from_maps(maps: np.ndarray, mode: str = "mean_softmax",
+                       temperature: float = 1.0) -> np.ndarray:
+    """Image scores that keep their order: N float64, a strictly increasing function of
+    :func:`scores_from_maps` (same ``mode`` and ``temperature``), computed in log space so that
+    saturated images still rank (the metrics AP and AUC use these).
+
+    - ``mean_softmax``: log p - log(1 - p) of p = mean of the patches' P(fake), both terms as
+      log-mean-exp of per-patch log-sigmoids (log p alone would lose a saturated fake's order
+      near 0, log(1 - p) keeps it; the difference keeps both ends). Unbounded; > 0 = fake.
+    - ``mean_logit``: the mean logit difference itself (the log-odds of sigmoid(mean d)).
+    - ``vote``: the share of "fake" patches, in [0, 1]: a count over h x w cells, so images tie
+      whenever their counts do; that is inherent to the mode, not a numerical loss."""
+    if maps.ndim != 3:
+        raise ValueError(f"expected N x h x w maps, got shape {maps.shape}")
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    d = maps.astype(np.float64).reshape(len(maps), -1) / temperature
+    if mode == "mean_softmax":
+        # log sigmoid(x) = -log(1 + exp(-x)); logaddexp keeps its tail exact.
+        return (logsumexp(-np.logaddexp(0.0, -d), axis=1)
+                - logsumexp(-np.logaddexp(0.0, d), axis=1))
+    if mode == "mean_logit":
+        return d.mean(axis=1)
+    if mode == "vote":
+        return (maps > 0).reshape(len(maps), -1).mean(axis=1).astype(np.float64)
+    raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+
+
+def n_tied(scores: np.ndarray) -> int:
+    """How many of ``scores`` share their value with at least one other score."""
+    _, counts = np.unique(np.asarray(scores), return_counts=True)
+    return int(counts[counts > 1].sum())
 
 
 def patch_probabilities(maps: np.ndarray, temperature: float = 1.0) -> np.ndarray:
@@ -161,25 +199,119 @@ def choose_threshold(scores: np.ndarray, labels: np.ndarray) -> float:
     return float(cands[best[np.argmin(np.abs(cands[best] - 0.5))]])
 
 
-def binary_metrics(scores: np.ndarray, labels: np.ndarray, *,
-                   threshold: float = 0.5) -> dict[str, float]:
+def binary_metrics(scores: np.ndarray, labels: np.ndarray, *, threshold: float = 0.5,
+                   rank_scores: np.ndarray | None = None) -> dict[str, float]:
     """Metrics of image scores (fake = positive, label 1): ``ap``, ``ap_real_positive`` (the
     original code's convention), ``auc``, ``acc``/``real_acc``/``fake_acc`` at 0.5, and
-    ``acc_at_threshold`` at ``threshold`` (chosen elsewhere, on validation data)."""
+    ``acc_at_threshold`` at ``threshold`` (chosen elsewhere, on validation data).
+
+    ``scores``: probabilities in [0, 1] (the thresholds apply to them). ``rank_scores``: the same
+    images' order-keeping scores (:func:`log_odds_from_maps`); when given, the rank metrics (AP,
+    AUC) use them, so saturated probabilities do not tie. Classes need not be balanced."""
     from sklearn.metrics import average_precision_score, roc_auc_score
 
     s, y = _check_labels(scores, labels)
+    r = s if rank_scores is None else _check_labels(rank_scores, labels)[0]
     pred = s > 0.5
     pred_t = s > threshold
     return {"n_real": int((y == REAL).sum()), "n_fake": int((y == FAKE).sum()),
-            "ap": float(average_precision_score(y, s)),
-            "ap_real_positive": float(average_precision_score(1 - y, -s)),
-            "auc": float(roc_auc_score(y, s)),
+            "ap": float(average_precision_score(y, r)),
+            "ap_real_positive": float(average_precision_score(1 - y, -r)),
+            "auc": float(roc_auc_score(y, r)),
             "acc": float((pred == y).mean()),
             "real_acc": float((~pred[y == REAL]).mean()),
             "fake_acc": float(pred[y == FAKE].mean()),
             "threshold": float(threshold),
             "acc_at_threshold": float((pred_t == y).mean())}
+
+
+# --- bootstrap over test images (and seeds) --------------------------------------------------
+
+N_BOOT = 1000  # resamples of the test images behind every interval
+LEVEL = 0.95  # interval coverage
+_CHUNK = 256  # resamples per block: bounds memory at _CHUNK x (images of one set) floats
+
+
+def boot_counts(n: int, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """``n_boot`` x ``n`` float64: how often each of ``n`` items is drawn in each bootstrap
+    resample (``n`` draws with replacement; every row sums to ``n``)."""
+    idx = rng.integers(0, n, (n_boot, n))
+    flat = (idx + n * np.arange(n_boot)[:, None]).ravel()
+    return np.bincount(flat, minlength=n_boot * n).reshape(n_boot, n).astype(np.float64)
+
+
+def weighted_auc(real: np.ndarray, fake: np.ndarray, w_real: np.ndarray | None = None,
+                 w_fake: np.ndarray | None = None) -> np.ndarray:
+    """AUC (fake positive; ties count one half) of ``fake`` (n1) against ``real`` (n0) scores
+    under B rows of image weights (``w_real``: B x n0, ``w_fake``: B x n1, e.g. from
+    :func:`boot_counts`; None = all ones, B = 1): B floats in [0, 1].
+
+    Vectorised by ranks: the reals are sorted once; a fake's weighted count of reals below it
+    is a cumulative sum read at its ``searchsorted`` position (half the tied reals' weight
+    added), so the cost is B x (n0 + n1), not B x n0 x n1."""
+    real, fake = np.asarray(real, np.float64), np.asarray(fake, np.float64)
+    w_real = np.ones((1, len(real))) if w_real is None else np.atleast_2d(w_real)
+    w_fake = np.ones((1, len(fake))) if w_fake is None else np.atleast_2d(w_fake)
+    if w_real.shape[1] != len(real) or w_fake.shape[1] != len(fake) or \
+            len(w_real) != len(w_fake):
+        raise ValueError(f"weights {w_real.shape}, {w_fake.shape} do not match "
+                         f"{len(real)} reals and {len(fake)} fakes")
+    order = np.argsort(real, kind="stable")
+    r = real[order]
+    lo, hi = np.searchsorted(r, fake, "left"), np.searchsorted(r, fake, "right")
+    out = np.empty(len(w_real))
+    for at in range(0, len(w_real), _CHUNK):
+        wr, wf = w_real[at: at + _CHUNK, order], w_fake[at: at + _CHUNK]
+        c = np.concatenate([np.zeros((len(wr), 1)), np.cumsum(wr, axis=1)], axis=1)
+        below = c[:, lo] + 0.5 * (c[:, hi] - c[:, lo])
+        out[at: at + _CHUNK] = (wf * below).sum(1) / (wr.sum(1) * wf.sum(1))
+    return out
+
+
+def weighted_ap(scores: np.ndarray, labels: np.ndarray,
+                weights: np.ndarray | None = None) -> np.ndarray:
+    """Average precision (label 1 positive, as sklearn's ``average_precision_score``: precision
+    at each distinct threshold times the recall step) under B rows of image weights
+    (``weights``: B x N; None = all ones): B floats in [0, 1]."""
+    s, y = _check_labels(scores, labels)
+    weights = np.ones((1, len(s))) if weights is None else np.atleast_2d(weights)
+    order = np.argsort(-s, kind="stable")
+    s, y = s[order], y[order]
+    ends = np.r_[np.flatnonzero(np.diff(s) != 0), len(s) - 1]  # last index of each threshold
+    out = np.empty(len(weights))
+    for at in range(0, len(weights), _CHUNK):
+        w = weights[at: at + _CHUNK, order]
+        tp = np.cumsum(w * (y == 1), axis=1)[:, ends]
+        fp = np.cumsum(w * (y == 0), axis=1)[:, ends]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            precision = np.where(tp + fp > 0, tp / (tp + fp), 0.0)
+            recall = tp / tp[:, -1:]
+        step = np.diff(np.concatenate([np.zeros((len(w), 1)), recall], axis=1), axis=1)
+        out[at: at + _CHUNK] = (step * precision).sum(1)
+    return out
+
+
+def _interval(boots: np.ndarray, level: float = LEVEL) -> tuple[float, float]:
+    alpha = (1 - level) / 2
+    return float(np.quantile(boots, alpha)), float(np.quantile(boots, 1 - alpha))
+
+
+def _set_rng(seed: int, *names: str) -> np.random.Generator:
+    """A generator seeded by ``seed`` and the names of a test set: every model (and seed) sees
+    the same resamples of the same images, which is what pairs the comparisons."""
+    import zlib
+
+    return np.random.default_rng([seed, *(zlib.crc32(n.encode()) for n in names)])
+
+
+def boot_weights(n_real: int, n_fake: int, dataset: str, generator: str, *,
+                 n_boot: int = N_BOOT, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The bootstrap resamples of one test pair, stratified (reals and fakes drawn separately,
+    so class counts stay fixed): ``(w_real, w_fake)``, n_boot x n_real and n_boot x n_fake
+    counts. The reals' draws depend only on ``(seed, dataset)``, so every generator of a dataset
+    resamples the same reals; the fakes' on ``(seed, dataset, generator)``."""
+    return (boot_counts(n_real, n_boot, _set_rng(seed, dataset)),
+            boot_counts(n_fake, n_boot, _set_rng(seed, dataset, generator)))
 
 
 def fit_temperature(maps: np.ndarray, labels: np.ndarray, mode: str = "mean_softmax") -> float:
@@ -344,8 +476,10 @@ def calibration(ck: Checkpoint, *, val_real: str | os.PathLike | None = None,
 def evaluate_maps(real: np.ndarray, fakes: dict[str, np.ndarray], cal: Calibration | None, *,
                   modes: Sequence[str] = MODES) -> pd.DataFrame:
     """One row per (fake set, mode) from logit-difference maps of the reals and of each fake
-    set: :func:`binary_metrics`, the threshold and temperature from ``cal`` (0.5 and 1.0
-    without), and ECE before and after temperature scaling."""
+    set: :func:`binary_metrics` (AP and AUC from the order-keeping :func:`log_odds_from_maps`),
+    ``n_tied`` (images whose order-keeping score another image shares), the threshold and
+    temperature from ``cal`` (0.5 and 1.0 without), and ECE before and after temperature
+    scaling."""
     rows = []
     for name, fake in fakes.items():
         maps = np.concatenate([real, fake])
@@ -353,8 +487,11 @@ def evaluate_maps(real: np.ndarray, fakes: dict[str, np.ndarray], cal: Calibrati
         for mode in modes:
             t = cal.temperature[mode] if cal else 1.0
             raw = scores_from_maps(maps, mode)
+            rank = log_odds_from_maps(maps, mode)
             row = {"fake_set": name, "mode": mode,
-                   **binary_metrics(raw, y, threshold=cal.threshold[mode] if cal else 0.5),
+                   **binary_metrics(raw, y, threshold=cal.threshold[mode] if cal else 0.5,
+                                    rank_scores=rank),
+                   "n_tied": n_tied(rank),
                    "temperature": t, "ece": expected_calibration_error(raw, y),
                    "ece_calibrated": expected_calibration_error(
                        scores_from_maps(maps, mode, t), y)}
@@ -427,30 +564,63 @@ def evaluate(ckpt: str | os.PathLike, real_dir: str | os.PathLike,
 
 def world_sets(world_root: str | os.PathLike,
                datasets: Sequence[str] | None = None) -> dict[str, list[str]]:
-    """``{dataset: [generator, ...]}`` of a built world (from its manifest)."""
+    """``{dataset: [generator, ...]}`` of a built world's fake sets (from its manifest). Sets
+    named ``<generator>_inverted`` (inversions of the reals, training data) are left out: they
+    share the reals' content, so they are not test sets of another generator."""
     from .embedded import read_manifest
 
     sets: dict[str, list[str]] = {}
     for key in sorted(read_manifest(Path(world_root))["sets"]):
         parts = key.split("/")
-        if parts[0] == "fake" and (datasets is None or parts[1] in datasets):
+        if parts[0] == "fake" and (datasets is None or parts[1] in datasets) \
+                and not parts[2].endswith("_inverted"):
             sets.setdefault(parts[1], []).append(parts[2])
     return sets
 
 
-def cross_generator(runs: dict[str, str | os.PathLike], world_root: str | os.PathLike, *,
-                    split: str = "test", datasets: Sequence[str] | None = None,
-                    modes: Sequence[str] = MODES, device: Device = None,
-                    progress: bool = True) -> pd.DataFrame:
-    """Every checkpoint against every real/fake pair of a world's ``split``.
+PRIMARY_SETTING = "samples_inversions"  # training fakes = samples + inversions (the paper's)
+RunKey = str | tuple[str, int]  # "label" (seed read from the run) or (label, seed)
 
-    ``runs``: ``{label: run folder}`` (relative folders are below ``paths.checkpoints_dir()``).
-    One row per (checkpoint, dataset, generator, mode) with the columns of :func:`evaluate_maps`
-    plus ``model``, ``arch``, ``depth``, ``rf_px``, ``seed``, ``train_set`` and ``seen`` (the
-    pair the checkpoint was trained on). Threshold and temperature come from each checkpoint's
-    validation split."""
-    from tqdm.auto import tqdm
 
+def field_fraction(model_config: Any, input_size: int) -> float:
+    """Receptive-field side over the network's input side (``load_size`` when the model
+    upsamples, else the image side), capped at 1.0: the patch size relative to the face."""
+    from .receptive_field import receptive_field
+
+    rf = receptive_field(model_config, input_size)
+    side = model_config.load_size or input_size
+    return float(min(rf.size / side, 1.0))
+
+
+def run_setting(run: str | os.PathLike) -> str:
+    """The training setting a run recorded (``config.json``: ``train.setting``), else ``""``."""
+    cfg_path = run_path(run)
+    cfg_path = (cfg_path if cfg_path.is_dir() else cfg_path.parent) / "config.json"
+    if not cfg_path.exists():
+        return ""
+    cfg = json.loads(cfg_path.read_text())
+    return str(cfg.get("train", {}).get("setting") or cfg.get("config", {}).get("setting")
+               or "")
+
+
+def image_scores(runs: dict[RunKey, str | os.PathLike], world_root: str | os.PathLike, *,
+                 setting: str | None = None, split: str = "test",
+                 datasets: Sequence[str] | None = None, modes: Sequence[str] = MODES,
+                 device: Device = None, progress: bool = True) -> pd.DataFrame:
+    """Every checkpoint's score of every test image of a world's ``split``: the long per-image
+    table that :func:`metrics_from_scores` and :func:`patch_vs_full` are computed from (each
+    image is scored once).
+
+    ``runs``: ``{label or (label, seed): run folder}`` (relative folders are below
+    ``paths.checkpoints_dir()``; a plain label takes the run's own seed). ``setting``: the
+    training setting these runs share (None: each run's recorded ``train.setting``).
+    One row per (run, dataset, set, image, mode): ``label``, ``model``, ``arch``, ``depth``,
+    ``rf_px``, ``field_fraction``, ``seed``, ``setting``, ``train_set``, ``dataset``, ``set``
+    (``"real"`` or a generator), ``image`` (index in the set's sorted files), ``y`` (0 real,
+    1 fake), ``mode``, ``score`` (:func:`log_odds_from_maps`, the ranking score), ``prob`` (raw
+    :func:`scores_from_maps`), ``prob_calibrated`` (at the run's temperature), ``threshold``
+    and ``temperature`` (from the run's validation split)."""
+    from .progress import bar as progress_bar
     from .receptive_field import receptive_field
 
     root = Path(world_root)
@@ -462,29 +632,276 @@ def cross_generator(runs: dict[str, str | os.PathLike], world_root: str | os.Pat
             cache[key] = load_folder(root / key / split)[0]
         return cache[key]
 
-    tables = []
-    for label, run in tqdm(list(runs.items()), desc="cross-generator", disable=not progress):
+    frames = []
+    for key, run in progress_bar(list(runs.items()), desc="score test sets",
+                                 disable=not progress):
+        label, seed = key if isinstance(key, tuple) else (key, None)
         ck = load_checkpoint(run, device=device)
         cal = calibration(ck, device=device)
-        train_set = "/".join(ck.train_fake.parts[-2:]) if ck.train_fake else ""
-        rf = receptive_field(ck.model.config, ck.input_size)
+        train_set = ""
+        if ck.train_fake is not None:
+            ds, gen = ck.train_fake.parts[-2:]
+            train_set = f"{ds}/{gen.removesuffix('_inverted')}"
+        cfg = ck.model.config
+        head = {"label": label, "model": ck.name, "arch": cfg.arch, "depth": cfg.depth,
+                "rf_px": receptive_field(cfg, ck.input_size).size,
+                "field_fraction": field_fraction(cfg, ck.input_size),
+                "seed": ck.seed if seed is None else int(seed),
+                "setting": run_setting(ck.run_dir) if setting is None else setting,
+                "train_set": train_set}
         for dataset, gens in sets.items():
-            real = logit_maps(ck.model, images(f"real/{dataset}"), device=device)
-            fakes = {g: logit_maps(ck.model, images(f"fake/{dataset}/{g}"), device=device)
-                     for g in gens}
-            t = evaluate_maps(real, fakes, cal, modes=modes).rename(
-                columns={"fake_set": "generator"})
-            t.insert(0, "dataset", dataset)
-            t.insert(0, "label", label)
-            t.insert(1, "model", ck.name)
-            t.insert(2, "arch", ck.model.config.arch)
-            t.insert(3, "depth", ck.model.config.depth)
-            t.insert(4, "rf_px", rf.size)
-            t.insert(5, "seed", ck.seed)
-            t.insert(6, "train_set", train_set)
-            t["seen"] = [f"{dataset}/{g}" == train_set for g in t["generator"]]
-            tables.append(t)
-    return pd.concat(tables, ignore_index=True)
+            for name in ["real", *gens]:
+                maps = logit_maps(ck.model, images(f"real/{dataset}" if name == "real" else
+                                                   f"fake/{dataset}/{name}"), device=device)
+                n = len(maps)
+                for mode in modes:
+                    t = cal.temperature[mode] if cal else 1.0
+                    frames.append(pd.DataFrame({
+                        **head, "dataset": dataset, "set": name, "image": np.arange(n),
+                        "y": REAL if name == "real" else FAKE, "mode": mode,
+                        "score": log_odds_from_maps(maps, mode),
+                        "prob": scores_from_maps(maps, mode),
+                        "prob_calibrated": scores_from_maps(maps, mode, t),
+                        "threshold": cal.threshold[mode] if cal else 0.5,
+                        "temperature": t}))
+    return pd.concat(frames, ignore_index=True)
+
+
+_RUN_COLS = ["label", "model", "arch", "depth", "rf_px", "field_fraction", "seed", "setting",
+             "train_set"]
+
+
+def metrics_from_scores(scores: pd.DataFrame, *, n_boot: int = N_BOOT, seed: int = 0,
+                        level: float = LEVEL) -> pd.DataFrame:
+    """The cross-generator table from :func:`image_scores`: one row per (run, dataset,
+    generator, mode) with the run's columns, :func:`binary_metrics` (AP/AUC on the
+    order-keeping score; accuracy, threshold and ECE on the probability), ``n_tied``,
+    ``temperature``, ``ece``, ``ece_calibrated``, ``seen``, and bootstrap ``level`` intervals
+    over the test images (stratified: reals and fakes resampled separately, ``n_boot``
+    resamples from :func:`boot_weights`, the same for every model): ``auc_ci_low``,
+    ``auc_ci_high``, ``ap_real_positive_ci_low``, ``ap_real_positive_ci_high``."""
+    rows = []
+    weights: dict[tuple[str, str, int, int], tuple[np.ndarray, np.ndarray]] = {}
+    group_cols = [c for c in _RUN_COLS if c in scores.columns] + ["dataset", "mode"]
+    for keys, g in scores.groupby(group_cols, sort=False, dropna=False):
+        head = dict(zip(group_cols, keys, strict=True))
+        real = g[g["set"] == "real"].sort_values("image")
+        for gen, fake in g[g["set"] != "real"].groupby("set", sort=False):
+            fake = fake.sort_values("image")
+            both = pd.concat([real, fake])
+            y = both["y"].to_numpy()
+            prob, rank = both["prob"].to_numpy(), both["score"].to_numpy()
+            wkey = (head["dataset"], gen, len(real), len(fake))
+            if wkey not in weights:
+                weights[wkey] = boot_weights(len(real), len(fake), head["dataset"], gen,
+                                             n_boot=n_boot, seed=seed)
+            w_real, w_fake = weights[wkey]
+            auc_lo, auc_hi = _interval(weighted_auc(real["score"].to_numpy(),
+                                                    fake["score"].to_numpy(), w_real, w_fake),
+                                       level)
+            ap_lo, ap_hi = _interval(weighted_ap(-rank, 1 - y, np.hstack([w_real, w_fake])),
+                                     level)
+            rows.append({
+                **{k: v for k, v in head.items() if k != "mode"}, "generator": gen,
+                "mode": head["mode"],
+                **binary_metrics(prob, y, threshold=float(both["threshold"].iloc[0]),
+                                 rank_scores=rank),
+                "auc_ci_low": auc_lo, "auc_ci_high": auc_hi,
+                "ap_real_positive_ci_low": ap_lo, "ap_real_positive_ci_high": ap_hi,
+                "n_tied": n_tied(rank),
+                "temperature": float(both["temperature"].iloc[0]),
+                "ece": expected_calibration_error(prob, y),
+                "ece_calibrated": expected_calibration_error(
+                    both["prob_calibrated"].to_numpy(), y),
+                "seen": f"{head['dataset']}/{gen}" == head.get("train_set", "")})
+    return pd.DataFrame(rows)
+
+
+def cross_generator(runs: dict[RunKey, str | os.PathLike], world_root: str | os.PathLike, *,
+                    split: str = "test", datasets: Sequence[str] | None = None,
+                    modes: Sequence[str] = MODES, device: Device = None,
+                    progress: bool = True, setting: str | None = None,
+                    scores: pd.DataFrame | None = None, n_boot: int = N_BOOT,
+                    boot_seed: int = 0) -> pd.DataFrame:
+    """Every checkpoint against every real/fake pair of a world's ``split``:
+    :func:`metrics_from_scores` of :func:`image_scores` (pass ``scores`` when already computed,
+    so nothing is scored twice; ``runs`` and the data arguments are then unused).
+
+    ``runs``: ``{label or (label, seed): run folder}`` (relative folders are below
+    ``paths.checkpoints_dir()``). One row per (run, dataset, generator, mode): ``label``,
+    ``model``, ``arch``, ``depth``, ``rf_px``, ``field_fraction``, ``seed``, ``setting``,
+    ``train_set``, ``seen`` and the metrics with their intervals. Threshold and temperature
+    come from each checkpoint's validation split."""
+    if scores is None:
+        scores = image_scores(runs, world_root, setting=setting, split=split,
+                              datasets=datasets, modes=modes, device=device, progress=progress)
+    return metrics_from_scores(scores, n_boot=n_boot, seed=boot_seed)
+
+
+# --- paired comparisons: patch vs. full, with intervals over images and seeds ----------------
+
+VERDICTS = ("patch better", "no difference", "full better")
+
+
+def verdict(ci_low: float, ci_high: float) -> str:
+    """``"patch better"`` when an interval of AUC(patch) - AUC(full) lies above 0, ``"full
+    better"`` when below, else ``"no difference"`` (the data do not decide)."""
+    return VERDICTS[0] if ci_low > 0 else VERDICTS[2] if ci_high < 0 else VERDICTS[1]
+
+
+@dataclass
+class _ModelBoots:
+    """One model (all its seeds) in one setting: AUC per seed on every test pair, on the full
+    test set and on each image resample, and the model's seed resamples."""
+
+    info: dict[str, Any]  # arch, depth, field_fraction, train_set
+    seeds: list[int]
+    auc: dict[tuple[str, str], np.ndarray]  # (dataset, generator) -> (n_seeds,)
+    boot: dict[tuple[str, str], np.ndarray]  # (dataset, generator) -> (n_seeds, n_boot)
+    picks: np.ndarray  # n_boot x n_seeds: seed indices drawn in each resample
+
+    def mean(self, pair: tuple[str, str]) -> tuple[float, np.ndarray]:
+        """Mean AUC over seeds: point estimate and n_boot resamples (images and seeds)."""
+        a = self.boot[pair]
+        return float(self.auc[pair].mean()), a[self.picks, np.arange(a.shape[1])[:, None]].mean(1)
+
+    def unseen(self) -> list[tuple[str, str]]:
+        """The test pairs of the training dataset other than the training generator."""
+        ds = self.info["train_set"].split("/")[0]
+        return [p for p in self.auc if p[0] == ds and f"{p[0]}/{p[1]}" != self.info["train_set"]]
+
+
+def _model_boots(scores: pd.DataFrame, mode: str, n_boot: int,
+                 seed: int) -> dict[tuple[str, str], _ModelBoots]:
+    """``{(setting, label): _ModelBoots}`` from an :func:`image_scores` table. Image resamples
+    come from :func:`boot_weights` (shared by every model and seed: the comparison is paired
+    over images); each model's seeds are resampled with replacement, independently of other
+    models (seed k of one architecture shares nothing with seed k of another but the number)."""
+    t = scores[scores["mode"] == mode]
+    if t.empty:
+        raise ValueError(f"no scores of mode {mode!r}; the table has {sorted(set(scores['mode']))}")
+    out: dict[tuple[str, str], _ModelBoots] = {}
+    weights: dict[tuple[str, str, int, int], tuple[np.ndarray, np.ndarray]] = {}
+    for (setting, label), g in t.groupby(["setting", "label"], sort=False):
+        first = g.iloc[0]
+        seeds = sorted(g["seed"].unique().tolist())
+        auc: dict[tuple[str, str], list[float]] = {}
+        boot: dict[tuple[str, str], list[np.ndarray]] = {}
+        for sd in seeds:
+            gs = g[g["seed"] == sd]
+            for dataset, gd in gs.groupby("dataset", sort=False):
+                real = gd[gd["set"] == "real"].sort_values("image")["score"].to_numpy()
+                for gen, gf in gd[gd["set"] != "real"].groupby("set", sort=False):
+                    fake = gf.sort_values("image")["score"].to_numpy()
+                    wkey = (dataset, gen, len(real), len(fake))
+                    if wkey not in weights:
+                        weights[wkey] = boot_weights(len(real), len(fake), dataset, gen,
+                                                     n_boot=n_boot, seed=seed)
+                    auc.setdefault((dataset, gen), []).append(float(weighted_auc(real, fake)[0]))
+                    boot.setdefault((dataset, gen), []).append(
+                        weighted_auc(real, fake, *weights[wkey]))
+        if any(len(v) != len(seeds) for v in auc.values()):
+            raise ValueError(f"{label} ({setting}): not every seed was scored on every test set")
+        picks = _set_rng(seed, "seeds", str(setting), str(label)).integers(
+            0, len(seeds), (n_boot, len(seeds)))
+        info = {k: first[k] for k in ("arch", "depth", "field_fraction", "train_set")}
+        out[(setting, label)] = _ModelBoots(info, seeds, {k: np.array(v) for k, v in auc.items()},
+                                            {k: np.stack(v) for k, v in boot.items()}, picks)
+    return out
+
+
+def patch_vs_full(scores: pd.DataFrame, *, mode: str = "mean_softmax", full: str | None = None,
+                  n_boot: int = 2000, seed: int = 0, level: float = LEVEL,
+                  pooled: bool = True) -> pd.DataFrame:
+    """AUC(patch) - AUC(full) per patch model and test pair, with a paired bootstrap interval,
+    from an :func:`image_scores` table (one or several settings and seeds).
+
+    Each of ``n_boot`` resamples draws the test images (reals and fakes separately, the same
+    draw for both models: paired) and, per model, its seeds with replacement; a model's AUC in
+    a resample is the mean over its drawn seeds, and the difference of the two means is one
+    bootstrap value. Seeds are resampled per model, not paired by index: runs of two
+    architectures with the same seed number share nothing else. With one seed per model the
+    interval reflects the test images only; with 3 seeds the seed part is crude (3 values), so
+    read it as a lower bound on the uncertainty. The point estimate is the difference of the
+    seed means on the full test set. ``full``: the full-image model's label (default: the
+    model of depth ``"full"`` with the patch model's architecture). ``pooled``: also one row
+    per patch model for the mean over the unseen generators of its training dataset
+    (``generator == "mean_unseen"``, generators weighted equally, the reals resampled once).
+
+    Columns: ``setting``, ``model`` (label), ``arch``, ``depth``, ``field_fraction``,
+    ``full_model``, ``dataset``, ``generator``, ``seen``, ``n_seeds``, ``n_seeds_full``,
+    ``auc_patch``, ``auc_full``, ``diff``, ``ci_low``, ``ci_high``, ``verdict``
+    (:func:`verdict`)."""
+    boots = _model_boots(scores, mode, n_boot, seed)
+    rows = []
+    for (setting, label), mb in boots.items():
+        if mb.info["depth"] == "full":
+            continue
+        if full is not None:
+            ref_label = full
+        else:
+            cands = [lb for (st, lb), m in boots.items() if st == setting and
+                     m.info["depth"] == "full" and m.info["arch"] == mb.info["arch"]]
+            if not cands:
+                continue
+            ref_label = cands[0]
+        ref = boots.get((setting, ref_label))
+        if ref is None:
+            raise ValueError(f"no full model {ref_label!r} in setting {setting!r}")
+
+        def row(dataset: str, generator: str, seen: bool, auc_p: float, auc_f: float,
+                diffs: np.ndarray) -> dict[str, Any]:
+            lo, hi = _interval(diffs, level)
+            return {"setting": setting, "model": label, "arch": mb.info["arch"],
+                    "depth": mb.info["depth"], "field_fraction": mb.info["field_fraction"],
+                    "full_model": ref_label, "dataset": dataset, "generator": generator,
+                    "seen": seen, "n_seeds": len(mb.seeds), "n_seeds_full": len(ref.seeds),
+                    "auc_patch": auc_p, "auc_full": auc_f, "diff": auc_p - auc_f, "ci_low": lo,
+                    "ci_high": hi, "verdict": verdict(lo, hi)}
+
+        for pair in mb.auc:
+            if pair not in ref.auc:
+                continue
+            auc_p, bp = mb.mean(pair)
+            auc_f, bf = ref.mean(pair)
+            rows.append(row(*pair, f"{pair[0]}/{pair[1]}" == mb.info["train_set"],
+                            auc_p, auc_f, bp - bf))
+        unseen = [p for p in mb.unseen() if p in ref.auc]
+        if pooled and unseen:
+            means_p = [mb.mean(p) for p in unseen]
+            means_f = [ref.mean(p) for p in unseen]
+            auc_p = float(np.mean([m[0] for m in means_p]))
+            auc_f = float(np.mean([m[0] for m in means_f]))
+            diffs = np.mean([mp[1] - mf[1] for mp, mf in zip(means_p, means_f, strict=True)], 0)
+            rows.append(row(unseen[0][0], "mean_unseen", False, auc_p, auc_f, diffs))
+    return pd.DataFrame(rows, columns=["setting", "model", "arch", "depth", "field_fraction",
+                                       "full_model", "dataset", "generator", "seen", "n_seeds",
+                                       "n_seeds_full", "auc_patch", "auc_full", "diff",
+                                       "ci_low", "ci_high", "verdict"])
+
+
+def unseen_auc(scores: pd.DataFrame, *, mode: str = "mean_softmax", n_boot: int = N_BOOT,
+               seed: int = 0, level: float = LEVEL) -> pd.DataFrame:
+    """Per setting and model: mean AUC over the unseen generators of its training dataset (and
+    over seeds) with a bootstrap ``level`` interval (images and seeds resampled as in
+    :func:`patch_vs_full`), and the seen pair's AUC. Rows sorted by setting and
+    ``field_fraction``. Columns: ``setting``, ``model``, ``arch``, ``depth``,
+    ``field_fraction``, ``n_seeds``, ``n_unseen``, ``auc_seen``, ``auc_unseen``, ``ci_low``,
+    ``ci_high``."""
+    rows = []
+    for (setting, label), mb in _model_boots(scores, mode, n_boot, seed).items():
+        unseen = mb.unseen()
+        seen = [p for p in mb.auc if f"{p[0]}/{p[1]}" == mb.info["train_set"]]
+        means = [mb.mean(p) for p in unseen]
+        lo, hi = _interval(np.mean([m[1] for m in means], 0), level) if means else (np.nan,) * 2
+        rows.append({"setting": setting, "model": label, "arch": mb.info["arch"],
+                     "depth": mb.info["depth"], "field_fraction": mb.info["field_fraction"],
+                     "n_seeds": len(mb.seeds), "n_unseen": len(unseen),
+                     "auc_seen": mb.mean(seen[0])[0] if seen else np.nan,
+                     "auc_unseen": float(np.mean([m[0] for m in means])) if means else np.nan,
+                     "ci_low": lo, "ci_high": hi})
+    return pd.DataFrame(rows).sort_values(["setting", "field_fraction"], kind="stable",
+                                          ignore_index=True)
 
 
 # --- robustness ------------------------------------------------------------------------------
@@ -522,7 +939,7 @@ def robustness(runs: dict[str, str | os.PathLike], real: np.ndarray, fake: np.nd
     ``SWEEPS``), applied to the real and the fake images (N x S x S x 3 uint8) alike. One row per
     (run, kind, value) with ``label``, ``model``, ``seed``, ``ap``, ``auc``, ``acc``; the clean
     score is the row with ``kind == "none"``."""
-    from tqdm.auto import tqdm
+    from .progress import bar as progress_bar
 
     sweeps = {k: tuple(v) for k, v in (sweeps or SWEEPS).items()}
     y = np.r_[np.full(len(real), REAL), np.full(len(fake), FAKE)]
@@ -532,7 +949,7 @@ def robustness(runs: dict[str, str | os.PathLike], real: np.ndarray, fake: np.nd
         for v in values:
             variants[(kind, float(v))] = degrade(both, kind, v)
     rows = []
-    for label, run in tqdm(list(runs.items()), desc="robustness", disable=not progress):
+    for label, run in progress_bar(list(runs.items()), desc="robustness", disable=not progress):
         ck = load_checkpoint(run, device=device)
         for (kind, value), imgs in variants.items():
             s = scores_from_maps(logit_maps(ck.model, imgs, device=device), mode)
@@ -544,79 +961,138 @@ def robustness(runs: dict[str, str | os.PathLike], real: np.ndarray, fake: np.nd
 
 # --- the written reading (notebook 03) ---------------------------------------------------------
 
+def _one_setting(table: pd.DataFrame, setting: str | None) -> tuple[pd.DataFrame, str]:
+    """Rows of one training setting: ``setting``, else the primary one when present, else the
+    first; tables without a ``setting`` column (older runs) pass whole."""
+    if "setting" not in table.columns:
+        return table, ""
+    have = list(dict.fromkeys(table["setting"].fillna("")))
+    if setting is None:
+        setting = PRIMARY_SETTING if PRIMARY_SETTING in have else have[0] if have else ""
+    if setting not in have:
+        raise ValueError(f"no rows of setting {setting!r}; the table has {have}")
+    return table[table["setting"].fillna("") == setting], setting
+
+
 def depth_summary(table: pd.DataFrame, *, mode: str = "mean_softmax",
-                  arch: str = "xception") -> pd.DataFrame:
-    """Mean AP per depth of ``arch`` over the seen pair and over the unseen generators of the
-    training dataset, from a :func:`cross_generator` table; rows in depth order."""
+                  arch: str = "xception", setting: str | None = None) -> pd.DataFrame:
+    """Per depth of ``arch`` (rows in depth order), from a :func:`cross_generator` table of one
+    training ``setting`` (default: the primary one): ``field_fraction``, ``rf_px``, ``n_seeds``
+    and the mean over seeds and test pairs of AUC and AP on the seen pair (``auc_seen``,
+    ``ap_seen``), the training dataset's unseen generators (``auc_unseen``, ``ap_unseen``) and
+    the other datasets (``auc_other_dataset``, ``ap_other_dataset``). No intervals: those come
+    from :func:`unseen_auc` and :func:`patch_vs_full`, which resample images and seeds."""
     from .models import DEPTHS
 
-    t = table[(table["mode"] == mode) & (table["arch"] == arch)]
+    t, _ = _one_setting(table[(table["mode"] == mode) & (table["arch"] == arch)], setting)
+    if "seed" not in t.columns:
+        t = t.assign(seed=0)
     train_dataset = t["train_set"].str.split("/").str[0]
     same = t[t["dataset"] == train_dataset]
-    out = same.groupby(["depth", "seen"])["ap"].mean().unstack("seen")
-    out = out.rename(columns={True: "ap_seen", False: "ap_unseen"})
+    other = t[t["dataset"] != train_dataset]
+    out = pd.DataFrame(index=pd.Index(sorted(set(t["depth"])), name="depth"))
+    if "field_fraction" in t.columns:
+        out["field_fraction"] = t.groupby("depth")["field_fraction"].first()
     out["rf_px"] = t.groupby("depth")["rf_px"].first()
-    other = t[t["dataset"] != train_dataset].groupby("depth")["ap"].mean()
-    out["ap_other_dataset"] = other
+    out["n_seeds"] = t.groupby("depth")["seed"].nunique()
+    for metric in ("auc", "ap"):
+        if metric not in t.columns:
+            continue
+        by = same.groupby(["depth", "seen"])[metric].mean().unstack("seen")
+        out[f"{metric}_seen"] = by.get(True)
+        out[f"{metric}_unseen"] = by.get(False)
+        out[f"{metric}_other_dataset"] = other.groupby("depth")[metric].mean()
     return out.reindex([d for d in DEPTHS[arch] if d in out.index])
 
 
+# The paper's Xception fields at its 299 px input (block1..block5; the full model sees all).
+PAPER_FIELD_PX = {"block1": 19, "block2": 43, "block3": 91, "block4": 187, "block5": 283}
+PAPER_INPUT_PX = 299
+
+
+def paper_field_fraction(depth: str) -> float:
+    """The paper's field side over its 299 px input for an Xception depth (``"full"``: 1.0)."""
+    return 1.0 if depth == "full" else PAPER_FIELD_PX[depth] / PAPER_INPUT_PX
+
+
+def _ff(x: float) -> str:
+    return "full image" if x >= 1.0 else f"field {x:.0%} of the face"
+
+
 def reading(table: pd.DataFrame, *, mode: str = "mean_softmax",
-            paper: pd.DataFrame | None = None) -> str:
-    """A short markdown reading of a cross-generator table next to the paper's claim that
-    smaller receptive fields generalise better to unseen generators; every number is computed
-    from ``table`` (and ``paper``: the AP-by-block figure, rows = test sets). Verdicts use
-    Spearman's rho between receptive field and AP over the Xception patch models: below -0.3
-    agrees, above +0.3 disagrees; a test set on which no depth reaches AP 0.7 is "not detected"
-    whatever the trend."""
-    from scipy.stats import spearmanr
+            paper: pd.DataFrame | None = None, comparison: pd.DataFrame | None = None,
+            summary: pd.DataFrame | None = None, setting: str | None = None) -> str:
+    """A short markdown reading of the paper's claim that smaller receptive fields generalise
+    better to unseen generators, worded only from intervals; every number is computed from the
+    arguments.
 
-    def verdict(rf: pd.Series, ap: pd.Series) -> tuple[float, str]:
-        if len(ap) < 3 or ap.nunique() < 2:
-            return float("nan"), "too few depths for a trend"
-        rho = float(spearmanr(rf, ap).statistic)
-        if ap.max() < 0.7:
-            return rho, "not detected at any depth"
-        return rho, "agrees" if rho < -0.3 else "disagrees" if rho > 0.3 else "no clear trend"
-
-    s = depth_summary(table, mode=mode)
-    patch = s.drop(index="full", errors="ignore").dropna(subset=["ap_unseen"])
-    lines = [f"**Unseen generators, {mode}, Xception** (mean AP over the training dataset's "
-             "other generators, fake = positive; seen pair in brackets):"]
-    lines += [f"- {d} ({'full image' if d == 'full' else f'{int(r.rf_px)} px'}): "
-              f"{r.ap_unseen:.3f} ({r.ap_seen:.3f})" for d, r in s.iterrows()]
-    rho, word = verdict(patch["rf_px"], patch["ap_unseen"])
-    if np.isfinite(rho):
-        claim = "'smaller receptive fields generalise better'"
-        says = {"agrees": f"agrees with {claim}", "disagrees": f"contradicts {claim}",
-                "no clear trend": f"shows no clear trend for {claim}",
-                "not detected at any depth": f"cannot test {claim}: no depth reaches AP 0.7 "
-                                             "on average"}[word]
-        lines.append(f"\nOn the mean over unseen generators, Spearman's rho between receptive "
-                     f"field and AP is {rho:+.2f} (best: {patch['ap_unseen'].idxmax()}); our "
-                     f"world **{says}**.")
-    t = table[(table["mode"] == mode) & (table["arch"] == "xception") & ~table["seen"]]
-    lines.append("\nPer unseen test set (AP by depth, shallow to deep, then the full model):")
-    for (dataset, gen), g in t.groupby(["dataset", "generator"], sort=True):
-        g = g.groupby("depth").agg(ap=("ap", "mean"), rf=("rf_px", "first"))
-        order = [d for d in s.index if d in g.index]
-        g = g.reindex(order)
-        cut = g.drop(index="full", errors="ignore")
-        rho, word = verdict(cut["rf"], cut["ap"])
-        full = f", full {g.loc['full', 'ap']:.2f}" if "full" in g.index else ""
-        trend = f"rho {rho:+.2f}: {word}" if np.isfinite(rho) else word
-        lines.append(f"- {dataset}/{gen}: " + " ".join(f"{v:.2f}" for v in cut["ap"])
-                     + f"{full}; {trend}")
-    if "full" in s.index and len(patch):
-        gap = patch["ap_unseen"].max() - s.loc["full", "ap_unseen"]
-        lines.append(f"\nThe best patch model beats the full-image baseline on unseen "
-                     f"generators by {gap:+.3f} AP.")
+    ``table``: :func:`cross_generator` (per-row AUC intervals); ``comparison``:
+    :func:`patch_vs_full` (the verdicts, from paired intervals); ``summary``:
+    :func:`unseen_auc` (mean unseen AUC per field fraction with intervals); ``paper``: the
+    paper's AP-by-block figure (rows = test sets). One training ``setting`` (default: the
+    primary one). Without ``comparison`` the reading states no verdict: per-row intervals that
+    overlap or not do not test a paired difference."""
+    t, setting = _one_setting(table[table["mode"] == mode], setting)
+    where = f", setting `{setting}`" if setting else ""
+    lines = [f"**Unseen generators, {mode}{where}** (AUC, fake = positive; 95 % bootstrap "
+             "intervals over test images and seeds):"]
+    if summary is not None:
+        sm, _ = _one_setting(summary, setting)
+        for r in sm.itertuples():
+            lines.append(f"- {r.model} ({_ff(r.field_fraction)}, {r.n_seeds} seed(s)): mean "
+                         f"unseen AUC {r.auc_unseen:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}] "
+                         f"over {r.n_unseen} generator(s); seen {r.auc_seen:.3f}")
+    if comparison is not None:
+        cmp_, _ = _one_setting(comparison, setting)
+        pooled = cmp_[cmp_["generator"] == "mean_unseen"]
+        per = cmp_[~cmp_["seen"] & (cmp_["generator"] != "mean_unseen")]
+        if len(pooled):
+            lines.append("\nPatch vs. full model on the mean over unseen generators "
+                         "(AUC(patch) - AUC(full), paired bootstrap):")
+            for r in pooled.itertuples():
+                lines.append(f"- {r.model} ({_ff(r.field_fraction)}): {r.diff:+.3f} "
+                             f"[{r.ci_low:+.3f}, {r.ci_high:+.3f}]: **{r.verdict}**")
+        lines.append("\nVerdicts per unseen test set (patch models against the full model):")
+        for (dataset, gen), g in per.groupby(["dataset", "generator"], sort=True):
+            counts = g["verdict"].value_counts()
+            word = ", ".join(f"{v}: {int(counts.get(v, 0))}" for v in VERDICTS)
+            better = g[g["verdict"] == VERDICTS[0]]["model"].tolist()
+            lines.append(f"- {dataset}/{gen}: {word}" +
+                         (f" (patch better: {', '.join(better)})" if better else ""))
+        n = per["verdict"].value_counts()
+        total = len(per)
+        if total:
+            if n.get(VERDICTS[0], 0) == 0 and n.get(VERDICTS[2], 0) == 0:
+                lines.append(f"\nNo interval separates a patch model from the full model on any "
+                             f"of the {total} (model, unseen generator) comparisons: this run "
+                             "does not decide the paper's claim.")
+            else:
+                lines.append(f"\nOf {total} (model, unseen generator) comparisons, "
+                             f"{int(n.get(VERDICTS[0], 0))} favour the patch model, "
+                             f"{int(n.get(VERDICTS[2], 0))} the full model and "
+                             f"{int(n.get(VERDICTS[1], 0))} are undecided (interval includes "
+                             "0). Trends across patch sizes are not tested here.")
+    else:
+        lines.append("\nPer unseen test set, AUC [interval over test images] by model "
+                     "(no verdict without the paired comparison, `patch_vs_full`):")
+        u = t[~t["seen"]]
+        has_ci = "auc_ci_low" in u.columns
+        for (dataset, gen), g in u.groupby(["dataset", "generator"], sort=True):
+            g = g.groupby("label", sort=False).agg(
+                auc=("auc", "mean"), lo=("auc_ci_low" if has_ci else "auc", "mean"),
+                hi=("auc_ci_high" if has_ci else "auc", "mean"), n=("auc", "size"))
+            lines.append(f"- {dataset}/{gen}: " + "; ".join(
+                f"{m} {r.auc:.3f}" + (f" [{r.lo:.3f}, {r.hi:.3f}]" if has_ci and r.n == 1
+                                       else f" (mean of {r.n} seeds)" if r.n > 1 else "")
+                for m, r in g.iterrows()))
     if paper is not None:
         cols = [c for c in paper.columns if c.startswith("block") or c == "full"]
         unseen = paper.drop(index=[i for i in paper.index if i.endswith("pgan")], errors="ignore")
         means = unseen[cols].mean() / 100
         lines.append("\nThe paper (AP read off its figure, real = positive, mean over its unseen "
-                     "test sets): " + ", ".join(f"{c} {v:.3f}" for c, v in means.items()) + ".")
+                     "test sets, no intervals published): " +
+                     ", ".join(f"{_ff(paper_field_fraction(c))} {v:.3f}"
+                               for c, v in means.items()) + ".")
     return "\n".join(lines)
 
 
@@ -666,10 +1142,9 @@ def score_files(ckpt: str | os.PathLike, inputs: Sequence[str | os.PathLike], *,
     the file was skipped). A bad file is skipped and reported through ``on_skip(path, problem)``
     unless ``strict``, which raises its ``ImageError``. ``heatmaps``: a folder to write one
     ``<name>.heatmap.png`` per image (the image with its patch map overlaid)."""
-    from tqdm.auto import tqdm
-
     from .images import ImageError, read_image
     from .preprocess import prepare_array
+    from .progress import bar as progress_bar
     from .receptive_field import receptive_field
     from .viz import heatmap_overlay, project_map
 
@@ -686,7 +1161,7 @@ def score_files(ckpt: str | os.PathLike, inputs: Sequence[str | os.PathLike], *,
     out_dir = Path(heatmaps) if heatmaps is not None else None
     used_names: set[str] = set()
     rows: list[dict[str, Any]] = []
-    bar = tqdm(total=len(files), desc="score", unit="img", disable=not progress)
+    bar = progress_bar(total=len(files), desc="score", unit="img", disable=not progress)
 
     def flush(batch: list[tuple[Path, np.ndarray, tuple[int, int, int]]]) -> None:
         maps = logit_maps(ck.model, np.stack([b[1] for b in batch]), device=device,
@@ -843,12 +1318,13 @@ def paper_ap_by_block() -> pd.DataFrame:
                        index_col="test_set")
 
 
-def ap_pivot(table: pd.DataFrame, *, mode: str = "mean_softmax",
-             metric: str = "ap") -> pd.DataFrame:
-    """``metric`` of a :func:`cross_generator` table as models x test sets (rows in the table's
-    model order; the training set's column first)."""
-    t = table[table["mode"] == mode].assign(test_set=lambda f: f["dataset"] + "/" +
-                                            f["generator"])
+def ap_pivot(table: pd.DataFrame, *, mode: str = "mean_softmax", metric: str = "ap",
+             setting: str | None = None) -> pd.DataFrame:
+    """``metric`` of a :func:`cross_generator` table as models x test sets, mean over seeds, for
+    one training ``setting`` (default: the primary one); rows in the table's model order, the
+    training set's column first."""
+    t, _ = _one_setting(table[table["mode"] == mode], setting)
+    t = t.assign(test_set=lambda f: f["dataset"] + "/" + f["generator"])
     pivot = t.pivot_table(index="label", columns="test_set", values=metric, aggfunc="mean")
     seen = t.loc[t["seen"], "test_set"].unique().tolist()
     cols = seen + [c for c in pivot.columns if c not in seen]

@@ -30,7 +30,8 @@ def _cmd_world(args: argparse.Namespace) -> int:
     from .config import world_config
     from .embedded import build_real_world, counts
 
-    cfg = world_config(smoke=args.smoke, seed=args.seed, size=args.size)
+    cfg = world_config(smoke=args.smoke, seed=args.seed, size=args.size,
+                       fake_resample=args.fake_resample)
     root = Path(args.root) if args.root else None
     manifest = build_real_world(cfg, root, force=args.force, progress=not args.quiet)
     if not args.reals_only:
@@ -178,6 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=0, help="image side in px (default 64, smoke 32)")
     p.add_argument("--root", help="output folder (default: data/<default64|smoke32>)")
     p.add_argument("--seed", type=int, default=0, help="split seed")
+    p.add_argument("--fake-resample", default="", choices=["", "updown", "native"],
+                   help="resampling history of generated sets (default updown: the reals' "
+                        "LANCZOS step; native gets its own world, e.g. default64-native)")
     p.add_argument("--force", action="store_true", help="rebuild sets that already verify")
     p.add_argument("--retrain", action="store_true", help="retrain cached generators")
     p.add_argument("--reals-only", action="store_true", help="build only the real sets")

@@ -11,9 +11,11 @@ import pytest
 from patchforensics.data import load_folder
 from patchforensics.models import ModelConfig
 from patchforensics.parts import (
+    best_parts,
     enrichment,
     part_counts,
     part_of_patch,
+    part_shares,
     top_patches,
     true_class_cell,
 )
@@ -43,6 +45,34 @@ def test_part_is_chosen_by_share_of_the_part_not_by_pixel_count():
     assert part_of_patch(lab2, slice(0, 1), slice(9, 11)) == P["eyes"]
 
 
+def test_three_tied_parts_share_a_patch_in_thirds():
+    lab = np.full((24, 24), P["skin"], np.uint8)
+    lab[4:6, 6:18] = P["brows"]
+    lab[7:9, 6:18] = P["eyes"]
+    lab[10:14, 10:14] = P["nose"]
+    lab[18:20, 9:15] = P["mouth"]
+    rows, cols = slice(3, 15), slice(5, 19)  # brows, eyes and nose whole (1.0 each)
+    assert best_parts(lab, rows, cols) == [P["brows"], P["eyes"], P["nose"]]
+    shares = part_shares(lab, rows, cols)
+    assert shares[[P["brows"], P["eyes"], P["nose"]]] == pytest.approx([1 / 3] * 3)
+    assert shares.sum() == pytest.approx(1.0) and shares[P["mouth"]] == 0
+    assert part_of_patch(lab, rows, cols) == P["brows"]  # display name only: lowest id
+    # A frame of such patches: the counts go a third to each, and the ties are counted.
+    frame = pd.DataFrame({"top_parts": ["brows+eyes+nose"] * 6 + ["mouth"] * 3,
+                          "top_tied": [3] * 6 + [1] * 3,
+                          "rand_parts": ["skin"] * 6 + ["brows+eyes+nose"] * 3,
+                          "rand_tied": [1] * 6 + [3] * 3})
+    c = part_counts(frame)
+    assert c.loc[["brows", "eyes", "nose"], "top"].tolist() == pytest.approx([2.0] * 3)
+    assert c.loc["mouth", "top"] == 3 and c["top"].sum() == pytest.approx(9)
+    assert c.loc["eyes", "random"] == pytest.approx(1.0)
+    assert (c["top_tied"] == 6).all() and (c["random_tied"] == 3).all()
+    t = enrichment(frame, n_boot=300, seed=0)
+    assert t.loc["eyes", "enrichment"] == pytest.approx(2.0)
+    assert t.loc["eyes", "ci_low"] <= 2.0 <= t.loc["eyes", "ci_high"]
+    assert np.isnan(t.loc["mouth", "enrichment"])
+
+
 def test_true_class_cell_takes_the_argmax_of_the_true_class():
     d = np.array([[0.5, -3.0], [2.0, 1.0]])
     assert true_class_cell(d, 1) == (1, 0)  # fake: highest d
@@ -69,7 +99,8 @@ def test_top_patches_random_baseline_and_enrichment():
     found[3] = False
     frame = top_patches(maps, labels, lab, found, rf, seed=0)
     assert len(frame) == n - 1 and 3 not in set(frame["image"])
-    assert (frame["top_part"] == "mouth").all()
+    assert (frame["top_part"] == "mouth").all() and (frame["top_parts"] == "mouth").all()
+    assert (frame["top_tied"] == 1).all() and (frame["rand_tied"] >= 1).all()
     assert (frame["top_i"] == i_mouth).all() and (frame["top_j"] == j_mouth).all()
     # The random baseline is seeded and independent of the maps.
     again = top_patches(np.zeros_like(maps), labels, lab, found, rf, seed=0)

@@ -4,7 +4,10 @@
 For every test image take the output cell with the highest probability of the image's **true**
 class, and its exact receptive-field slice (``receptive_field``). Assign the patch to the face
 part k maximising (pixels of k in the patch) / (pixels of k in the image): normalising by the
-part's size keeps large regions (background, hair) from winning every patch. As a baseline, one
+part's size keeps large regions (background, hair) from winning every patch. Parts often tie (a
+large patch holds several small parts whole, each at ratio 1.0): a tied patch then shares its
+count equally among the tied parts (fractional counts), and the number of tied patches is
+reported; giving the tie to one part would credit it with every central patch. As a baseline, one
 uniformly random cell per image (seeded) is assigned the same way. Parts come from
 ``segment.FaceParser``; images in which no face was found are left out and counted.
 
@@ -39,27 +42,56 @@ def true_class_cell(logit_map: np.ndarray, label: int) -> tuple[int, int]:
     return int(i), int(j)
 
 
-def part_of_patch(label_map: np.ndarray, rows: slice, cols: slice,
-                  n_parts: int = len(PARTS)) -> int:
-    """The part k maximising (pixels of k inside ``label_map[rows, cols]``) / (pixels of k in
-    ``label_map``), over parts present in the image; ties go to the lower part id. ``label_map``:
+def part_ratios(label_map: np.ndarray, rows: slice, cols: slice,
+                n_parts: int = len(PARTS)) -> np.ndarray:
+    """Per part k: (pixels of k inside ``label_map[rows, cols]``) / (pixels of k in
+    ``label_map``), -1 for parts absent from the image: ``n_parts`` floats. ``label_map``:
     H x W ints in [0, n_parts)."""
     whole = np.bincount(label_map.ravel(), minlength=n_parts)[:n_parts].astype(np.float64)
     inside = np.bincount(label_map[rows, cols].ravel(), minlength=n_parts)[:n_parts]
     if inside.sum() == 0:
         raise ValueError("the patch is empty")
     with np.errstate(invalid="ignore", divide="ignore"):
-        ratio = np.where(whole > 0, inside / whole, -1.0)
-    return int(np.argmax(ratio))
+        return np.where(whole > 0, inside / whole, -1.0)
+
+
+def best_parts(label_map: np.ndarray, rows: slice, cols: slice,
+               n_parts: int = len(PARTS)) -> list[int]:
+    """Every part k whose :func:`part_ratios` ties for the maximum (ascending ids). A large
+    patch often holds several small parts whole (ratio 1.0 each: brows, eyes and nose in one
+    block2 cell), so ties are common and must be shared, not given to one part."""
+    ratio = part_ratios(label_map, rows, cols, n_parts)
+    # Equal fractions computed from different counts can differ in the last bit.
+    return np.flatnonzero(ratio >= ratio.max() * (1 - 1e-12)).tolist()
+
+
+def part_shares(label_map: np.ndarray, rows: slice, cols: slice,
+                n_parts: int = len(PARTS)) -> np.ndarray:
+    """The patch's count split among its :func:`best_parts`: ``n_parts`` floats summing to 1,
+    1/m on each of the m tied parts."""
+    out = np.zeros(n_parts)
+    best = best_parts(label_map, rows, cols, n_parts)
+    out[best] = 1.0 / len(best)
+    return out
+
+
+def part_of_patch(label_map: np.ndarray, rows: slice, cols: slice,
+                  n_parts: int = len(PARTS)) -> int:
+    """One part maximising :func:`part_ratios`; on a tie the lowest id, which biases counts
+    towards low ids (``brows`` before ``eyes`` and ``nose``): count with :func:`part_shares`,
+    and use this only to name a patch for display."""
+    return best_parts(label_map, rows, cols, n_parts)[0]
 
 
 def top_patches(maps: np.ndarray, labels: np.ndarray, label_maps: np.ndarray,
                 found: np.ndarray, rf, *, seed: int = 0) -> pd.DataFrame:
     """One row per image with a parsed face: ``image`` (index), ``label`` (0 real, 1 fake), the
-    top cell ``top_i``/``top_j`` and its ``top_part``, and a uniformly random cell
-    ``rand_i``/``rand_j`` with its ``rand_part`` (seeded by ``seed``, the same cells whatever the
-    maps). ``maps``: N x h x w logit differences; ``label_maps``: N x H x W part ids; ``found``:
-    N bool (False rows are skipped); ``rf``: the model's ``ReceptiveField`` at H x W."""
+    top cell ``top_i``/``top_j``, its ``top_parts`` (the tied best parts, "+"-joined in id
+    order, e.g. ``"brows+eyes+nose"``), ``top_part`` (the first of them, a display name) and
+    ``top_tied`` (how many parts tie), and the same for a uniformly random cell (``rand_*``;
+    seeded by ``seed``, the same cells whatever the maps). ``maps``: N x h x w logit
+    differences; ``label_maps``: N x H x W part ids; ``found``: N bool (False rows are
+    skipped); ``rf``: the model's ``ReceptiveField`` at H x W."""
     n = len(maps)
     if not (len(labels) == len(label_maps) == len(found) == n):
         raise ValueError("maps, labels, label_maps and found must have one entry per image")
@@ -70,44 +102,68 @@ def top_patches(maps: np.ndarray, labels: np.ndarray, label_maps: np.ndarray,
     rng = np.random.default_rng(seed)
     random_cells = rng.integers(0, h * w, n)  # drawn for every image so the draw never shifts
     rows = []
+
+    def named(lab: np.ndarray, i: int, j: int, prefix: str) -> dict[str, Any]:
+        best = best_parts(lab, *rf.slices(i, j))
+        return {f"{prefix}_part": PARTS[best[0]],
+                f"{prefix}_parts": "+".join(PARTS[b] for b in best),
+                f"{prefix}_tied": len(best)}
+
     for k in range(n):
         if not found[k]:
             continue
         ti, tj = true_class_cell(maps[k], int(labels[k]))
         ri, rj = divmod(int(random_cells[k]), w)
         rows.append({"image": k, "label": int(labels[k]), "top_i": ti, "top_j": tj,
-                     "top_part": PARTS[part_of_patch(label_maps[k], *rf.slices(ti, tj))],
-                     "rand_i": ri, "rand_j": rj,
-                     "rand_part": PARTS[part_of_patch(label_maps[k], *rf.slices(ri, rj))]})
-    return pd.DataFrame(rows, columns=["image", "label", "top_i", "top_j", "top_part", "rand_i",
-                                       "rand_j", "rand_part"])
+                     **named(label_maps[k], ti, tj, "top"), "rand_i": ri, "rand_j": rj,
+                     **named(label_maps[k], ri, rj, "rand")})
+    return pd.DataFrame(rows, columns=["image", "label", "top_i", "top_j", "top_part",
+                                       "top_parts", "top_tied", "rand_i", "rand_j", "rand_part",
+                                       "rand_parts", "rand_tied"])
+
+
+def share_matrix(frame: pd.DataFrame, which: str = "top") -> np.ndarray:
+    """N x len(PARTS) fractional counts of a :func:`top_patches` frame's ``which`` patches
+    (``"top"`` or ``"rand"``): each row sums to 1, split equally among tied parts (frames
+    without ``<which>_parts`` count ``<which>_part`` whole)."""
+    col = f"{which}_parts" if f"{which}_parts" in frame.columns else f"{which}_part"
+    index = {p: i for i, p in enumerate(PARTS)}
+    out = np.zeros((len(frame), len(PARTS)))
+    for r, names in enumerate(frame[col].astype(str)):
+        ids = [index[x] for x in names.split("+")]
+        out[r, ids] = 1.0 / len(ids)
+    return out
 
 
 def part_counts(frame: pd.DataFrame) -> pd.DataFrame:
-    """Counts of top and random patches per part (rows in ``PARTS`` order, zeros kept)."""
-    return pd.DataFrame({"top": frame["top_part"].value_counts(),
-                         "random": frame["rand_part"].value_counts()}).reindex(
-        list(PARTS)).fillna(0).astype(int).rename_axis("part")
+    """Fractional counts of top and random patches per part (rows in ``PARTS`` order, zeros
+    kept; a patch whose best parts tie adds 1/m to each of its m parts), and ``top_tied`` /
+    ``random_tied``: how many of those patches were tied (the same number on every row)."""
+    out = pd.DataFrame({"top": share_matrix(frame, "top").sum(0),
+                        "random": share_matrix(frame, "rand").sum(0)},
+                       index=pd.Index(list(PARTS), name="part"))
+    for which, col in (("top", "top_tied"), ("random", "rand_tied")):
+        out[f"{which}_tied"] = int((frame[col] > 1).sum()) if col in frame.columns else 0
+    return out
 
 
 def enrichment(frame: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0,
                level: float = 0.95) -> pd.DataFrame:
-    """Per part: counts, shares, enrichment = top share / random share, and its bootstrap
-    ``level`` confidence interval (percentile, ``n_boot`` resamples of the images). Parts with
-    no random patch give NaN ratios."""
+    """Per part: fractional counts (:func:`part_counts`), shares, enrichment = top share /
+    random share, and its bootstrap ``level`` confidence interval (percentile, ``n_boot``
+    resamples of the images; an image's top and random patch stay paired). Parts with no random
+    patch give NaN ratios."""
     counts = part_counts(frame)
     n = len(frame)
-    top_idx = frame["top_part"].map({p: i for i, p in enumerate(PARTS)}).to_numpy()
-    rand_idx = frame["rand_part"].map({p: i for i, p in enumerate(PARTS)}).to_numpy()
+    top, rand = share_matrix(frame, "top"), share_matrix(frame, "rand")
     rng = np.random.default_rng(seed)
     boots = np.full((n_boot, len(PARTS)), np.nan)
     if n:
-        for b in range(n_boot):
-            pick = rng.integers(0, n, n)
-            t = np.bincount(top_idx[pick], minlength=len(PARTS))
-            r = np.bincount(rand_idx[pick], minlength=len(PARTS))
+        for at in range(0, n_boot, 256):  # blocks bound memory at 256 x n x parts floats
+            pick = rng.integers(0, n, (min(256, n_boot - at), n))
+            t, r = top[pick].sum(1), rand[pick].sum(1)
             with np.errstate(invalid="ignore", divide="ignore"):
-                boots[b] = np.where(r > 0, t / np.maximum(r, 1), np.nan)
+                boots[at: at + len(pick)] = np.where(r > 0, t / np.where(r > 0, r, 1), np.nan)
     alpha = (1 - level) / 2
     with np.errstate(invalid="ignore", divide="ignore"):
         out = counts.assign(top_share=counts["top"] / max(n, 1),
@@ -159,17 +215,20 @@ def histogram_figure(frames: dict[str, pd.DataFrame], *, title: str | None = Non
 def patch_grid(images: np.ndarray, frame: pd.DataFrame, rf, *, per_part: int = 8,
                parts: tuple[str, ...] | None = None, title: str | None = None):
     """Top patches grouped by their assigned part: a row per part (``per_part`` patches, in
-    image order), each patch its exact receptive-field slice padded to the full field."""
+    image order; a patch tied between parts appears in each of their rows; the title gives the
+    part's fractional count), each patch its exact receptive-field slice padded to the full
+    field."""
     from .receptive_field import extract_patch
     from .viz import image_grid
 
-    parts = parts or tuple(p for p in PARTS if (frame["top_part"] == p).any())
+    shares = pd.DataFrame(share_matrix(frame, "top"), columns=list(PARTS), index=frame.index)
+    parts = parts or tuple(p for p in PARTS if (shares[p] > 0).any())
     tiles, titles = [], []
     for part in parts:
-        rows = frame[frame["top_part"] == part].head(per_part)
+        rows = frame[shares[part] > 0].head(per_part)  # a tied patch shows under each part
         for n, r in enumerate(rows.itertuples()):
             tiles.append(extract_patch(images[r.image], rf, r.top_i, r.top_j, pad_value=255))
-            titles.append(f"{part} ({(frame['top_part'] == part).sum()})" if n == 0 else "")
+            titles.append(f"{part} ({shares[part].sum():g})" if n == 0 else "")
         for _ in range(per_part - len(rows)):
             tiles.append(np.full_like(tiles[-1], 255) if tiles else
                          np.full((8, 8, 3), 255, np.uint8))
@@ -282,7 +341,8 @@ def patch_panel(image: np.ndarray, logit_map: np.ndarray, label_map: np.ndarray 
     shown = np.where(p >= threshold, p, np.nan)  # unpainted: below the threshold
     i, j = true_class_cell(logit_map, label)
     box = rf.box(i, j)
-    part = PARTS[part_of_patch(label_map, *rf.slices(i, j))] if label_map is not None else None
+    part = ("+".join(PARTS[b] for b in best_parts(label_map, *rf.slices(i, j)))
+            if label_map is not None else None)
     fig, axes = plt.subplots(1, 3, figsize=(7.5, 2.9))
     axes[0].imshow(heatmap_overlay(image, project_map(shown, rf), alpha=0.55))
     axes[0].set_title(f"P(fake) >= {threshold:.2f}: {np.mean(p >= threshold):.0%} of patches",
@@ -311,7 +371,8 @@ def patch_panel(image: np.ndarray, logit_map: np.ndarray, label_map: np.ndarray 
 
 
 def counts_table(frames: dict[tuple[str, str], pd.DataFrame]) -> pd.DataFrame:
-    """Top and random patch counts per (model, generator, part), long format."""
+    """Fractional top and random patch counts per (model, generator, part), long format, with
+    ``top_tied``/``random_tied``: the number of tied patches of that (model, generator)."""
     rows = []
     for (model, gen), frame in frames.items():
         c = part_counts(frame).reset_index()

@@ -147,21 +147,9 @@ def colorfulness(images: np.ndarray) -> float:
     return float(np.mean(per_image))
 
 
-def radial_spectrum(images: np.ndarray) -> np.ndarray:
-    """Mean over images of :func:`radial_spectra`: round(S / sqrt(2)) + 1 floats."""
-    return radial_spectra(images).mean(0)
-
-
 def radial_spectra(images: np.ndarray) -> np.ndarray:
-    """Radially averaged log10 power spectrum of the luminance, one row per image.
-
-    ``images``: N x S x S x 3 uint8. Each image's luminance (BT.601, [0, 1]) minus its mean is
-    Fourier transformed; power is averaged over rings of integer radius r (cycles per image)
-    and logged. Rings run to the corner of the spectrum,
-    r = 0..round(S / sqrt(2)): those beyond S/2 hold only diagonal frequencies, exactly where
-    transposed-convolution checkerboards put their energy. Returns N x (round(S / sqrt(2)) + 1)
-    floats (log10 power; -12 where an image has none).
-    """
+    """Per-image radially averaged log10 power spectrum of the luminance: N x R float64,
+    R = round(S / sqrt(2)) + 1 (see :func:`radial_spectrum`, their mean)."""
     _check(images, "images")
     n, h, w, _ = images.shape
     if h != w:
@@ -174,6 +162,19 @@ def radial_spectra(images: np.ndarray) -> np.ndarray:
     counts = np.bincount(radius)
     rings = np.stack([np.bincount(radius, weights=p.ravel()) for p in power]) / counts
     return np.log10(rings + 1e-12)
+
+
+def radial_spectrum(images: np.ndarray) -> np.ndarray:
+    """Mean radially averaged log10 power spectrum of the luminance.
+
+    ``images``: N x S x S x 3 uint8. Each image's luminance (BT.601, [0, 1]) minus its mean is
+    Fourier transformed; power is averaged over rings of integer radius r (cycles per image)
+    and logged; the N log spectra are averaged. Rings run to the corner of the spectrum,
+    r = 0..round(S / sqrt(2)): those beyond S/2 hold only diagonal frequencies, exactly where
+    transposed-convolution checkerboards put their energy. Returns round(S / sqrt(2)) + 1
+    floats (log10 power; -12 where an image set has none).
+    """
+    return radial_spectra(images).mean(0)
 
 
 def spectrum_distance(a: np.ndarray, b: np.ndarray, *, high_only: bool = False) -> float:

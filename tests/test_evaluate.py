@@ -529,3 +529,25 @@ def test_field_fraction_is_relative_to_the_network_input_and_inversions_are_not_
         k: {} for k in ("real/celeba", "fake/celeba/dcgan", "fake/celeba/dcgan_inverted",
                         "fake/celeba/vae", "fake/olivetti/gmm")}}))
     assert world_sets(tmp_path) == {"celeba": ["dcgan", "vae"], "olivetti": ["gmm"]}
+
+
+def test_paper_panel_is_drawn_against_field_fraction_with_interval_bars():
+    import matplotlib.pyplot as plt
+
+    from patchforensics.evaluate import paper_ap_by_block
+    from patchforensics.viz import ap_by_depth, patch_vs_full_figure
+
+    scores = synthetic_scores({"block1": 1.5, "block2": 1.0, "full": 0.5}, seeds=2)
+    table = metrics_from_scores(scores, n_boot=200)
+    fig = ap_by_depth(table, paper=paper_ap_by_block())
+    ours, theirs = fig.axes[0], fig.axes[-1]
+    assert list(ours.lines[0].get_xdata()) == [0.1, 0.22, 1.0]
+    mean_b1 = table[(table["label"] == "block1") & (table["generator"] == "gen_a")]
+    assert ours.lines[0].get_ydata()[0] == pytest.approx(mean_b1["ap_real_positive"].mean())
+    assert len(ours.collections) == 2 * 2  # a bar set per (test set, seed)
+    assert list(theirs.lines[0].get_xdata()) == pytest.approx(
+        [19 / 299, 43 / 299, 91 / 299, 187 / 299, 283 / 299, 1.0])
+    plt.close(fig)
+    fig = patch_vs_full_figure(patch_vs_full(scores, n_boot=200))
+    assert len(fig.axes[0].containers) == 2  # block1 and block2 against the full model
+    plt.close(fig)

@@ -205,47 +205,102 @@ def average_heatmaps(maps: dict[str, np.ndarray], rf, *, relative: bool = False,
 
 # --- evaluation figures (notebook 03) -----------------------------------------------------------
 
+def _fraction_axis(ax) -> None:
+    ax.set_xscale("log")
+    ticks = [0.05, 0.1, 0.2, 0.5, 1.0]
+    ax.set_xticks(ticks, [f"{t:.0%}" if t < 1 else "full" for t in ticks], fontsize=7)
+    ax.set_xlim(0.04, 1.25)
+    ax.set_xlabel("receptive field / face side", fontsize=8)
+    ax.grid(alpha=0.3)
+
+
 def ap_by_depth(table, *, mode: str = "mean_softmax", paper=None,
-                metric: str = "ap") -> matplotlib.figure.Figure:
-    """The paper's figure: AP against the truncation depth (receptive field), one line per test
-    set, the full-image model as the last point; a panel per backbone of a
-    ``evaluate.cross_generator`` table, and the paper's own numbers (``paper``: rows = test
-    sets, columns block1..block5 and full, AP in %) as a last panel when given."""
+                metric: str = "ap_real_positive",
+                setting: str | None = None) -> matplotlib.figure.Figure:
+    """The paper's figure against the patch size *relative to the face*: ``metric`` of an
+    ``evaluate.cross_generator`` table (one training ``setting``, default the primary one)
+    against ``field_fraction`` (log axis; the full model at 1.0), one line per test set through
+    the means over seeds, each seed's point with its bootstrap interval bar when the table has
+    ``<metric>_ci_low``/``_ci_high``; a panel per backbone, and the paper's own numbers
+    (``paper``: rows = test sets, columns block1..block5 and full, AP in %, real = positive)
+    at the paper's fractions (19, 43, 91, 187, 283 px of 299; full 1.0) as a last panel. The
+    default metric is AP with real as positive, the paper's convention."""
+    from .evaluate import _one_setting, paper_field_fraction
     from .models import DEPTHS
 
-    t = table[table["mode"] == mode]
+    t, setting = _one_setting(table[table["mode"] == mode], setting)
+    if "field_fraction" not in t.columns:  # older tables: fraction of the full model's field
+        full = t[t["depth"] == "full"].groupby("arch")["rf_px"].first()
+        t = t.assign(field_fraction=np.minimum(t["rf_px"] / t["arch"].map(full), 1.0))
+    if "seed" not in t.columns:
+        t = t.assign(seed=0)
     archs = [a for a in DEPTHS if a in set(t["arch"])]
     panels = len(archs) + (paper is not None)
-    fig, axes = plt.subplots(1, panels, figsize=(4.2 * panels, 3.3), squeeze=False)
+    fig, axes = plt.subplots(1, panels, figsize=(4.4 * panels, 3.4), squeeze=False)
+    lo_col, hi_col = f"{metric}_ci_low", f"{metric}_ci_high"
     for ax, arch in zip(axes[0], archs, strict=False):
         ta = t[t["arch"] == arch]
-        depths = [d for d in DEPTHS[arch] if d in set(ta["depth"])]
-        rf = ta.groupby("depth")["rf_px"].first()
-        x = np.arange(len(depths))
         for (dataset, gen), g in ta.groupby(["dataset", "generator"], sort=True):
-            y = g.groupby("depth")[metric].mean().reindex(depths)
+            mean = g.groupby("field_fraction")[metric].mean()
             seen = bool(g["seen"].any())
-            ax.plot(x, y.to_numpy(), marker="o", ms=3, lw=2.2 if seen else 1.2,
-                    ls="-" if dataset == g["train_set"].iloc[0].split("/")[0] else "--",
-                    label=f"{dataset}/{gen}" + (" (train)" if seen else ""))
-        ax.set_xticks(x, [f"{d}\n{'full' if d == 'full' else f'{rf[d]} px'}" for d in depths],
-                      fontsize=7)
-        ax.set_title(f"ours: {arch}, {mode}", fontsize=9)
-        ax.set_ylabel(f"{metric.upper()} (fake = positive)" if metric == "ap" else metric)
-        ax.set_ylim(0.3, 1.02)
-        ax.grid(alpha=0.3)
+            line, = ax.plot(mean.index, mean.to_numpy(), marker="o", ms=3,
+                            lw=2.2 if seen else 1.2,
+                            ls="-" if dataset == g["train_set"].iloc[0].split("/")[0] else "--",
+                            label=f"{dataset}/{gen}" + (" (train)" if seen else ""))
+            if lo_col in g.columns:
+                seeds = sorted(g["seed"].unique())
+                for k, sd in enumerate(seeds):  # seeds side by side around each fraction
+                    gs = g[g["seed"] == sd]
+                    x = gs["field_fraction"].to_numpy() * 1.03 ** (k - (len(seeds) - 1) / 2)
+                    y = gs[metric].to_numpy()
+                    ax.errorbar(x, y, yerr=[y - gs[lo_col].to_numpy(), gs[hi_col].to_numpy() - y],
+                                fmt="none", ecolor=line.get_color(), elinewidth=0.8, alpha=0.6)
+        _fraction_axis(ax)
+        ax.set_title(f"ours: {arch}, {mode}" + (f", {setting}" if setting else ""), fontsize=9)
+        ax.set_ylabel(metric.replace("_", " ").upper() if metric in ("ap", "auc") else
+                      "AP (real = positive)" if metric == "ap_real_positive" else metric)
+        ax.set_ylim(0.0 if metric == "auc" else 0.3, 1.02)
         ax.legend(fontsize=6, loc="lower left")
     if paper is not None:
         ax = axes[0][-1]
         cols = [c for c in paper.columns if c.startswith("block") or c == "full"]
+        x = [paper_field_fraction(c) for c in cols]
         for name, row in paper.iterrows():
-            ax.plot(np.arange(len(cols)), row[cols].to_numpy() / 100, marker="o", ms=3,
-                    label=name)
-        ax.set_xticks(np.arange(len(cols)), cols, fontsize=7)
+            ax.plot(x, row[cols].to_numpy() / 100, marker="o", ms=3, label=name)
+        _fraction_axis(ax)
         ax.set_title("paper (read off its figure; real = positive)", fontsize=9)
         ax.set_ylim(0.3, 1.02)
-        ax.grid(alpha=0.3)
         ax.legend(fontsize=6, loc="lower left")
+    fig.tight_layout()
+    return fig
+
+
+def patch_vs_full_figure(comparison) -> matplotlib.figure.Figure:
+    """AUC(patch) - AUC(full) with its paired 95 % interval per patch model and test set (an
+    ``evaluate.patch_vs_full`` table): a panel per setting, a row per test set, one marker per
+    patch model (by field fraction); the dashed line at 0 is "no difference"."""
+    settings = list(dict.fromkeys(comparison["setting"]))
+    fig, axes = plt.subplots(1, len(settings), squeeze=False,
+                             figsize=(4.6 * len(settings), 0.5 + 0.35 * comparison[
+                                 ["dataset", "generator"]].drop_duplicates().shape[0] * 1.2))
+    for ax, setting in zip(axes[0], settings, strict=True):
+        c = comparison[comparison["setting"] == setting]
+        sets = list(dict.fromkeys(c["dataset"] + "/" + c["generator"]))
+        models = c.drop_duplicates("model").sort_values("field_fraction")
+        for k, m in enumerate(models.itertuples()):
+            g = c[c["model"] == m.model]
+            y = np.array([sets.index(s) for s in g["dataset"] + "/" + g["generator"]])
+            y = y + 0.6 * (k - (len(models) - 1) / 2) / max(len(models), 1)
+            ax.errorbar(g["diff"], y, xerr=[g["diff"] - g["ci_low"], g["ci_high"] - g["diff"]],
+                        fmt="o", ms=3, capsize=2,
+                        label=f"{m.model} ({m.field_fraction:.0%} of the face)")
+        ax.axvline(0, color="0.3", ls="--", lw=0.8)
+        ax.set_yticks(range(len(sets)), sets, fontsize=7)
+        ax.invert_yaxis()
+        ax.set_xlabel("AUC(patch) - AUC(full), 95 % paired bootstrap", fontsize=8)
+        ax.set_title(setting, fontsize=9)
+        ax.grid(alpha=0.3, axis="x")
+        ax.legend(fontsize=6, loc="best")
     fig.tight_layout()
     return fig
 

@@ -11,6 +11,13 @@ their difference. The original code turned a map into one image score in three w
 - ``mean_logit``: sigmoid of the mean of d (softmax of the mean logit);
 - ``vote``: the share of patches whose argmax is "fake".
 
+Probabilities saturate (in float64, sigmoid(d) is 1.0 for d above about 37), so images a model
+is very sure of would tie; the rank metrics therefore use :func:`log_odds_from_maps`, the same
+scores as log-odds computed in log space, and each table reports ``n_tied``. AUC is the primary
+metric (it ignores class balance: test fakes outnumber the reals). Intervals come from a
+stratified bootstrap over test images (and over seeds where a model has several), with the same
+resamples for every model, so :func:`patch_vs_full` compares two models *paired*.
+
 Metrics take **fake as the positive class** (the original code's AP took real as positive; we also
 report that number as ``ap_real_positive`` for "paper vs. ours"). The decision threshold for
 ``acc_at_threshold`` is chosen on the *training generator's validation split*, never on the test

@@ -134,7 +134,7 @@ class InversionConfig:
     multi-scale pixel + gradient distance of notebook 06 (``exaggerate.perceptual_distance``).
     """
 
-    steps: int = 50  # Adam steps on z per image (fixed: the result must not depend on the clock)
+    steps: int = 16  # Adam steps on z per image (fixed: the result must not depend on the clock)
     lr: float = 0.05  # Adam learning rate of z
     restarts: int = 8  # random latents tried per image; the best one starts the optimisation
     batch_size: int = 128  # images optimised together (each image's loss is its own)

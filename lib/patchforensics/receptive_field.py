@@ -176,7 +176,37 @@ def receptive_field(model: PatchClassifier | ModelConfig,
         raise TypeError(f"expected a PatchClassifier or ModelConfig, got {type(model).__name__}")
     height, width = (input_size, input_size) if isinstance(input_size, int) else input_size
     # init_gain does not change the architecture: one cache entry for all gains.
-    return _measure(replace(cfg, init_gain=0.0), int(height), int(width))
+    return _cached(replace(cfg, init_gain=0.0), int(height), int(width))
+
+
+@lru_cache(maxsize=256)
+def _cached(cfg: ModelConfig, height: int, width: int) -> ReceptiveField:
+    """:func:`_measure` behind a JSON cache in ``checkpoints/receptive_fields/``: measuring an
+    upsampling model's fields takes minutes on a CPU (a float64 probe at the load size), and
+    they depend only on the architecture, the load size and the input size."""
+    import json
+
+    from . import paths
+    from .images import atomic_write_text
+
+    key = f"{cfg.arch}_{cfg.depth}_load{cfg.load_size}_{height}x{width}.json"
+    path = paths.checkpoints_dir() / "receptive_fields" / key
+    try:
+        d = json.loads(path.read_text())
+        return ReceptiveField(tuple(d["input_size"]), tuple(d["output_size"]), d["size"],
+                              d["stride"], d["scale"], tuple(map(tuple, d["rows"])),
+                              tuple(map(tuple, d["cols"])))
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # not measured yet (or an unreadable file): measure again
+    from .progress import beat
+
+    beat(f"receptive field of {cfg.name} at {height} px"
+         + (f" (load size {cfg.load_size})" if cfg.load_size else ""))
+    rf = _measure(cfg, height, width)
+    atomic_write_text(path, json.dumps({
+        "input_size": rf.input_size, "output_size": rf.output_size, "size": rf.size,
+        "stride": rf.stride, "scale": rf.scale, "rows": rf.rows, "cols": rf.cols}))
+    return rf
 
 
 def extract_patch(image: np.ndarray, rf: ReceptiveField, i: int, j: int,

@@ -481,14 +481,18 @@ def calibration(ck: Checkpoint, *, val_real: str | os.PathLike | None = None,
 # --- evaluating sets ---------------------------------------------------------------------------
 
 def evaluate_maps(real: np.ndarray, fakes: dict[str, np.ndarray], cal: Calibration | None, *,
-                  modes: Sequence[str] = MODES) -> pd.DataFrame:
+                  modes: Sequence[str] = MODES, n_boot: int = 0,
+                  boot_seed: int = 0) -> pd.DataFrame:
     """One row per (fake set, mode) from logit-difference maps of the reals and of each fake
     set: :func:`binary_metrics` (AP and AUC from the order-keeping :func:`log_odds_from_maps`),
     ``n_tied`` (images whose order-keeping score another image shares), the threshold and
     temperature from ``cal`` (0.5 and 1.0 without), and ECE before and after temperature
-    scaling."""
+    scaling. ``n_boot`` > 0 adds ``auc_ci_low``/``auc_ci_high``: a 95 % stratified bootstrap
+    interval of AUC over the images (:func:`boot_weights`)."""
     rows = []
     for name, fake in fakes.items():
+        weights = boot_weights(len(real), len(fake), "real", name, n_boot=n_boot,
+                               seed=boot_seed) if n_boot else None
         maps = np.concatenate([real, fake])
         y = np.r_[np.full(len(real), REAL), np.full(len(fake), FAKE)]
         for mode in modes:
@@ -502,6 +506,9 @@ def evaluate_maps(real: np.ndarray, fakes: dict[str, np.ndarray], cal: Calibrati
                    "temperature": t, "ece": expected_calibration_error(raw, y),
                    "ece_calibrated": expected_calibration_error(
                        scores_from_maps(maps, mode, t), y)}
+            if weights is not None:
+                row["auc_ci_low"], row["auc_ci_high"] = _interval(
+                    weighted_auc(rank[y == REAL], rank[y == FAKE], *weights))
             rows.append(row)
     return pd.DataFrame(rows)
 
@@ -544,10 +551,11 @@ def evaluate(ckpt: str | os.PathLike, real_dir: str | os.PathLike,
              fake_dirs: dict[str, str | os.PathLike], *, modes: Sequence[str] = MODES,
              val_real: str | os.PathLike | None = None,
              val_fake: str | os.PathLike | None = None,
-             device: Device = None) -> pd.DataFrame:
+             device: Device = None, n_boot: int = 0) -> pd.DataFrame:
     """Evaluate one checkpoint on a folder of reals and named folders of fakes (prepared images
     of the training size, directly in each folder). One row per (fake set, mode); columns of
-    :func:`evaluate_maps` plus ``model``, ``checkpoint``, ``calibrated_on``."""
+    :func:`evaluate_maps` (with AUC intervals when ``n_boot`` > 0) plus ``model``,
+    ``checkpoint``, ``calibrated_on``."""
     ck = load_checkpoint(ckpt, device=device)
     names = list(fake_dirs)
     for folder in [real_dir, *fake_dirs.values()]:
@@ -561,7 +569,7 @@ def evaluate(ckpt: str | os.PathLike, real_dir: str | os.PathLike,
     real = logit_maps(ck.model, _load_images(real_dir, ck.input_size), device=device)
     fakes = {n: logit_maps(ck.model, _load_images(fake_dirs[n], ck.input_size), device=device)
              for n in names}
-    table = evaluate_maps(real, fakes, cal, modes=modes)
+    table = evaluate_maps(real, fakes, cal, modes=modes, n_boot=n_boot)
     table.insert(0, "model", ck.name)
     table["checkpoint"] = ck.path.as_posix()
     table["calibrated_on"] = "val of training data" if cal and not val_real else \
@@ -1294,12 +1302,15 @@ def seed_runs(run: str | os.PathLike, seeds: Sequence[int], *, device: str | Non
     from .config import from_dict, to_dict
     from .train import TrainConfig, train
 
+    from .train import inversions_dir
+
     base, real, fake = run_setup(run)
+    inv = inversions_dir(fake) if base.setting == "samples_inversions" else None
     out = {}
     for seed in seeds:
         cfg = from_dict(TrainConfig, {**to_dict(base), "seed": int(seed)})
         res = train(cfg, real, fake, run_path(run).parent / cfg.run_name(), device=device,
-                    progress=progress)
+                    progress=progress, inversions_dir=inv)
         out[f"{cfg.arch}_{cfg.depth} seed{seed}"] = res.out_dir.as_posix()
     return out
 

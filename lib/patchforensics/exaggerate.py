@@ -109,7 +109,7 @@ def part_masks(gen: Any, classifier: nn.Module, z: torch.Tensor, part: str,
     which latents have such a cell (a face found and the part present). Returns
     ``(masks N x h x w bool tensor, usable N bool)``."""
     from .models import PatchClassifier
-    from .parts import part_of_patch
+    from .parts import best_parts
     from .receptive_field import receptive_field
     from .segment import PART_ID, parse_images
 
@@ -125,7 +125,8 @@ def part_masks(gen: Any, classifier: nn.Module, z: torch.Tensor, part: str,
     for k in np.flatnonzero(found):
         for i in range(h):
             for j in range(w):
-                masks[k, i, j] = part_of_patch(labels[k], *rf.slices(i, j)) == PART_ID[part]
+                # a cell belongs to the part when the part is among its tied best parts
+                masks[k, i, j] = PART_ID[part] in best_parts(labels[k], *rf.slices(i, j))
     usable = masks.reshape(len(z), -1).any(axis=1)
     return torch.from_numpy(masks), usable
 

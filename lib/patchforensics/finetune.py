@@ -378,3 +378,38 @@ def summary(history: pd.DataFrame, frozen: pd.DataFrame, fresh: pd.DataFrame, ge
         rows.append({"quantity": f"G before: {what}", "value": float(history[col].iloc[0])})
         rows.append({"quantity": f"G after: {what}", "value": float(history[col].iloc[-1])})
     return pd.DataFrame(rows).set_index("quantity")
+
+
+def reading(summary_table: pd.DataFrame) -> str:
+    """A few sentences from a :func:`summary` table, each backed by its numbers: how far the
+    frozen classifier fell on the finetuned fakes, and whether the fresh classifier finds them
+    as well as the control classifier finds its own never-finetuned DCGAN (by their AUC
+    intervals: overlapping intervals are reported as no difference found)."""
+    v = summary_table["value"]
+
+    def get(q: str) -> float | None:
+        return float(v[q]) if q in v.index else None
+
+    out = []
+    before = get("frozen C: AUC on original G test fakes")
+    after = get("frozen C: AUC on finetuned G test fakes")
+    if before is not None and after is not None:
+        out.append(f"The frozen classifier's AUC falls from {before:.3f} on the source DCGAN's "
+                   f"test fakes to {after:.3f} on the finetuned generator's.")
+    fresh = [get(f"fresh C: AUC{s} on finetuned G test fakes") for s in ("", " 95% low",
+                                                                        " 95% high")]
+    ctrl = [get(f"control C: AUC{s} on control G test fakes") for s in ("", " 95% low",
+                                                                       " 95% high")]
+    if None not in fresh and None not in ctrl:
+        if fresh[2] < ctrl[1]:
+            word = "finds them *less* well than"
+        elif fresh[1] > ctrl[2]:
+            word = "finds them *better* than"
+        else:
+            word = "finds them as well as (intervals overlap: no difference found)"
+        out.append(f"A fresh classifier trained on the finetuned samples reaches AUC {fresh[0]:.3f} "
+                   f"[{fresh[1]:.3f}, {fresh[2]:.3f}] on them, and {word} the control classifier "
+                   f"finds the independently trained, never finetuned DCGAN: {ctrl[0]:.3f} "
+                   f"[{ctrl[1]:.3f}, {ctrl[2]:.3f}].")
+    return " ".join(out) or "No AUC rows to read."
+

@@ -154,6 +154,22 @@ def run_folders(p: Profile, world: str, dataset: str, generator: str,
             for st, a, d, s in p.runs() if st == setting}
 
 
+def finished_runs(p: Profile, world: str, dataset: str, generator: str,
+                  setting: str = PRIMARY_SETTING, *, required: bool = False
+                  ) -> dict[tuple[str, int], Path]:
+    """The profile's finished runs (``done.json`` present) of one setting, ``{(model, seed):
+    folder}``; with ``required``, a missing run raises naming it (run notebook 02 first)."""
+    folders = run_folders(p, world, dataset, generator, setting)
+    done = {k: f for k, f in folders.items() if (f / "done.json").is_file()}
+    missing = sorted(set(folders) - set(done))
+    if required and missing:
+        raise FileNotFoundError(
+            f"profile {p.name!r}, setting {setting!r}: no finished run of "
+            f"{', '.join(f'{m} seed {s}' for m, s in missing)} under "
+            f"{next(iter(folders.values())).parent}; run notebook 02 with the same profile")
+    return done
+
+
 def models_table(p: Profile, image_size: int) -> pd.DataFrame:
     """One row per model of ``p`` on ``image_size`` px faces: network input side, receptive
     field and stride (network px), logit map, field fraction of the face side, training window

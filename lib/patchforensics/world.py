@@ -317,3 +317,21 @@ def resampling_ablation(world_root: str | Path | None = None, *, split: str = "t
                                                                      high_only=True),
                          "spectrum_auc": spectrum_auc(reals, fakes, seed=seed)})
     return pd.DataFrame(rows)
+
+
+def inversion_table(manifest: dict[str, Any]) -> pd.DataFrame:
+    """The inverted sets of a world manifest with their reconstruction quality: one row per
+    (set, split) with the generator, the count and the PSNR (dB) of the stored inversions
+    against their reals (mean, median, min)."""
+    rows = []
+    for key, entry in sorted(manifest.get("sets", {}).items()):
+        if "psnr" not in entry:
+            continue
+        for split, q in entry["psnr"].items():
+            rows.append({"set": key, "generator": entry.get("inverted_from", key),
+                         "split": split,
+                         "count": entry.get("splits", {}).get(split, {}).get("count"),
+                         "psnr_mean": q.get("mean"), "psnr_median": q.get("median"),
+                         "psnr_min": q.get("min")})
+    return pd.DataFrame(rows)
+

@@ -215,6 +215,13 @@ def test_command_line_options_make_the_config():
     args = parser.parse_args(["train", "--real", "r", "--fake", "f", "--arch", "resnet18",
                               "--depth", "full", "--augment", "0.5"])
     assert config_from_args(args).depth == "full" and config_from_args(args).augment == 0.5
+    assert (config_from_args(args).setting, config_from_args(args).stop_patience) == \
+        ("samples", 10)
+    args = parser.parse_args(["train", "--real", "r", "--fake", "f", "--depth", "1",
+                              "--inversions", "inv", "--load-size", "192", "--crop", "96"])
+    cfg = config_from_args(args)
+    assert (cfg.setting, cfg.crop, cfg.stop_patience, cfg.epochs) == \
+        ("samples_inversions", 96, 50, 1000)
     with pytest.raises(ValueError, match="resnet18"):
         config_from_args(parser.parse_args(["train", "--real", "r", "--fake", "f", "--arch",
                                             "resnet18", "--depth", "5"]))

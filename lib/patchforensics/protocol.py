@@ -100,7 +100,7 @@ PROFILES: dict[str, Profile] = {
                               ("xception", "full")),
         load_size=64, full_load_size=0, crops={"xception_block1": 40},
         settings=(PRIMARY_SETTING, "samples"), extra_seeds={"xception_block1": (1,)},
-        epochs=2, steps_per_epoch=3),
+        epochs=1, steps_per_epoch=3),
 }
 
 

@@ -863,14 +863,22 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
                     "write them). Multi-GPU: launch with `torchrun --nproc-per-node N`.")
     p.add_argument("--real", required=True, help="real dataset folder (with train/ and val/)")
     p.add_argument("--fake", required=True, help="fake dataset folder (with train/ and val/)")
+    p.add_argument("--inversions", default=None, metavar="DIR",
+                   help="the generator's inversions of the reals (named like them, with train/ "
+                        "and val/): trains on samples + inversions, the paper's setting")
+    p.add_argument("--crop", type=int, default=0, metavar="N",
+                   help="train patch models on random N x N windows of the network input "
+                        "(after --load-size); 0 = whole images")
     p.add_argument("--arch", choices=tuple(DEPTHS), default=defaults.arch, help="backbone")
     p.add_argument("--depth", default="2", help="cut after block/layer 1..5 (resnet18: 1..4), "
                                                 "or 'full' for the full-image baseline")
     p.add_argument("--out", help="run folder (default: checkpoints/classifiers/"
                                  "<arch>_<depth>_seed<seed>)")
-    p.add_argument("--epochs", type=int, default=defaults.epochs, help="maximum epochs")
+    p.add_argument("--epochs", type=int, default=defaults.epochs,
+                   help="maximum epochs (default: the original's 1000)")
     p.add_argument("--patience", type=int, default=defaults.patience,
-                   help="stop after this many epochs without better val per-patch accuracy")
+                   help="stop after this many epochs without better val per-patch accuracy "
+                        "(default 0: the original's 50 for block1, 20 for block2, else 10)")
     p.add_argument("--batch-size", type=int, default=defaults.batch_size,
                    help="images per step (half real, half fake), over all processes")
     p.add_argument("--lr", type=float, default=defaults.lr, help="Adam learning rate")
@@ -899,7 +907,9 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
                        load_size=args.load_size, init=args.init, seed=args.seed,
                        epochs=args.epochs, patience=args.patience, batch_size=args.batch_size,
                        lr=args.lr, flip=not args.no_flip, augment=args.augment,
-                       steps_per_epoch=args.steps_per_epoch, limit=args.limit)
+                       steps_per_epoch=args.steps_per_epoch, limit=args.limit,
+                       setting="samples_inversions" if args.inversions else "samples",
+                       crop=args.crop)
 
 
 def run_from_args(args: argparse.Namespace) -> int:
@@ -909,7 +919,7 @@ def run_from_args(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     res = train(cfg, args.real, args.fake, args.out, device=args.device,
                 progress=not args.quiet, force=args.force,
-                checkpoint_every=args.checkpoint_every)
+                checkpoint_every=args.checkpoint_every, inversions_dir=args.inversions)
     if int(os.environ.get("RANK", "0")) == 0:
         word = "already finished" if res.skipped else f"stopped ({res.stopped})"
         best = ", ".join(f"{k} {v:.4f}" for k, v in res.best.items())

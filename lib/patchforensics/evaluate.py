@@ -865,7 +865,9 @@ def patch_vs_full(scores: pd.DataFrame, *, mode: str = "mean_softmax", full: str
             raise ValueError(f"no full model {ref_label!r} in setting {setting!r}")
 
         def row(dataset: str, generator: str, seen: bool, auc_p: float, auc_f: float,
-                diffs: np.ndarray) -> dict[str, Any]:
+                diffs: np.ndarray, setting: str = setting, label: str = label,
+                mb: _ModelBoots = mb, ref: _ModelBoots = ref,
+                ref_label: str = ref_label) -> dict[str, Any]:
             lo, hi = _interval(diffs, level)
             return {"setting": setting, "model": label, "arch": mb.info["arch"],
                     "depth": mb.info["depth"], "field_fraction": mb.info["field_fraction"],
@@ -1300,9 +1302,7 @@ def seed_runs(run: str | os.PathLike, seeds: Sequence[int], *, device: str | Non
     the run itself is reused for its own seed), in sibling folders ``<arch>_<depth>_seed<k>``.
     Returns ``{"<model> seed<k>": run folder}``."""
     from .config import from_dict, to_dict
-    from .train import TrainConfig, train
-
-    from .train import inversions_dir
+    from .train import TrainConfig, inversions_dir, train
 
     base, real, fake = run_setup(run)
     inv = inversions_dir(fake) if base.setting == "samples_inversions" else None
@@ -1347,6 +1347,18 @@ def ap_pivot(table: pd.DataFrame, *, mode: str = "mean_softmax", metric: str = "
     seen = t.loc[t["seen"], "test_set"].unique().tolist()
     cols = seen + [c for c in pivot.columns if c not in seen]
     return pivot.reindex(index=list(dict.fromkeys(t["label"])), columns=cols)
+
+
+def interval_pivot(table: pd.DataFrame, *, mode: str = "mean_softmax",
+                   setting: str | None = None, metric: str = "auc") -> pd.DataFrame:
+    """``metric`` with its bootstrap interval as text ("0.912 [0.874, 0.945]"), models (field
+    fraction, label, seed) x test sets, for one score mode and setting (default: the primary)."""
+    t, _ = _one_setting(table[table["mode"] == mode], setting)
+    text = t.apply(lambda r: f"{r[metric]:.3f} [{r[f'{metric}_ci_low']:.3f}, "
+                             f"{r[f'{metric}_ci_high']:.3f}]", axis=1)
+    return t.assign(**{metric: text}).pivot_table(
+        index=["field_fraction", "label", "seed"], columns=["dataset", "generator"],
+        values=metric, aggfunc="first")
 
 
 def calibration_table(runs: dict[str, str | os.PathLike], *,

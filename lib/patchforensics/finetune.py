@@ -120,7 +120,6 @@ def finetune(cfg: FinetuneConfig, classifier_run: str | os.PathLike, *,
     from .generators import get_generator
     from .generators.base import from_uint8
     from .generators.gan import discriminator_step
-    from .train import random_windows
     from .generators.training import (
         RowLog,
         batch_from,
@@ -130,6 +129,7 @@ def finetune(cfg: FinetuneConfig, classifier_run: str | os.PathLike, *,
         start_run,
         train_loop,
     )
+    from .train import random_windows
 
     dev = resolve_device(device)
     root = Path(world_root)
@@ -407,7 +407,8 @@ def reading(summary_table: pd.DataFrame) -> str:
             word = "finds them *better* than"
         else:
             word = "finds them as well as (intervals overlap: no difference found)"
-        out.append(f"A fresh classifier trained on the finetuned samples reaches AUC {fresh[0]:.3f} "
+        out.append(f"A fresh classifier trained on the finetuned samples reaches AUC "
+                   f"{fresh[0]:.3f} "
                    f"[{fresh[1]:.3f}, {fresh[2]:.3f}] on them, and {word} the control classifier "
                    f"finds the independently trained, never finetuned DCGAN: {ctrl[0]:.3f} "
                    f"[{ctrl[1]:.3f}, {ctrl[2]:.3f}].")

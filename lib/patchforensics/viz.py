@@ -253,7 +253,9 @@ def ap_by_depth(table, *, mode: str = "mean_softmax", paper=None,
                     gs = g[g["seed"] == sd]
                     x = gs["field_fraction"].to_numpy() * 1.03 ** (k - (len(seeds) - 1) / 2)
                     y = gs[metric].to_numpy()
-                    ax.errorbar(x, y, yerr=[y - gs[lo_col].to_numpy(), gs[hi_col].to_numpy() - y],
+                    # a percentile interval need not hold the point estimate: clip at it
+                    ax.errorbar(x, y, yerr=np.clip([y - gs[lo_col].to_numpy(),
+                                                    gs[hi_col].to_numpy() - y], 0, None),
                                 fmt="none", ecolor=line.get_color(), elinewidth=0.8, alpha=0.6)
         _fraction_axis(ax)
         ax.set_title(f"ours: {arch}, {mode}" + (f", {setting}" if setting else ""), fontsize=9)

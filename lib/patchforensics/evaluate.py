@@ -72,10 +72,12 @@ def resolve_device(device: Device) -> torch.device:
 
 
 def logit_maps(model: torch.nn.Module, images: np.ndarray, *, device: Device = None,
-               batch_size: int = 256, channels_last: bool = True) -> np.ndarray:
+               batch_size: int = 0, channels_last: bool = True) -> np.ndarray:
     """Logit-difference maps of N images: N x S x S x 3 uint8 in [0, 255] -> N x h x w float32,
     ``d = logit_fake - logit_real`` per patch (> 0 means the patch looks fake). The model is
-    put in eval mode on ``device`` (and channels-last) in place."""
+    put in eval mode on ``device`` (and channels-last) in place. ``batch_size`` 0 picks one
+    by the network's input side (256 images at 64 px, fewer for larger inputs: a 192 px batch
+    of 256 ran 1.4x slower per image than one of 32 on a 2-core CPU, out of cache)."""
     if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
         raise ValueError(f"expected N x H x W x 3 uint8 images, got {images.shape} "
                          f"{images.dtype}")
@@ -85,6 +87,9 @@ def logit_maps(model: torch.nn.Module, images: np.ndarray, *, device: Device = N
     model = model.to(device).eval()
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
+    if batch_size <= 0:
+        load = getattr(getattr(model, "config", None), "load_size", 0) or images.shape[1]
+        batch_size = max(8, int(256 * (64 / max(load, images.shape[1])) ** 2))
     out = []
     with torch.inference_mode():
         for at in range(0, len(images), batch_size):

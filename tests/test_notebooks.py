@@ -143,7 +143,8 @@ def test_06_exaggerate_fakeness_smoke(project_env, tmp_path):
         assert (paths.figures_dir() / f"06_{name}_smoke32.png").stat().st_size > 1000, name
 
 
-NEEDED = {"cross_generator": "03_evaluate_generalization", "top_patch_counts": "04_face_parts",
+NEEDED = {"cross_generator": "03_evaluate_generalization",
+          "patch_vs_full": "03_evaluate_generalization", "top_patch_counts": "04_face_parts",
           "finetune_summary": "05_finetune_generator",
           "exaggerate_scores": "06_exaggerate_fakeness"}
 
@@ -159,8 +160,9 @@ def test_smoke_tables_have_the_reference_shape_and_the_report_is_written(project
         run_notebook(nb, tmp_path, {"smoke": True, "interactive": False})
     assert shape_differences("smoke32") == []
     text = write_report(smoke=True).read_text()
-    for part in ("Cross-generator AP", "Run manifest", "git commit", "real/celeba",
-                 "figures/03_ap_by_depth_smoke32.png"):
+    for part in ("Cross-generator AUC", "AUC(patch) - AUC(full)", "Run manifest", "git commit",
+                 "real/celeba", "figures/03_ap_by_depth_smoke32.png",
+                 "figures/03_patch_vs_full_smoke32.png"):
         assert part in text, part
 
 

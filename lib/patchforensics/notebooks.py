@@ -60,12 +60,11 @@ MAX_HEARTBEAT_S = 20.0  # heartbeat interval asked of the kernels (smaller for s
 # Seconds per notebook of the last measured default run on the slow reference machine (2-core
 # AMD EPYC, Zen 4 class, 2026-12-03; 01 is a first run with the zoo trained, shared with test runs
 # for most of its 54 minutes; 02-06 ran alone), and the calibration workload's time there
-# (:func:`calibrate`, measured at the start of that 02-06 run). Smoke timings are the earlier
-# README's (9-13 s per notebook on another 2-core machine), not re-measured. The session lead
-# updates these after each measured run.
+# (:func:`calibrate`, measured at the start of that 02-06 run); smoke: `make smoke` there with the
+# smoke world's generators cached. The session lead updates these after each measured run.
 REFERENCE_SECONDS = {
     "default": {"01": 3243, "02": 573, "03": 793, "04": 323, "05": 500, "06": 517},
-    "smoke": {"01": 15, "02": 15, "03": 15, "04": 15, "05": 15, "06": 15},
+    "smoke": {"01": 18, "02": 23, "03": 23, "04": 16, "05": 21, "06": 13},
 }
 REFERENCE_CPU = "2-core AMD EPYC (Zen 4)"
 CALIBRATION_REFERENCE_S = 0.0123

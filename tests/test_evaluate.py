@@ -520,7 +520,8 @@ def test_field_fraction_is_relative_to_the_network_input_and_inversions_are_not_
         tmp_path):
     import json
 
-    from patchforensics.evaluate import field_fraction, world_sets
+    from patchforensics.evaluate import world_sets
+    from patchforensics.receptive_field import field_fraction
 
     ff = [field_fraction(ModelConfig("xception", d, load_size=192), 64)
           for d in ("block1", "block2", "block3", "full")]

@@ -602,16 +602,6 @@ PRIMARY_SETTING = "samples_inversions"  # training fakes = samples + inversions 
 RunKey = str | tuple[str, int]  # "label" (seed read from the run) or (label, seed)
 
 
-def field_fraction(model_config: Any, input_size: int) -> float:
-    """Receptive-field side over the network's input side (``load_size`` when the model
-    upsamples, else the image side), capped at 1.0: the patch size relative to the face."""
-    from .receptive_field import receptive_field
-
-    rf = receptive_field(model_config, input_size)
-    side = model_config.load_size or input_size
-    return float(min(rf.size / side, 1.0))
-
-
 def run_setting(run: str | os.PathLike) -> str:
     """The training setting a run recorded (``config.json``: ``train.setting``), else ``""``."""
     cfg_path = run_path(run)
@@ -641,7 +631,7 @@ def image_scores(runs: dict[RunKey, str | os.PathLike], world_root: str | os.Pat
     :func:`scores_from_maps`), ``prob_calibrated`` (at the run's temperature), ``threshold``
     and ``temperature`` (from the run's validation split)."""
     from .progress import bar as progress_bar
-    from .receptive_field import receptive_field
+    from .receptive_field import field_fraction, receptive_field
 
     root = Path(world_root)
     sets = world_sets(root, datasets)

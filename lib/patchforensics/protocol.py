@@ -175,8 +175,7 @@ def models_table(p: Profile, image_size: int) -> pd.DataFrame:
     field and stride (network px), logit map, field fraction of the face side, training window
     and parameter count."""
     from .models import ModelConfig, build_model, count_parameters
-    from .receptive_field import receptive_field
-    from .train import field_fraction
+    from .receptive_field import field_fraction, receptive_field
 
     rows = []
     over = p.overrides()

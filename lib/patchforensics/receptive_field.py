@@ -243,3 +243,12 @@ def model_table(models: Sequence[tuple[str, str]], input_size: int) -> pd.DataFr
                      "fits": depth != "full" and rf.size <= input_size,
                      "params_M": round(count_parameters(build_model(cfg)) / 1e6, 3)})
     return pd.DataFrame(rows).set_index("model")
+
+
+def field_fraction(model: PatchClassifier | ModelConfig, input_size: int) -> float:
+    """Receptive-field side over the network's input side (``load_size`` when the model
+    upsamples, else the image side), at most 1: the share of the face side one patch sees."""
+    cfg = model.config if isinstance(model, PatchClassifier) else model
+    rf = receptive_field(cfg, input_size)
+    return float(min(rf.size / (cfg.load_size or input_size), 1.0))
+

@@ -381,15 +381,6 @@ def inversions_dir(fake_dir: str | os.PathLike) -> Path:
     return inv
 
 
-def field_fraction(model_config: ModelConfig, side: int) -> float:
-    """Receptive-field side over the network's input side (``load_size`` when it upsamples,
-    else the image side), at most 1: the share of the face side one patch sees."""
-    from .receptive_field import receptive_field
-
-    rf = receptive_field(model_config, side)
-    return min(1.0, rf.size / (model_config.load_size or side))
-
-
 def default_run_dir(name: str) -> Path:
     """``paths.checkpoints_dir()/classifiers/<name>``."""
     return paths.checkpoints_dir() / "classifiers" / name
@@ -759,7 +750,7 @@ def train_grid(models: Sequence[tuple[str, str]], real_dir: str | os.PathLike,
     stopped, the patience in force, the best epoch's val metrics, training seconds (from
     ``done.json``, so skipped runs report their original time), the run folder relative to the
     checkpoints root; indexed by model name (``xception_block2``)."""
-    from .receptive_field import receptive_field
+    from .receptive_field import field_fraction, receptive_field
 
     base = base or TrainConfig()
     side = int(load_split(real_dir, "val", limit=1)[0].shape[-1])

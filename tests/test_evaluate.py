@@ -276,6 +276,34 @@ def test_calibration_comes_from_the_runs_validation_split_and_is_cached(planted_
     assert refit.temperature["mean_logit"] != pytest.approx(cal.temperature["mean_logit"])
 
 
+def test_folder_maps_are_cached_per_checkpoint_and_folder_content(planted_world, planted_run,
+                                                                  tmp_path):
+    from patchforensics.evaluate import folder_maps
+
+    ck = load_checkpoint(planted_run)
+    folder = tmp_path / "set"
+    shutil.copytree(planted_world["gen_b"] / "test", folder)
+    direct = logit_maps(ck.model, load_folder(folder)[0])
+    first = folder_maps(ck, folder)
+    np.testing.assert_allclose(first, direct, atol=1e-4)
+    calls = []
+    again = folder_maps(ck, folder, loader=lambda f: calls.append(f))  # read from the cache
+    assert calls == [] and np.array_equal(again, first)
+    # A rewritten set is scored afresh: one image replaced by another set's.
+    victim = sorted(folder.glob("*.png"))[0]
+    shutil.copy(sorted((planted_world["gen_c"] / "test").glob("*.png"))[0], victim)
+    changed = folder_maps(ck, folder)
+    assert not np.allclose(changed[0], first[0]) and np.allclose(changed[1:], first[1:], atol=1e-4)
+    # Other weights (same run folder) are scored afresh too.
+    ckpt = torch.load(planted_run / "best.pt", weights_only=True)
+    other = tmp_path / "other"
+    shutil.copytree(planted_run, other)
+    ckpt["model"]["head.bias"] += torch.tensor([0.0, 3.0])
+    torch.save(ckpt, other / "best.pt")
+    shifted = folder_maps(load_checkpoint(other), folder)
+    np.testing.assert_allclose(shifted, changed + 3.0, atol=1e-4)
+
+
 def test_evaluate_command_writes_one_row_per_set_and_mode(planted_world, planted_run, tmp_path,
                                                           capsys):
     out = tmp_path / "eval.csv"

@@ -140,3 +140,29 @@ def test_model_is_a_patch_classifier_with_its_config():
     model = build_model(ModelConfig(arch="xception", depth="block1"))
     assert isinstance(model, PatchClassifier)
     assert model.config.name == "xception_block1"
+
+
+@pytest.mark.parametrize("arch,depth", [("xception", "block2"), ("xception", "full"),
+                                        ("resnet18", "layer1")])
+def test_inference_twin_folds_batchnorm_and_follows_weight_changes(arch, depth, one_thread):
+    from patchforensics.models import inference_model
+
+    torch.manual_seed(0)
+    model = build_model(arch=arch, depth=depth, init_gain=1.0, seed=0)
+    model.train()
+    with torch.no_grad():  # give every BatchNorm non-trivial running statistics
+        for _ in range(3):
+            model(torch.randn(8, 3, 32, 32) * 2 + 0.5)
+    model.eval()
+    x = torch.randn(4, 3, 32, 32)
+    twin = inference_model(model)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in twin.modules())
+    assert "_inference_twin" not in str(list(model.state_dict()))
+    with torch.no_grad():
+        torch.testing.assert_close(twin(x), model(x), rtol=1e-4, atol=1e-4)
+    assert inference_model(model) is twin  # cached while the weights stay
+    with torch.no_grad():
+        model.head.bias.add_(1.0)  # an in-place change, as an optimizer step makes
+    assert inference_model(model) is not twin
+    with torch.no_grad():
+        torch.testing.assert_close(inference_model(model)(x), model(x), rtol=1e-4, atol=1e-4)

@@ -121,3 +121,22 @@ def test_extract_patch_pads_clipped_fields_to_the_full_size():
     assert np.array_equal(inner, image[2:21, 6:25])
     with pytest.raises(ValueError, match="measured for"):
         extract_patch(image[:32], rf, 0, 0)
+
+
+def test_packaged_fields_cover_the_profiles_and_match_a_fresh_measurement():
+    from patchforensics import protocol
+    from patchforensics.receptive_field import _from_dict, _measure, _packaged
+
+    table = _packaged()
+    for name in ("default", "full", "smoke"):
+        grid = protocol.profile(name, smoke=name == "smoke")
+        size = 32 if name == "smoke" else 64
+        for arch, depth in grid.models:
+            load = grid.full_load_size if depth == "full" else grid.load_size
+            assert f"{arch}_{depth}_load{load}_{size}x{size}" in table, (name, depth)
+    # Re-measured (the cheap ones: a few seconds each); the rest share the code path.
+    for key in ("xception_block3_load192_64x64", "xception_block2_load64_32x32"):
+        arch, depth, load, hw = key.split("_")
+        cfg = ModelConfig(arch=arch, depth=depth, load_size=int(load[4:]), init_gain=0.0)
+        h, w = map(int, hw.split("x"))
+        assert _from_dict(table[key]) == _measure(cfg, h, w), key

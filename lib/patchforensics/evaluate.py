@@ -30,6 +30,7 @@ not change a patch's sign), so its calibrated numbers equal its raw ones.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -47,7 +48,8 @@ from scipy.special import expit, logsumexp
 from . import paths
 from .data import FAKE, REAL, load_folder
 from .images import atomic_write_bytes, atomic_write_text, list_images, sha256_file
-from .models import PatchClassifier, classifier_from_state
+from .models import (PatchClassifier, classifier_from_state, inference_batch_size,
+                     inference_model)
 
 Device = str | torch.device | None  # None or "auto": CUDA when present, else CPU
 
@@ -75,9 +77,9 @@ def logit_maps(model: torch.nn.Module, images: np.ndarray, *, device: Device = N
                batch_size: int = 0, channels_last: bool = True) -> np.ndarray:
     """Logit-difference maps of N images: N x S x S x 3 uint8 in [0, 255] -> N x h x w float32,
     ``d = logit_fake - logit_real`` per patch (> 0 means the patch looks fake). The model is
-    put in eval mode on ``device`` (and channels-last) in place. ``batch_size`` 0 picks one
-    by the network's input side (256 images at 64 px, fewer for larger inputs: a 192 px batch
-    of 256 ran 1.4x slower per image than one of 32 on a 2-core CPU, out of cache)."""
+    put in eval mode on ``device`` (and channels-last) in place; the forward passes run on its
+    BatchNorm-folded twin (``models.inference_model``). ``batch_size`` 0 picks one by the
+    network's input side (``models.inference_batch_size``: 8 images at 192 px on a CPU)."""
     if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
         raise ValueError(f"expected N x H x W x 3 uint8 images, got {images.shape} "
                          f"{images.dtype}")
@@ -87,9 +89,12 @@ def logit_maps(model: torch.nn.Module, images: np.ndarray, *, device: Device = N
     model = model.to(device).eval()
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
+    net = inference_model(model) if isinstance(model, PatchClassifier) else model
+    if channels_last:
+        net = net.to(memory_format=torch.channels_last)  # the folded weights too
     if batch_size <= 0:
         load = getattr(getattr(model, "config", None), "load_size", 0) or images.shape[1]
-        batch_size = max(8, int(256 * (64 / max(load, images.shape[1])) ** 2))
+        batch_size = inference_batch_size(max(load, images.shape[1]), device)
     out = []
     with torch.inference_mode():
         for at in range(0, len(images), batch_size):
@@ -97,9 +102,51 @@ def logit_maps(model: torch.nn.Module, images: np.ndarray, *, device: Device = N
             x = x.float().div_(127.5).sub_(1.0)
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            logits = model(x).float()
+            logits = net(x).float()
             out.append((logits[:, FAKE] - logits[:, REAL]).cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, 1, 1), np.float32)
+
+
+_SHA_BY_STAT: dict[tuple[str, int, int], str] = {}
+
+
+def checkpoint_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 of a checkpoint file, remembered per (path, size, mtime) within the process."""
+    st = Path(path).stat()
+    key = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _SHA_BY_STAT:
+        _SHA_BY_STAT[key] = sha256_file(path)
+    return _SHA_BY_STAT[key]
+
+
+def folder_maps(ck: Checkpoint, folder: str | os.PathLike, *, device: Device = None,
+                loader: Callable[[Path], np.ndarray] | None = None) -> np.ndarray:
+    """:func:`logit_maps` of every image of ``folder`` (sorted as :func:`data.load_folder`
+    sorts them): N x h x w float32, cached on disk.
+
+    Notebooks 03, 04 and 05 score the same test sets with the same checkpoints; the cache
+    (``<run>/maps/<key>.npy``) is keyed by the checkpoint's SHA-256 and the folder's file
+    names, sizes and modification times, so a retrained model or a rewritten set is scored
+    afresh. ``loader``: reads the folder's images (default ``load_folder``) when they must be
+    scored."""
+    folder = Path(folder)
+    listing = [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in list_images(folder)]
+    key = hashlib.sha256(json.dumps([checkpoint_sha256(ck.path), str(folder.resolve()),
+                                     listing]).encode()).hexdigest()[:24]
+    cache = ck.run_dir / "maps" / f"{key}.npy"
+    if cache.exists():
+        try:
+            maps = np.load(cache)
+            if len(maps) == len(listing):
+                return maps
+        except (OSError, ValueError):  # a damaged cache file is recomputed
+            pass
+    images = loader(folder) if loader is not None else load_folder(folder)[0]
+    maps = logit_maps(ck.model, images, device=device)
+    buf = io.BytesIO()
+    np.save(buf, maps)
+    atomic_write_bytes(cache, buf.getvalue())
+    return maps
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -457,7 +504,7 @@ def calibration(ck: Checkpoint, *, val_real: str | os.PathLike | None = None,
     when that matches ``best.pt``, else fitted on the validation split of the data it was trained
     on (or on ``val_real``/``val_fake`` folders of images) and saved there. ``None`` when no
     validation data is known."""
-    sha = sha256_file(ck.path)
+    sha = checkpoint_sha256(ck.path)
     cache = ck.run_dir / "calibration.json"
     explicit = val_real is not None or val_fake is not None
     if cache.exists() and not explicit:
@@ -472,8 +519,7 @@ def calibration(ck: Checkpoint, *, val_real: str | os.PathLike | None = None,
         real_dir, fake_dir = ck.train_real / "val", ck.train_fake / "val"
     else:
         return None
-    maps = {k: logit_maps(ck.model, load_folder(d)[0], device=device)
-            for k, d in (("real", real_dir), ("fake", fake_dir))}
+    maps = {k: folder_maps(ck, d, device=device) for k, d in (("real", real_dir), ("fake", fake_dir))}
     cal = fit_calibration(maps["real"], maps["fake"])
     cal.checkpoint_sha256 = sha
     cal.val = {"real": Path(real_dir).as_posix(), "fake": Path(fake_dir).as_posix(),
@@ -571,9 +617,11 @@ def evaluate(ckpt: str | os.PathLike, real_dir: str | os.PathLike,
             raise ValueError(f"{fake_dirs[name]}: the fake set {name!r} is the real folder")
     _check_not_swapped(ck, real_dir, fake_dirs)
     cal = calibration(ck, val_real=val_real, val_fake=val_fake, device=device)
-    real = logit_maps(ck.model, _load_images(real_dir, ck.input_size), device=device)
-    fakes = {n: logit_maps(ck.model, _load_images(fake_dirs[n], ck.input_size), device=device)
-             for n in names}
+    def load(folder: Path) -> np.ndarray:
+        return _load_images(folder, ck.input_size)
+
+    real = folder_maps(ck, real_dir, device=device, loader=load)
+    fakes = {n: folder_maps(ck, fake_dirs[n], device=device, loader=load) for n in names}
     table = evaluate_maps(real, fakes, cal, modes=modes, n_boot=n_boot)
     table.insert(0, "model", ck.name)
     table["checkpoint"] = ck.path.as_posix()
@@ -661,8 +709,9 @@ def image_scores(runs: dict[RunKey, str | os.PathLike], world_root: str | os.Pat
                 "train_set": train_set}
         for dataset, gens in sets.items():
             for name in ["real", *gens]:
-                maps = logit_maps(ck.model, images(f"real/{dataset}" if name == "real" else
-                                                   f"fake/{dataset}/{name}"), device=device)
+                key = f"real/{dataset}" if name == "real" else f"fake/{dataset}/{name}"
+                maps = folder_maps(ck, root / key / split, device=device,
+                                   loader=lambda _, k=key: images(k))
                 n = len(maps)
                 for mode in modes:
                     t = cal.temperature[mode] if cal else 1.0
@@ -1320,7 +1369,8 @@ def set_maps(ckpt: str | os.PathLike, world_root: str | os.PathLike, dataset: st
     keys = {"real": f"real/{dataset}"} | {g: f"fake/{dataset}/{g}"
                                           for g in world_sets(root, [dataset]).get(dataset, [])}
     images = {name: load_folder(root / key / split)[0] for name, key in keys.items()}
-    maps = {name: logit_maps(ck.model, im, device=device) for name, im in images.items()}
+    maps = {name: folder_maps(ck, root / keys[name] / split, device=device,
+                              loader=lambda _, im=im: im) for name, im in images.items()}
     return ck, images, maps
 
 

@@ -302,21 +302,21 @@ def top_patch_frames(runs: dict[str, tuple[str | os.PathLike, Path, Path]], real
     set key) triples, each against the reals of ``dataset`` in ``real_root`` (the world):
     ``{name: (run, set_root, key)}`` -> ``{name: frame}``. Label maps come from the cached
     parser (``segment.parse_set``)."""
-    from .evaluate import load_checkpoint, logit_maps
+    from .evaluate import folder_maps, load_checkpoint
     from .parts import top_patches
     from .receptive_field import receptive_field
     from .segment import parse_set
 
     real_key = f"real/{dataset}"
     real_lab, real_found, _ = parse_set(real_root, real_key, split)
-    real_images = load_folder(real_root / real_key / split)[0]
     out = {}
     for name, (run, set_root, key) in runs.items():
         ck = load_checkpoint(run, device=device)
         lab, found, _ = parse_set(set_root, key, split)
-        images = load_folder(Path(set_root) / key / split)[0]
-        maps = logit_maps(ck.model, np.concatenate([real_images, images]), device=device)
-        labels = np.r_[np.full(len(real_images), REAL), np.full(len(images), FAKE)]
+        real_maps = folder_maps(ck, real_root / real_key / split, device=device)
+        fake_maps = folder_maps(ck, Path(set_root) / key / split, device=device)
+        maps = np.concatenate([real_maps, fake_maps])
+        labels = np.r_[np.full(len(real_maps), REAL), np.full(len(fake_maps), FAKE)]
         rf = receptive_field(ck.model.config, ck.input_size)
         out[name] = top_patches(maps, labels, np.concatenate([real_lab, lab]),
                                 np.concatenate([real_found, found]), rf, seed=seed)

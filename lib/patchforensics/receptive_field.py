@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -179,6 +180,25 @@ def receptive_field(model: PatchClassifier | ModelConfig,
     return _cached(replace(cfg, init_gain=0.0), int(height), int(width))
 
 
+PACKAGED = Path(__file__).with_name("receptive_fields.json")
+
+
+@lru_cache(maxsize=1)
+def _packaged() -> dict[str, dict]:
+    """The fields of the protocol's profiles (``protocol.PROFILES``: default, full and smoke),
+    measured once and shipped with the package (``tests/test_receptive_field.py`` re-measures
+    them), so a first run does not spend a minute measuring them."""
+    import json
+
+    return json.loads(PACKAGED.read_text())
+
+
+def _from_dict(d: dict) -> ReceptiveField:
+    return ReceptiveField(tuple(d["input_size"]), tuple(d["output_size"]), d["size"],
+                          d["stride"], d["scale"], tuple(map(tuple, d["rows"])),
+                          tuple(map(tuple, d["cols"])))
+
+
 @lru_cache(maxsize=256)
 def _cached(cfg: ModelConfig, height: int, width: int) -> ReceptiveField:
     """:func:`_measure` behind a JSON cache in ``checkpoints/receptive_fields/``: measuring an
@@ -189,15 +209,13 @@ def _cached(cfg: ModelConfig, height: int, width: int) -> ReceptiveField:
     from . import paths
     from .images import atomic_write_text
 
-    key = f"{cfg.arch}_{cfg.depth}_load{cfg.load_size}_{height}x{width}.json"
-    path = paths.checkpoints_dir() / "receptive_fields" / key
-    try:
-        d = json.loads(path.read_text())
-        return ReceptiveField(tuple(d["input_size"]), tuple(d["output_size"]), d["size"],
-                              d["stride"], d["scale"], tuple(map(tuple, d["rows"])),
-                              tuple(map(tuple, d["cols"])))
-    except (OSError, ValueError, KeyError, TypeError):
-        pass  # not measured yet (or an unreadable file): measure again
+    key = f"{cfg.arch}_{cfg.depth}_load{cfg.load_size}_{height}x{width}"
+    path = paths.checkpoints_dir() / "receptive_fields" / f"{key}.json"
+    for read in (lambda: _packaged()[key], lambda: json.loads(path.read_text())):
+        try:
+            return _from_dict(read())
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # not measured yet (or an unreadable file): measure again
     from .progress import beat
 
     beat(f"receptive field of {cfg.name} at {height} px"

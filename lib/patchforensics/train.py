@@ -64,7 +64,8 @@ from . import paths
 from .config import WorldConfig, fingerprint, from_dict, to_dict
 from .data import FAKE, REAL, load_folder
 from .images import atomic_write_bytes, atomic_write_text, list_images, sha256_file
-from .models import DEPTHS, ModelConfig, build_model, image_scores, load_init, parse_depth
+from .models import (DEPTHS, ModelConfig, PatchClassifier, build_model, image_scores,
+                     inference_batch_size, inference_model, load_init, parse_depth)
 from .progress import bar as progress_bar
 from .provenance import run_record
 
@@ -272,21 +273,28 @@ def patch_correct(logits: torch.Tensor, labels: torch.Tensor) -> tuple[int, int]
 
 @torch.inference_mode()
 def evaluate_split(model: torch.nn.Module, real: torch.Tensor, fake: torch.Tensor,
-                   device: torch.device, *, batch_size: int = 128,
+                   device: torch.device, *, batch_size: int = 0,
                    channels_last: bool = True) -> dict[str, float]:
     """Validation metrics of ``model`` on uint8 real and fake images (N x 3 x S x S):
     loss (mean per patch), patch_acc, image_acc (mean patch softmax > 0.5), real_acc, fake_acc
-    (image level), ap (average precision of the image score, fake = positive)."""
+    (image level), ap (average precision of the image score, fake = positive). Runs on the
+    model's BatchNorm-folded twin; ``batch_size`` 0 picks ``models.inference_batch_size``."""
     from sklearn.metrics import average_precision_score
 
     was_training = model.training
     model.eval()
+    net = inference_model(model) if isinstance(model, PatchClassifier) else model
+    if channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    if batch_size <= 0:
+        load = getattr(getattr(model, "config", None), "load_size", 0) or real.shape[-1]
+        batch_size = inference_batch_size(max(load, real.shape[-1]), device)
     loss_sum, correct, patches, scores, labels = 0.0, 0, 0, [], []
     for images, label in ((real, REAL), (fake, FAKE)):
         for at in range(0, len(images), batch_size):
             x = to_input(images[at: at + batch_size], device, channels_last)
             y = torch.full((len(x),), label, dtype=torch.long, device=device)
-            logits = model(x).float()
+            logits = net(x).float()
             loss_sum += float(patch_loss(logits, y)) * len(x)
             c, n = patch_correct(logits, y)
             correct, patches = correct + c, patches + n

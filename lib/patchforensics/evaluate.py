@@ -48,8 +48,7 @@ from scipy.special import expit, logsumexp
 from . import paths
 from .data import FAKE, REAL, load_folder
 from .images import atomic_write_bytes, atomic_write_text, list_images, sha256_file
-from .models import (PatchClassifier, classifier_from_state, inference_batch_size,
-                     inference_model)
+from .models import PatchClassifier, classifier_from_state, inference_batch_size, inference_model
 
 Device = str | torch.device | None  # None or "auto": CUDA when present, else CPU
 
@@ -519,7 +518,8 @@ def calibration(ck: Checkpoint, *, val_real: str | os.PathLike | None = None,
         real_dir, fake_dir = ck.train_real / "val", ck.train_fake / "val"
     else:
         return None
-    maps = {k: folder_maps(ck, d, device=device) for k, d in (("real", real_dir), ("fake", fake_dir))}
+    maps = {k: folder_maps(ck, d, device=device)
+            for k, d in (("real", real_dir), ("fake", fake_dir))}
     cal = fit_calibration(maps["real"], maps["fake"])
     cal.checkpoint_sha256 = sha
     cal.val = {"real": Path(real_dir).as_posix(), "fake": Path(fake_dir).as_posix(),

@@ -64,8 +64,17 @@ from . import paths
 from .config import WorldConfig, fingerprint, from_dict, to_dict
 from .data import FAKE, REAL, load_folder
 from .images import atomic_write_bytes, atomic_write_text, list_images, sha256_file
-from .models import (DEPTHS, ModelConfig, PatchClassifier, build_model, image_scores,
-                     inference_batch_size, inference_model, load_init, parse_depth)
+from .models import (
+    DEPTHS,
+    ModelConfig,
+    PatchClassifier,
+    build_model,
+    image_scores,
+    inference_batch_size,
+    inference_model,
+    load_init,
+    parse_depth,
+)
 from .progress import bar as progress_bar
 from .provenance import run_record
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 import math
 import os
 import shutil
@@ -131,6 +132,23 @@ def test_learns_a_planted_artifact_and_skips_the_finished_run(planted, tmp_path)
     # A rerun finds the finished run and trains nothing.
     rerun = train(cfg, real, fake, out, device="cpu", progress=False)
     assert rerun.skipped and rerun.best == res.best
+
+
+def test_bf16_training_reaches_the_fp32_result(planted, tmp_path):
+    """Mixed precision is the default where a CPU has native bf16 (protocol profiles'
+    ``precision="auto"``): the same run in bf16 must learn what fp32 learns."""
+    real, fake = planted
+    base = TrainConfig(arch="xception", depth="block1", epochs=8, patience=8, batch_size=16)
+    fp32 = train(base, real, fake, tmp_path / "fp32", device="cpu", progress=False)
+    bf16 = train(replace(base, precision="bf16"), real, fake, tmp_path / "bf16", device="cpu",
+                 progress=False)
+    assert json.loads((tmp_path / "bf16" / "config.json").read_text())["config"][
+        "precision"] == "bf16"
+    for res in (fp32, bf16):
+        assert res.best["patch_acc"] >= 0.9 and res.best["ap"] >= 0.99
+    assert abs(bf16.best["patch_acc"] - fp32.best["patch_acc"]) <= 0.05
+    with pytest.raises(ValueError, match="precision"):
+        TrainConfig(precision="fp16")
 
 
 def test_identical_real_and_fake_sets_stay_at_chance(planted, tmp_path):

@@ -63,6 +63,7 @@ from tqdm.auto import tqdm
 from . import paths
 from .config import WorldConfig, fingerprint, from_dict, to_dict
 from .data import FAKE, REAL, load_folder
+from .generators.training import PRECISIONS, autocast, resolve_precision
 from .images import atomic_write_bytes, atomic_write_text, list_images, sha256_file
 from .models import (
     DEPTHS,
@@ -115,6 +116,8 @@ class TrainConfig:
     setting: str = "samples"  # fakes: "samples_inversions" (the paper's) or "samples"
     crop: int = 0  # train on random windows of this side, in network-input px; 0 = whole
     limit: int = 0  # use only the first N images of each folder split (smoke runs); 0 = all
+    precision: str = "fp32"  # forward passes of training steps: "fp32", or "bf16" autocast
+    #                          (weights, optimiser and loss stay fp32; validation runs in fp32)
 
     def __post_init__(self) -> None:
         self.model_config()  # validates arch/depth/load_size
@@ -126,6 +129,8 @@ class TrainConfig:
             raise ValueError("epochs must be >= 1 and patience >= 0 (0: the original's rule)")
         if self.setting not in SETTINGS:
             raise ValueError(f"setting must be one of {SETTINGS}, got {self.setting!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.crop < 0 or (self.crop and self.depth == "full"):
             raise ValueError(f"crop must be >= 0 and 0 for full-image models, got {self.crop}")
 
@@ -605,7 +610,8 @@ def _train(cfg: TrainConfig, real_dir: Path, fake_dir: Path, out: Path, d: _Dist
             x = to_input(augment_batch(torch.cat(parts), cfg, rng), dev, channels_last)
             if cfg.crop:
                 x = random_windows(model.resize(x), cfg.crop, rng)
-            logits = net(x, resize=not cfg.crop)
+            with autocast(cfg.precision, dev):
+                logits = net(x, resize=not cfg.crop)
             loss = patch_loss(logits.float(), labels)
             optim.zero_grad(set_to_none=True)
             loss.backward()
@@ -899,6 +905,9 @@ def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     p.add_argument("--load-size", type=int, default=0,
                    help="upsample inputs to this side first (the paper: 299 for Xception)")
     p.add_argument("--init", default="", help="initial weights (a state dict or checkpoint)")
+    p.add_argument("--precision", choices=("fp32", "bf16", "auto"), default="fp32",
+                   help="training forward passes: fp32 (default), bf16 autocast, or auto (bf16 "
+                        "where the device has native bf16); validation always runs in fp32")
     p.add_argument("--limit", type=int, default=0, help="use only N images per folder split")
     p.add_argument("--steps-per-epoch", type=int, default=0, help="cap steps per epoch")
     p.add_argument("--checkpoint-every", type=int, default=0,
@@ -917,7 +926,9 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
                        lr=args.lr, flip=not args.no_flip, augment=args.augment,
                        steps_per_epoch=args.steps_per_epoch, limit=args.limit,
                        setting="samples_inversions" if args.inversions else "samples",
-                       crop=args.crop)
+                       crop=args.crop,
+                       precision=resolve_precision(args.precision, args.device or (
+                           "cuda" if torch.cuda.is_available() else "cpu")))
 
 
 def run_from_args(args: argparse.Namespace) -> int:

@@ -118,6 +118,28 @@ def cpu_threads(n: int) -> Iterator[None]:
 PRECISIONS = ("fp32", "bf16")
 
 
+def native_bf16(device: torch.device | str) -> bool:
+    """Whether ``device`` runs bf16 convolutions natively: CUDA with bf16 support, or a CPU on
+    which oneDNN has bf16 kernels (AVX512-BF16 or AMX, e.g. AMD Zen 4, Intel Sapphire Rapids)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def resolve_precision(precision: str, device: torch.device | str) -> str:
+    """``"auto"`` -> ``"bf16"`` where :func:`native_bf16`, else ``"fp32"``; others as given.
+    A run records the precision it used, never ``"auto"``."""
+    if precision == "auto":
+        return "bf16" if native_bf16(device) else "fp32"
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose from {PRECISIONS} or 'auto'")
+    return precision
+
+
 def autocast(precision: str, device: torch.device) -> AbstractContextManager[Any]:
     """The forward-pass context of a training step: nothing for ``"fp32"``; for ``"bf16"``,
     ``torch.autocast`` to bfloat16 on ``device`` (CPU or CUDA; bf16 needs no loss scaling).

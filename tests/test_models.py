@@ -164,5 +164,7 @@ def test_inference_twin_folds_batchnorm_and_follows_weight_changes(arch, depth, 
     with torch.no_grad():
         model.head.bias.add_(1.0)  # an in-place change, as an optimizer step makes
     assert inference_model(model) is not twin
+    assert inference_model(twin) is twin  # a twin is its own twin
+    assert "_inference_twin" not in inference_model(model).__dict__  # no chain of old twins
     with torch.no_grad():
         torch.testing.assert_close(inference_model(model)(x), model(x), rtol=1e-4, atol=1e-4)

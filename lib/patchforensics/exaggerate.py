@@ -36,6 +36,7 @@ from torch import nn
 
 from .config import fingerprint, to_dict
 from .data import REAL, to_uint8
+from .models import PatchClassifier, inference_model
 
 
 @dataclass(frozen=True)
@@ -170,6 +171,8 @@ def exaggerate(cfg: ExaggerateConfig, gen: Any, classifier: nn.Module, folder: s
     for p in classifier.parameters():
         p.requires_grad_(False)
     classifier = classifier.to(dev).eval()
+    if isinstance(classifier, PatchClassifier):  # BatchNorm folded: faster, same function
+        classifier = inference_model(classifier)
     net = getattr(gen, "net", None)
     if net is not None:
         net.eval()

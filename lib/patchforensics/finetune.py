@@ -129,6 +129,7 @@ def finetune(cfg: FinetuneConfig, classifier_run: str | os.PathLike, *,
         start_run,
         train_loop,
     )
+    from .models import inference_model
     from .train import random_windows
 
     dev = resolve_device(device)
@@ -165,6 +166,7 @@ def finetune(cfg: FinetuneConfig, classifier_run: str | os.PathLike, *,
         C = ck.model.eval()
         for p in C.parameters():
             p.requires_grad_(False)
+        C = inference_model(C)  # frozen: its BatchNorm folded (faster, the same function)
         opt_g = torch.optim.Adam(G.parameters(), cfg.lr_g, betas=(0.5, 0.999))
         opt_d = torch.optim.Adam(D.parameters(), cfg.lr_d, betas=(0.5, 0.999))
         opt_g.load_state_dict(state["opt_g"])

@@ -340,11 +340,15 @@ def inference_model(model: PatchClassifier) -> nn.Module:
     features cannot be traced."""
     import copy
 
+    if model.__dict__.get("_is_inference_twin"):
+        return model  # already folded (finetuning and exaggeration hold twins)
     key = _weights_key(model)
-    cached = model.__dict__.get("_inference_twin")
+    cached = model.__dict__.pop("_inference_twin", None)
     if cached is not None and cached[0] == key:
+        model.__dict__["_inference_twin"] = cached
         return cached[1]
-    twin = copy.deepcopy(model).eval()
+    twin = copy.deepcopy(model).eval()  # without the old twin (popped above)
+    twin.__dict__["_is_inference_twin"] = True
     for p in twin.parameters():
         p.requires_grad_(False)
     try:

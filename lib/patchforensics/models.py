@@ -331,18 +331,45 @@ def _weights_key(model: nn.Module) -> tuple:
                  for t in (*model.parameters(), *model.buffers()))
 
 
-def inference_model(model: PatchClassifier) -> nn.Module:
+class _Bf16Features(nn.Module):
+    """A folded twin's forward with its features under bf16 autocast and the 1x1 head in fp32
+    on fp32 features: bf16 *outputs* would round a full model's single logit to about three
+    significant digits and tie images that fp32 ranks apart."""
+
+    def __init__(self, twin: PatchClassifier) -> None:
+        super().__init__()
+        self.twin = twin
+        self.config = twin.config
+        self.__dict__["_is_inference_twin"] = True
+
+    def resize(self, x: torch.Tensor) -> torch.Tensor:
+        return self.twin.resize(x)
+
+    def forward(self, x: torch.Tensor, resize: bool = True) -> torch.Tensor:
+        t = self.twin
+        if resize:
+            x = t.resize(x)
+        with torch.autocast(x.device.type, dtype=torch.bfloat16):
+            feats = t.pool(t.features(x))
+        return t.head(feats.float())
+
+
+def inference_model(model: PatchClassifier, precision: str = "fp32") -> nn.Module:
     """An eval-mode twin of ``model`` for inference with every BatchNorm folded into the
     convolution before it (``torch.fx.experimental.optimization.fuse``): the same outputs up to
     float rounding, 1.2-1.5x faster on a CPU (eval-mode BatchNorm is a memory-bound pass of its
-    own there). Cached on ``model`` until its weights change; ``model`` itself is untouched
-    (it may go on training, or be backpropagated through). Falls back to an eval copy when the
+    own there). ``precision="bf16"``: the features run under bf16 autocast, the head in fp32
+    (for runs trained in bf16, on devices with native bf16: ``evaluate.eval_precision``).
+    Cached on ``model`` until its weights change; ``model`` itself is untouched (it may go on
+    training, or be backpropagated through). Falls back to an unfolded eval copy when the
     features cannot be traced."""
     import copy
 
+    if precision not in ("fp32", "bf16"):
+        raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
     if model.__dict__.get("_is_inference_twin"):
         return model  # already folded (finetuning and exaggeration hold twins)
-    key = _weights_key(model)
+    key = (*_weights_key(model), precision)
     cached = model.__dict__.pop("_inference_twin", None)
     if cached is not None and cached[0] == key:
         model.__dict__["_inference_twin"] = cached
@@ -355,7 +382,8 @@ def inference_model(model: PatchClassifier) -> nn.Module:
         from torch.fx.experimental.optimization import fuse
 
         twin.features = fuse(twin.features, inplace=True)
-    except Exception:  # noqa: BLE001 - an untraceable backbone still runs, unfused
+    except Exception:  # noqa: BLE001 - an untraceable backbone still runs, unfolded
         pass
-    model.__dict__["_inference_twin"] = (key, twin)  # not a submodule: not in state_dict
-    return twin
+    out: nn.Module = _Bf16Features(twin) if precision == "bf16" else twin
+    model.__dict__["_inference_twin"] = (key, out)  # not a submodule: not in state_dict
+    return out

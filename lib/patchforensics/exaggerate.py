@@ -24,7 +24,7 @@ seeded generator saved with w, so a killed run resumes bit-identically. A run fo
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -51,12 +51,17 @@ class ExaggerateConfig:
     part: str = ""  # "" = every patch; else a face part (segment.PARTS), e.g. "mouth", "hair"
     checkpoint_every: int = 50  # steps between resumable saves
     seed: int = 0  # training latents and minibatches
+    precision: str = "auto"  # the classifier's forward: "fp32", "bf16" features (fp32 head),
+    #                          or "auto": as notebook 03 scores it (``evaluate.eval_precision``
+    #                          in ``run_for``; fp32 when the checkpoint is not known)
 
     def __post_init__(self) -> None:
         from .segment import PARTS
 
         if self.lam < 0 or self.steps < 1 or self.batch_size < 1 or self.n_latents < 1:
             raise ValueError("lam >= 0, steps >= 1, batch_size >= 1 and n_latents >= 1 please")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise ValueError(f"precision must be 'auto', 'fp32' or 'bf16', got {self.precision!r}")
         if self.part and self.part not in PARTS:
             raise ValueError(f"part must be '' or one of {PARTS}, got {self.part!r}")
 
@@ -172,7 +177,8 @@ def exaggerate(cfg: ExaggerateConfig, gen: Any, classifier: nn.Module, folder: s
         p.requires_grad_(False)
     classifier = classifier.to(dev).eval()
     if isinstance(classifier, PatchClassifier):  # BatchNorm folded: faster, same function
-        classifier = inference_model(classifier)
+        classifier = inference_model(classifier, "fp32" if cfg.precision == "auto"
+                                     else cfg.precision)
     net = getattr(gen, "net", None)
     if net is not None:
         net.eval()
@@ -322,7 +328,7 @@ def run_for(world_root: str | os.PathLike, dataset: str, generator: str, classif
     region-restricted shift whose part the parser finds in no sample (e.g. the smoke world's
     barely trained generators draw no faces)."""
     from . import paths
-    from .evaluate import load_checkpoint, resolve_device
+    from .evaluate import eval_precision, load_checkpoint, resolve_device
     from .generators import get_generator
     from .images import sha256_file
 
@@ -332,6 +338,8 @@ def run_for(world_root: str | os.PathLike, dataset: str, generator: str, classif
     gen = get_generator(dataset, generator, world_root=root, device=str(dev), progress=progress)
     if getattr(gen, "latent_dim", None) is None:
         raise ValueError(f"{generator}: has no differentiable latent space to shift")
+    if cfg.precision == "auto":
+        cfg = replace(cfg, precision=eval_precision(ck, dev))
     name = (f"{dataset}_{generator}__{ck.name}_{cfg.part or 'all'}_lam{cfg.lam:g}"
             f"_seed{cfg.seed}")
     record = {"generator_sha256": gen.checkpoint_sha256,

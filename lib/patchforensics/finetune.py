@@ -26,7 +26,7 @@ so the world's own sets and notebook 03's table are untouched).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -58,8 +58,12 @@ class FinetuneConfig:
     #                  notebook 02's patch models train; 0 = the whole (upsampled) sample
     checkpoint_every: int = 50  # steps between resumable saves
     seed: int = 0  # batches, latents, flips
+    precision: str = "auto"  # C's forward in G's loss: "fp32", "bf16" features (fp32 head), or
+    #                          "auto": as notebook 03 scores C (``evaluate.eval_precision``)
 
     def __post_init__(self) -> None:
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise ValueError(f"precision must be 'auto', 'fp32' or 'bf16', got {self.precision!r}")
         if self.lam < 0 or self.steps < 1 or self.batch_size < 2:
             raise ValueError("lam must be >= 0, steps >= 1 and batch_size >= 2")
         if self.eval_every < 1 or self.eval_n < 2:
@@ -116,7 +120,7 @@ def finetune(cfg: FinetuneConfig, classifier_run: str | os.PathLike, *,
     ``classifier_run`` (a run folder or its best.pt); see the module docstring. Resumes an
     interrupted run, skips a finished one (``force`` starts over). ``stop_after``: stop after
     that many steps of this call, as a kill would (tests)."""
-    from .evaluate import load_checkpoint, logit_maps, resolve_device
+    from .evaluate import eval_precision, load_checkpoint, logit_maps, resolve_device
     from .generators import get_generator
     from .generators.base import from_uint8
     from .generators.gan import discriminator_step
@@ -135,6 +139,8 @@ def finetune(cfg: FinetuneConfig, classifier_run: str | os.PathLike, *,
     dev = resolve_device(device)
     root = Path(world_root)
     ck = load_checkpoint(classifier_run, device=dev)
+    if cfg.precision == "auto":  # recorded resolved, so the fingerprint says what ran
+        cfg = replace(cfg, precision=eval_precision(ck, dev))
     gen = get_generator(cfg.dataset, cfg.generator, world_root=root, device=str(dev),
                         progress=progress)
     if not hasattr(gen, "discriminator"):
@@ -166,7 +172,9 @@ def finetune(cfg: FinetuneConfig, classifier_run: str | os.PathLike, *,
         C = ck.model.eval()
         for p in C.parameters():
             p.requires_grad_(False)
-        C = inference_model(C)  # frozen: its BatchNorm folded (faster, the same function)
+        # Frozen: its BatchNorm folded (faster, the same function), in the precision notebook
+        # 03 scores it with (G's loss and the logged statistics alike).
+        C = inference_model(C, cfg.precision)
         opt_g = torch.optim.Adam(G.parameters(), cfg.lr_g, betas=(0.5, 0.999))
         opt_d = torch.optim.Adam(D.parameters(), cfg.lr_d, betas=(0.5, 0.999))
         opt_g.load_state_dict(state["opt_g"])

@@ -63,7 +63,7 @@ from tqdm.auto import tqdm
 from . import paths
 from .config import WorldConfig, fingerprint, from_dict, to_dict
 from .data import FAKE, REAL, load_folder
-from .generators.training import PRECISIONS, autocast, resolve_precision
+from .generators.training import PRECISIONS, adam, autocast, resolve_precision
 from .images import atomic_write_bytes, atomic_write_text, list_images, sha256_file
 from .models import (
     DEPTHS,
@@ -538,7 +538,7 @@ def _train(cfg: TrainConfig, real_dir: Path, fake_dir: Path, out: Path, d: _Dist
     model = model.to(dev)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    optim = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
+    optim = adam(model.parameters(), cfg.lr, (cfg.beta1, 0.999), dev)  # fused where it exists
 
     state: dict[str, Any] = {"epoch": 0, "step": 0, "global_step": 0, "best_metric": -1.0,
                              "best_epoch": 0, "best": {}, "history": [], "stopped": "",

@@ -176,6 +176,7 @@ def exaggerate(cfg: ExaggerateConfig, gen: Any, classifier: nn.Module, folder: s
     for p in classifier.parameters():
         p.requires_grad_(False)
     classifier = classifier.to(dev).eval()
+    base = classifier  # its receptive field places the part masks
     if isinstance(classifier, PatchClassifier):  # BatchNorm folded: faster, same function
         classifier = inference_model(classifier, "fp32" if cfg.precision == "auto"
                                      else cfg.precision)
@@ -188,7 +189,7 @@ def exaggerate(cfg: ExaggerateConfig, gen: Any, classifier: nn.Module, folder: s
     masks, usable = (None, np.ones(cfg.n_latents, bool))
     if cfg.part:
         size = int(gen.generate(z_all[:1]).shape[-1])
-        masks, usable = part_masks(gen, classifier, z_all, cfg.part, size)
+        masks, usable = part_masks(gen, base, z_all, cfg.part, size)
         if not usable.any():
             raise NoPartError(f"no training latent shows a {cfg.part!r} patch (no face found, "
                               "or the part is missing); try another part")

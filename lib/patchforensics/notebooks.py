@@ -58,16 +58,16 @@ MIN_GAP_S = 5.0  # and never more often than this
 MAX_HEARTBEAT_S = 20.0  # heartbeat interval asked of the kernels (smaller for short limits)
 
 # Seconds per notebook of the last measured default run on the slow reference machine (2-core
-# AMD EPYC, Zen 4 class, 2026-12-03; 01 is a first run with the zoo trained, shared with test runs
-# for most of its 54 minutes; 02-06 ran alone), and the calibration workload's time there
-# (:func:`calibrate`, measured at the start of that 02-06 run); smoke: `make smoke` there with the
-# smoke world's generators cached. The session lead updates these after each measured run.
+# AMD EPYC, Zen 4 class, idle, 2026-12-03: 01 a first run that trained the zoo and its inversions;
+# 06 without the opt-in region-restricted shift), and the calibration workload's time there
+# (:func:`calibrate`, idle); smoke: `make smoke` there with the smoke world's generators cached.
+# The session lead updates these after each measured run.
 REFERENCE_SECONDS = {
-    "default": {"01": 3243, "02": 573, "03": 793, "04": 323, "05": 500, "06": 517},
+    "default": {"01": 1082, "02": 225, "03": 252, "04": 62, "05": 181, "06": 102},
     "smoke": {"01": 18, "02": 23, "03": 23, "04": 16, "05": 21, "06": 13},
 }
 REFERENCE_CPU = "2-core AMD EPYC (Zen 4)"
-CALIBRATION_REFERENCE_S = 0.0123
+CALIBRATION_REFERENCE_S = 0.011
 
 
 class NotebookError(RuntimeError):

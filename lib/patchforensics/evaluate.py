@@ -1211,7 +1211,7 @@ def expand_inputs(inputs: Sequence[str | os.PathLike]) -> list[Path]:
 
 def score_files(ckpt: str | os.PathLike, inputs: Sequence[str | os.PathLike], *,
                 mode: str = "mean_softmax", heatmaps: str | os.PathLike | None = None,
-                strict: bool = False, batch_size: int = 64, device: Device = None,
+                strict: bool = False, batch_size: int = 0, device: Device = None,
                 progress: bool = True,
                 on_skip: Callable[[Path, str], None] | None = None) -> pd.DataFrame:
     """Score images of any size, format and mode with a checkpoint.
@@ -1247,7 +1247,7 @@ def score_files(ckpt: str | os.PathLike, inputs: Sequence[str | os.PathLike], *,
 
     def flush(batch: list[tuple[Path, np.ndarray, tuple[int, int, int]]]) -> None:
         maps = logit_maps(ck.model, np.stack([b[1] for b in batch]), device=device,
-                          batch_size=batch_size)
+                          batch_size=batch_size, precision=eval_precision(ck, device))
         raw = scores_from_maps(maps, mode)
         cal_p = scores_from_maps(maps, mode, temp)
         probs = patch_probabilities(maps, temp)
@@ -1289,7 +1289,7 @@ def score_files(ckpt: str | os.PathLike, inputs: Sequence[str | os.PathLike], *,
         h, w = arr.shape[:2]
         side = min(h, w)  # prepare_array's centre square: offset and side in original px
         batch.append((f, prepare_array(arr, size), ((h - side) // 2, (w - side) // 2, side)))
-        if len(batch) == batch_size:
+        if len(batch) == (batch_size or 64):  # files decoded per group
             flush(batch)
             batch = []
     if batch:

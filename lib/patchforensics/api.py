@@ -1,0 +1,131 @@
+"""The Python API: one trained patch classifier as a detector of single images.
+
+    import patchforensics
+    det = patchforensics.load("checkpoints/classifiers/default64/celeba_dcgan/"
+                              "samples_inversions/xception_block2_seed0")
+    det.score("face.jpg")        # P(fake) in [0, 1], calibrated on the run's validation split
+    det.patch_map(pil_image)     # h x w logit differences, > 0 = the patch looks fake
+    det.heatmap(array).savefig("face_heatmap.png")
+
+An image is a path, a PIL image or an H x W x 3 (or H x W) uint8 array of any size: it goes
+through the training pipeline (centre square, LANCZOS to the run's image size), as
+``patchforensics score`` does. Scores are those of notebook 03 (``evaluate``): the mean patch
+softmax by default, temperature-calibrated when the run has a validation split.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ImageLike = Any  # str | os.PathLike | PIL.Image.Image | np.ndarray
+
+
+def to_rgb_array(x: ImageLike) -> np.ndarray:
+    """A path, PIL image or uint8 array -> H x W x 3 uint8 RGB (a gray H x W array or a
+    1-channel image is repeated to 3 channels). Files are read with the validating reader
+    (``images.read_image``: EXIF orientation, 16-bit, transparency, truncation), so a bad file
+    raises ``ImageError`` naming it."""
+    from PIL import Image
+
+    from .images import read_image
+
+    if isinstance(x, str | os.PathLike):
+        return read_image(Path(x))[0]
+    if isinstance(x, Image.Image):
+        x = np.asarray(x.convert("RGB"))
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"expected a path, a PIL image or a uint8 array, got {type(x).__name__}")
+    if x.dtype != np.uint8:
+        raise ValueError(f"expected a uint8 array in [0, 255], got dtype {x.dtype}")
+    if x.ndim == 2:
+        x = np.repeat(x[..., None], 3, axis=2)
+    if x.ndim != 3 or x.shape[2] != 3:
+        raise ValueError(f"expected an H x W x 3 (or H x W) array, got shape {x.shape}")
+    return np.ascontiguousarray(x)  # a copy when x was a read-only view (torch warns on those)
+
+
+@dataclass
+class Detector:
+    """A trained classifier ready to judge single images (see :func:`load`)."""
+
+    checkpoint: Any  # evaluate.Checkpoint: model, run folder, training image size
+    calibration: Any  # evaluate.Calibration, or None when the run has no validation split
+    mode: str = "mean_softmax"  # image score mode (evaluate.MODES)
+    device: Any = None
+
+    @property
+    def name(self) -> str:
+        return self.checkpoint.name
+
+    @property
+    def size(self) -> int:
+        """Side (px) of the images the classifier was trained on."""
+        return self.checkpoint.input_size
+
+    def prepare(self, x: ImageLike) -> np.ndarray:
+        """The image as the classifier sees it: size x size x 3 uint8."""
+        from .preprocess import prepare_array
+
+        return prepare_array(to_rgb_array(x), self.size)
+
+    def patch_map(self, x: ImageLike) -> np.ndarray:
+        """h x w float32 logit differences (logit fake - logit real), one per patch."""
+        from .evaluate import eval_precision, logit_maps
+
+        return logit_maps(self.checkpoint.model, self.prepare(x)[None], device=self.device,
+                          precision=eval_precision(self.checkpoint, self.device))[0]
+
+    def score(self, x: ImageLike) -> float:
+        """P(fake) in [0, 1] of ``mode``, temperature-calibrated when the run has a calibration
+        (the ``prob_fake`` of ``patchforensics score``)."""
+        from .evaluate import scores_from_maps
+
+        t = self.calibration.temperature[self.mode] if self.calibration else 1.0
+        return float(scores_from_maps(self.patch_map(x)[None], self.mode, t)[0])
+
+    def heatmap(self, x: ImageLike):
+        """A matplotlib figure: the prepared image and the patch probabilities mapped back to
+        its pixels (each pixel the mean over the patches that see it), with a colour bar, the
+        score and the model's name."""
+        import matplotlib.pyplot as plt
+
+        from .evaluate import patch_probabilities
+        from .receptive_field import receptive_field
+        from .viz import project_map
+
+        image = self.prepare(x)
+        maps = self.patch_map(image)
+        t = self.calibration.temperature[self.mode] if self.calibration else 1.0
+        heat = project_map(patch_probabilities(maps[None], t)[0],
+                           receptive_field(self.checkpoint.model.config, self.size))
+        fig, axes = plt.subplots(1, 2, figsize=(7, 3.4))
+        axes[0].imshow(image)
+        axes[0].set_title("input (as the classifier sees it)", fontsize=9)
+        axes[1].imshow(image)
+        shown = axes[1].imshow(heat, cmap="RdBu_r", vmin=0, vmax=1, alpha=0.55)
+        axes[1].set_title("P(fake) per pixel", fontsize=9)
+        for ax in axes:
+            ax.set_axis_off()
+        fig.colorbar(shown, ax=axes[1], fraction=0.046, pad=0.04)
+        fig.suptitle(f"{self.name}: P(fake) = {self.score(image):.3f} ({self.mode})",
+                     fontsize=10)
+        return fig
+
+
+def load(run_or_checkpoint: str | os.PathLike, *, mode: str = "mean_softmax",
+         device: str | None = None) -> Detector:
+    """A :class:`Detector` from a run folder or its ``best.pt`` (as ``train`` and notebook 02
+    write them). ``mode``: ``"mean_softmax"`` (the paper's), ``"mean_logit"`` or ``"vote"``;
+    ``device``: ``None`` = CUDA when present. A missing or foreign file raises an error that
+    names it."""
+    from .evaluate import MODES, calibration, load_checkpoint
+
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    ck = load_checkpoint(run_or_checkpoint, device=device)
+    return Detector(ck, calibration(ck, device=device), mode, device)

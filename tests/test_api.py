@@ -18,7 +18,8 @@ from patchforensics.train import TrainConfig, train
 
 from conftest import face_like, write_bad_corpus, write_planted
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = [pytest.mark.usefixtures("one_thread"),
+              pytest.mark.filterwarnings("error::UserWarning")]
 
 
 @pytest.fixture(scope="module")

@@ -84,6 +84,8 @@ def logit_maps(model: torch.nn.Module, images: np.ndarray, *, device: Device = N
     if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
         raise ValueError(f"expected N x H x W x 3 uint8 images, got {images.shape} "
                          f"{images.dtype}")
+    if not images.flags.writeable:  # e.g. np.asarray(PIL image); torch warns on read-only
+        images = images.copy()
     device = resolve_device(device)
     # Moved outside inference mode: parameters converted inside it would become inference
     # tensors, unusable for autograd later (finetuning backpropagates through this model).

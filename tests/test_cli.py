@@ -7,6 +7,7 @@ import sys
 
 from PIL import Image
 
+from patchforensics import cli
 from patchforensics.cli import main
 
 from conftest import face_like, write_bad_corpus
@@ -38,3 +39,15 @@ def test_console_script_reports_errors_without_traceback(tmp_path):
                           capture_output=True, text=True)
     assert done.returncode == 2
     assert "no such folder" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_ctrl_c_while_the_parser_loads_is_one_line_and_130(monkeypatch, capsys):
+    """A SIGINT in the first seconds (the parser imports torch) ends like one later: status
+    130 and one line, no traceback."""
+    def interrupted() -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "build_parser", interrupted)
+    assert cli.main(["reproduce", "--smoke"]) == 130
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "interrupted" in err and "Traceback" not in err

@@ -292,7 +292,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:  # building the parser imports torch and friends: seconds in which a Ctrl-C may land
+        args = build_parser().parse_args(argv)
+    except KeyboardInterrupt:
+        print("patchforensics: interrupted while starting; nothing was done", file=sys.stderr)
+        return 130
     try:
         return args.func(args)
     except (ImageError, FileNotFoundError, FileExistsError, NotADirectoryError, ValueError,

@@ -198,7 +198,7 @@ def test_resume_gives_the_same_result_as_an_uninterrupted_run(planted, tmp_path,
     pd.testing.assert_frame_equal(whole.history[cols], resumed.history[cols])
 
 
-def test_a_folder_of_another_run_is_refused_unless_forced(planted, tmp_path):
+def test_a_folder_of_another_run_is_refused_unless_forced(planted, tmp_path, capsys):
     real, fake = planted
     cfg = TrainConfig(arch="resnet18", depth="layer1", epochs=1, batch_size=16, limit=16)
     train(cfg, real, fake, tmp_path / "run", device="cpu", progress=False)
@@ -209,6 +209,14 @@ def test_a_folder_of_another_run_is_refused_unless_forced(planted, tmp_path):
     res = train(other, real, fake, tmp_path / "run", device="cpu", progress=False, force=True)
     assert not res.skipped
     assert json.loads((tmp_path / "run" / "config.json").read_text())["config"]["seed"] == 1
+    # Protocol folders (notebooks, train_grid) replace a run whose config changed, saying what.
+    again = replace(other, precision="bf16")
+    res = train(again, real, fake, tmp_path / "run", device="cpu", progress=False,
+                replace_stale=True)
+    assert not res.skipped
+    assert "precision changed" in capsys.readouterr().out
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["config"][
+        "precision"] == "bf16"
 
 
 def test_mismatched_image_sizes_are_refused(planted, tmp_path):

@@ -1377,7 +1377,7 @@ def seed_runs(run: str | os.PathLike, seeds: Sequence[int], *, device: str | Non
     for seed in seeds:
         cfg = from_dict(TrainConfig, {**to_dict(base), "seed": int(seed)})
         res = train(cfg, real, fake, run_path(run).parent / cfg.run_name(), device=device,
-                    progress=progress, inversions_dir=inv)
+                    progress=progress, inversions_dir=inv, replace_stale=True)
         out[f"{cfg.arch}_{cfg.depth} seed{seed}"] = res.out_dir.as_posix()
     return out
 

@@ -352,7 +352,7 @@ def train_fresh(frozen_run: str | os.PathLike, fake_dir: str | os.PathLike, *,
     if pair.name in SETTINGS:
         pair = pair.parent
     out = pair.parent / f"{real.name}_{fake_dir.name}" / "samples" / cfg.run_name()
-    return train(cfg, real, fake_dir, out, device=device, progress=progress)
+    return train(cfg, real, fake_dir, out, device=device, progress=progress, replace_stale=True)
 
 
 def summary(history: pd.DataFrame, frozen: pd.DataFrame, fresh: pd.DataFrame, generator: str,

@@ -454,7 +454,8 @@ def train(cfg: TrainConfig, real_dir: str | os.PathLike, fake_dir: str | os.Path
           progress: bool = True, force: bool = False, channels_last: bool = True,
           checkpoint_every: int = 0,
           callback: Callable[[dict[str, Any]], None] | None = None,
-          inversions_dir: str | os.PathLike | None = None) -> TrainResult:
+          inversions_dir: str | os.PathLike | None = None,
+          replace_stale: bool = False) -> TrainResult:
     """Train one patch classifier; resumes an interrupted run, skips a finished one.
 
     ``real_dir``/``fake_dir``: dataset folders holding ``train/`` and ``val/`` of prepared
@@ -463,7 +464,9 @@ def train(cfg: TrainConfig, real_dir: str | os.PathLike, fake_dir: str | os.Path
     generator's inversions of the reals (``fake/celeba/dcgan_inverted``), one per real image
     and named like it.
     ``out_dir`` defaults to ``default_run_dir(cfg.run_name())``. A folder holding a run of
-    another config or other data raises ``ValueError`` unless ``force`` (which starts over).
+    another config or other data raises ``ValueError`` unless ``force`` (which starts over) or
+    ``replace_stale`` (the folder belongs to a protocol whose config changed: it starts over
+    and prints which config fields differ; notebooks and ``train_grid`` use it).
     ``device``: "cpu", "cuda", "cuda:1"; default CUDA when present. ``channels_last`` is the
     faster memory layout on CPU and GPU alike. ``checkpoint_every``: also write ``latest.pt``
     every N steps within an epoch (for long epochs; 0 = after each epoch only). Neither changes
@@ -477,7 +480,8 @@ def train(cfg: TrainConfig, real_dir: str | os.PathLike, fake_dir: str | os.Path
         return _train(cfg, Path(real_dir), Path(fake_dir),
                       Path(out_dir) if out_dir else default_run_dir(cfg.run_name()),
                       d, dev, progress, force, channels_last, checkpoint_every, callback,
-                      t_start, Path(inversions_dir) if inversions_dir else None)
+                      t_start, Path(inversions_dir) if inversions_dir else None,
+                      replace_stale)
     finally:
         if d.owns_group:
             dist.destroy_process_group()
@@ -486,7 +490,8 @@ def train(cfg: TrainConfig, real_dir: str | os.PathLike, fake_dir: str | os.Path
 def _train(cfg: TrainConfig, real_dir: Path, fake_dir: Path, out: Path, d: _Dist,
            dev: torch.device, progress: bool, force: bool, channels_last: bool,
            checkpoint_every: int, callback: Callable[[dict[str, Any]], None] | None,
-           t_start: float, inv_dir: Path | None = None) -> TrainResult:
+           t_start: float, inv_dir: Path | None = None,
+           replace_stale: bool = False) -> TrainResult:
     if cfg.batch_size % (2 * d.world_size):
         raise ValueError(f"batch_size {cfg.batch_size} must split into {d.world_size} "
                          "balanced per-process batches")
@@ -512,6 +517,13 @@ def _train(cfg: TrainConfig, real_dir: Path, fake_dir: Path, out: Path, d: _Dist
     done = finished_run(out)
     config_path = out / "config.json"
     old = json.loads(config_path.read_text()) if config_path.exists() else None
+    if old is not None and old.get("fingerprint") != fp and replace_stale and not force:
+        before, now = old.get("config", {}), to_dict(cfg)
+        changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
+        if d.main:
+            print(f"{out}: holds a run of another config ({', '.join(changed) or 'data'} "
+                  "changed): training it again")
+        force = True
     if old is not None and old.get("fingerprint") != fp:
         if not force:
             raise ValueError(f"{out}: holds a run of another config or other data; pass "
@@ -787,7 +799,7 @@ def train_grid(models: Sequence[tuple[str, str]], real_dir: str | os.PathLike,
                                           **(overrides or {}).get(name, {})})
             res = train(cfg, real_dir, fake_dir, Path(run_root) / cfg.run_name(),
                         device=device, progress=progress, force=force,
-                        inversions_dir=inversions)
+                        inversions_dir=inversions, replace_stale=True)
             done = finished_run(res.out_dir) or {}
             mcfg = cfg.model_config()
             rf = receptive_field(mcfg, side)

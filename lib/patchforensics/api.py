@@ -80,13 +80,19 @@ class Detector:
         return logit_maps(self.checkpoint.model, self.prepare(x)[None], device=self.device,
                           precision=eval_precision(self.checkpoint, self.device))[0]
 
+    @property
+    def temperature(self) -> float:
+        return self.calibration.temperature[self.mode] if self.calibration else 1.0
+
+    def _score(self, maps: np.ndarray) -> float:
+        from .evaluate import scores_from_maps
+
+        return float(scores_from_maps(maps[None], self.mode, self.temperature)[0])
+
     def score(self, x: ImageLike) -> float:
         """P(fake) in [0, 1] of ``mode``, temperature-calibrated when the run has a calibration
         (the ``prob_fake`` of ``patchforensics score``)."""
-        from .evaluate import scores_from_maps
-
-        t = self.calibration.temperature[self.mode] if self.calibration else 1.0
-        return float(scores_from_maps(self.patch_map(x)[None], self.mode, t)[0])
+        return self._score(self.patch_map(x))
 
     def heatmap(self, x: ImageLike):
         """A matplotlib figure: the prepared image and the patch probabilities mapped back to
@@ -100,8 +106,7 @@ class Detector:
 
         image = self.prepare(x)
         maps = self.patch_map(image)
-        t = self.calibration.temperature[self.mode] if self.calibration else 1.0
-        heat = project_map(patch_probabilities(maps[None], t)[0],
+        heat = project_map(patch_probabilities(maps[None], self.temperature)[0],
                            receptive_field(self.checkpoint.model.config, self.size))
         fig, axes = plt.subplots(1, 2, figsize=(7, 3.4))
         axes[0].imshow(image)
@@ -112,7 +117,7 @@ class Detector:
         for ax in axes:
             ax.set_axis_off()
         fig.colorbar(shown, ax=axes[1], fraction=0.046, pad=0.04)
-        fig.suptitle(f"{self.name}: P(fake) = {self.score(image):.3f} ({self.mode})",
+        fig.suptitle(f"{self.name}: P(fake) = {self._score(maps):.3f} ({self.mode})",
                      fontsize=10)
         return fig
 

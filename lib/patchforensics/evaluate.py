@@ -133,7 +133,8 @@ def folder_maps(ck: Checkpoint, folder: str | os.PathLike, *, device: Device = N
     a rewritten set is scored afresh. ``loader``: reads the folder's images (default
     ``load_folder``) when they must be scored."""
     folder = Path(folder)
-    listing = [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in list_images(folder)]
+    listing = [(f.name, st.st_size, st.st_mtime_ns)
+               for f in list_images(folder) for st in (f.stat(),)]
     precision = eval_precision(ck, device)
     key = hashlib.sha256(json.dumps([checkpoint_sha256(ck.path), str(folder.resolve()),
                                      listing, precision]).encode()).hexdigest()[:24]

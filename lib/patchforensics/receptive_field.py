@@ -185,7 +185,7 @@ PACKAGED = Path(__file__).with_name("receptive_fields.json")
 
 @lru_cache(maxsize=1)
 def _packaged() -> dict[str, dict]:
-    """The fields of the protocol's profiles (``protocol.PROFILES``: default, full and smoke),
+    """The fields of the profiles in ``protocol.PROFILES`` (default, seeds, full, smoke),
     measured once and shipped with the package (``tests/test_receptive_field.py`` re-measures
     them), so a first run does not spend a minute measuring them."""
     import json

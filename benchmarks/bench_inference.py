@@ -50,6 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", type=int, default=64, help="image side before the load size")
     ap.add_argument("--json", action="store_true", help="print one JSON object last")
     args = ap.parse_args(argv)
+    machine = cpu_info()
+    print(f"{machine['cpu']}, {torch.get_num_threads()} threads, native bf16: "
+          f"{machine.get('mkldnn_bf16')}", flush=True)
     rows = []
     for depth, load in MODELS:
         model = build_model(depth=depth, load_size=load, seed=0)
@@ -71,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{rows[-1]['model']:17s} load {load:3d} batch {bs:3d}: plain "
                   f"{plain:6.1f} ms/img, folded {folded:6.1f} ms/img", flush=True)
     if args.json:
-        print(json.dumps({"machine": cpu_info(), "threads": torch.get_num_threads(),
+        print(json.dumps({"machine": machine, "threads": torch.get_num_threads(),
                           "rows": rows}))
     return 0
 

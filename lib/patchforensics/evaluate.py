@@ -508,7 +508,7 @@ def eval_precision(ck: Checkpoint, device: Device = None) -> str:
     """The precision a checkpoint is scored in: ``"bf16"`` features (fp32 head, see
     ``models.inference_model``) for a *patch* model trained in bf16 on a device with native
     bf16, else ``"fp32"``. Such scores come from the arithmetic the model was trained with, at
-    2.2x the fp32 speed on a Zen 4 CPU; on the default run's models they kept every AUC within
+    2.2x the fp32 speed on a 2-core AMD EPYC; on the default run's models they kept every AUC within
     0.0003 and the image order (Spearman > 0.9999). A full-image model stays fp32: its one
     logit per image comes from bf16-rounded pooled features and tied two images there (it is
     cheap at 64 px anyway). Validation (stopping, calibration thresholds) is always fp32."""

@@ -16,7 +16,7 @@ fact:
   at least 1.5 fields wide); every cell's loss is the same as on whole images, and validation and
   evaluation see whole images. This is what makes the 3x upsampling affordable on a CPU.
 - **Precision.** Training steps run under bf16 autocast where the device has native bf16
-  (2.2x faster steps on a Zen 4 CPU; weights, optimiser, loss and all evaluation stay fp32),
+  (2.2x faster steps on a 2-core AMD EPYC; weights, optimiser, loss and all evaluation stay fp32),
   fp32 elsewhere; every run records the precision it used (``TrainConfig.precision``).
 - **Budget** (two CPU cores of the slow kind, see the README): ``default`` fits the series'
   time budget with one training seed and the primary setting; ``full`` adds the second setting,

@@ -389,7 +389,7 @@ def test_score_handles_mixed_and_broken_inputs(planted_world, planted_run, tmp_p
     assert sorted(skipped) == sorted(REFUSED)
     good = table[table["error"] == ""]
     assert good["prob_fake"].between(0, 1).all() and good["score"].between(0, 1).all()
-    assert len(list((tmp_path / "heat").glob("*.heatmap.png"))) == len(good)
+    assert len(list((tmp_path / "heat").rglob("*.heatmap.png"))) == len(good)
     # Boxes are in the original image's pixels: inside the 96 x 72 image's centre square.
     wide = good[good["path"].str.endswith("wide.jpg")].iloc[0]
     assert 12 <= wide["box_top"] < wide["box_bottom"] <= 84

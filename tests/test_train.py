@@ -204,7 +204,7 @@ def test_a_folder_of_another_run_is_refused_unless_forced(planted, tmp_path, cap
     train(cfg, real, fake, tmp_path / "run", device="cpu", progress=False)
     other = TrainConfig(arch="resnet18", depth="layer1", epochs=1, batch_size=16, limit=16,
                         seed=1)
-    with pytest.raises(ValueError, match="another config"):
+    with pytest.raises(ValueError, match=r"holds another run \(seed 0 -> 1\)"):
         train(other, real, fake, tmp_path / "run", device="cpu", progress=False)
     res = train(other, real, fake, tmp_path / "run", device="cpu", progress=False, force=True)
     assert not res.skipped
@@ -214,7 +214,7 @@ def test_a_folder_of_another_run_is_refused_unless_forced(planted, tmp_path, cap
     res = train(again, real, fake, tmp_path / "run", device="cpu", progress=False,
                 replace_stale=True)
     assert not res.skipped
-    assert "precision changed" in capsys.readouterr().out
+    assert "precision 'fp32' -> 'bf16'" in capsys.readouterr().out
     assert json.loads((tmp_path / "run" / "config.json").read_text())["config"][
         "precision"] == "bf16"
 
@@ -277,7 +277,8 @@ def test_distributed_data_parallel_with_two_gloo_processes(planted, tmp_path):
 
 def test_grid_trains_each_model_once_and_tabulates_it(planted, tmp_path):
     from patchforensics.receptive_field import model_table
-    from patchforensics.train import grid_models, plot_histories, plot_summary, train_grid
+    from patchforensics.train import grid_models, train_grid
+    from patchforensics.viz import training_curves, val_accuracy_bars
 
     real, fake = planted
     models = grid_models(["block1"], [1])
@@ -289,9 +290,9 @@ def test_grid_trains_each_model_once_and_tabulates_it(planted, tmp_path):
     again = train_grid(models, real, fake, tmp_path, base=base, device="cpu", progress=False)
     assert again["skipped"].all()
     assert again["val_patch_acc"].tolist() == first["val_patch_acc"].tolist()
-    fig = plot_histories({m: tmp_path / f"{m}_seed0" for m in first.index})
+    fig = training_curves({m: first.loc[m, "run"] for m in first.index})  # as recorded
     assert len(fig.axes) == 4 and all(len(ax.lines) == 2 for ax in fig.axes)
-    assert len(plot_summary(first).axes[0].patches) == 4
+    assert len(val_accuracy_bars(first).axes[0].patches) == 4
     table = model_table(models, SIZE)
     assert table.loc["resnet18_layer1", "map"] == "8x8"
     assert table["fits"].tolist() == [True, False]  # a 43 px field does not fit in 32 px

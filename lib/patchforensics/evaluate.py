@@ -45,9 +45,9 @@ import torch
 from PIL import Image, ImageFilter
 from scipy.special import expit, logsumexp
 
-from . import paths
+from . import paths, runs
 from .data import FAKE, REAL, load_folder
-from .images import atomic_write_bytes, atomic_write_text, list_images, sha256_file
+from .images import atomic_write_bytes, atomic_write_text, list_images, sha256_cached
 from .models import PatchClassifier, classifier_from_state, inference_batch_size, inference_model
 
 Device = str | torch.device | None  # None or "auto": CUDA when present, else CPU
@@ -110,20 +110,15 @@ def logit_maps(model: torch.nn.Module, images: np.ndarray, *, device: Device = N
     return np.concatenate(out) if out else np.zeros((0, 1, 1), np.float32)
 
 
-_SHA_BY_STAT: dict[tuple[str, int, int], str] = {}
-
-
 def checkpoint_sha256(path: str | os.PathLike) -> str:
-    """SHA-256 of a checkpoint file, remembered per (path, size, mtime) within the process."""
-    st = Path(path).stat()
-    key = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
-    if key not in _SHA_BY_STAT:
-        _SHA_BY_STAT[key] = sha256_file(path)
-    return _SHA_BY_STAT[key]
+    """SHA-256 of a checkpoint file, through the on-disk hash cache (``images.sha256_cached``:
+    an unchanged file is not read again, in this process or the next)."""
+    return sha256_cached(path)
 
 
 def folder_maps(ck: Checkpoint, folder: str | os.PathLike, *, device: Device = None,
-                loader: Callable[[Path], np.ndarray] | None = None) -> np.ndarray:
+                loader: Callable[[Path], np.ndarray] | None = None,
+                recursive: bool = False) -> np.ndarray:
     """:func:`logit_maps` of every image of ``folder`` (sorted as :func:`data.load_folder`
     sorts them): N x h x w float32, cached on disk.
 
@@ -131,10 +126,11 @@ def folder_maps(ck: Checkpoint, folder: str | os.PathLike, *, device: Device = N
     (``<run>/maps/<key>.npy``) is keyed by the checkpoint's SHA-256 and the folder's file
     names, sizes and modification times (and :func:`eval_precision`), so a retrained model or
     a rewritten set is scored afresh. ``loader``: reads the folder's images (default
-    ``load_folder``) when they must be scored."""
+    ``load_folder``) when they must be scored. ``recursive``: subfolders' images too."""
     folder = Path(folder)
-    listing = [(f.name, st.st_size, st.st_mtime_ns)
-               for f in list_images(folder) for st in (f.stat(),)]
+    # relative paths: a flat folder keys as before (its names), subfolders cannot collide
+    listing = [(f.relative_to(folder).as_posix(), st.st_size, st.st_mtime_ns)
+               for f in list_images(folder, recursive=recursive) for st in (f.stat(),)]
     precision = eval_precision(ck, device)
     key = hashlib.sha256(json.dumps([checkpoint_sha256(ck.path), str(folder.resolve()),
                                      listing, precision]).encode()).hexdigest()[:24]
@@ -146,7 +142,8 @@ def folder_maps(ck: Checkpoint, folder: str | os.PathLike, *, device: Device = N
                 return maps
         except (OSError, ValueError):  # a damaged cache file is recomputed
             pass
-    images = loader(folder) if loader is not None else load_folder(folder)[0]
+    images = loader(folder) if loader is not None else \
+        load_folder(folder, recursive=recursive)[0]
     maps = logit_maps(ck.model, images, device=device, precision=precision)
     buf = io.BytesIO()
     np.save(buf, maps)
@@ -452,32 +449,11 @@ class Checkpoint:
     precision: str = "fp32"  # of its training steps (``TrainConfig.precision``)
 
 
-def _resolve_recorded(folder: str) -> Path | None:
-    """A dataset folder as recorded by ``train.data_record`` (relative to the data dir or the
-    project root, or absolute), if it still exists."""
-    p = Path(folder)
-    for cand in ([p] if p.is_absolute() else [paths.data_dir() / p, paths.root() / p]):
-        if cand.is_dir():
-            return cand
-    return None
-
-
-def run_path(run: str | os.PathLike) -> Path:
-    """A run folder or checkpoint as given, or below ``paths.checkpoints_dir()`` when it is
-    relative and not found as given (``find_runs`` and ``train_grid`` record runs that way)."""
-    p = Path(run)
-    if p.is_absolute() or p.exists():
-        return p
-    return paths.checkpoints_dir() / p
-
-
 def load_checkpoint(ckpt: str | os.PathLike, *, device: Device = None) -> Checkpoint:
     """A classifier from a run folder or its ``best.pt``, with its training image size and data
     folders (from the run's ``config.json`` when present). Raises ``FileNotFoundError`` or
     ``ValueError`` with the file's name when it is missing or not a patchforensics checkpoint."""
-    path = run_path(ckpt)
-    if path.is_dir():
-        path = path / "best.pt"
+    path = runs.checkpoint_file(ckpt)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such checkpoint (give a run folder or its best.pt)")
     try:
@@ -491,8 +467,8 @@ def load_checkpoint(ckpt: str | os.PathLike, *, device: Device = None) -> Checkp
     config_path = path.parent / "config.json"
     cfg = json.loads(config_path.read_text()) if config_path.exists() else {}
     data = cfg.get("data", {})
-    real = _resolve_recorded(data["real"]["dir"]) if "real" in data else None
-    fake = _resolve_recorded(data["fake"]["dir"]) if "fake" in data else None
+    real = runs.resolve_recorded(data["real"]["dir"]) if "real" in data else None
+    fake = runs.resolve_recorded(data["fake"]["dir"]) if "fake" in data else None
     size = raw.get("input_size")
     if size is None and real is not None:
         size = load_folder(real / "val", limit=1)[0].shape[1]
@@ -587,8 +563,8 @@ def evaluate_maps(real: np.ndarray, fakes: dict[str, np.ndarray], cal: Calibrati
     return pd.DataFrame(rows)
 
 
-def _load_images(folder: str | os.PathLike, size: int) -> np.ndarray:
-    images, _, skipped = load_folder(folder, on_error="skip")
+def _load_images(folder: str | os.PathLike, size: int, recursive: bool = False) -> np.ndarray:
+    images, _, skipped = load_folder(folder, on_error="skip", recursive=recursive)
     if skipped:
         first = next(iter(skipped.items()))
         raise ValueError(f"{folder}: {len(skipped)} unreadable file(s), e.g. {first[0]}: "
@@ -625,9 +601,10 @@ def evaluate(ckpt: str | os.PathLike, real_dir: str | os.PathLike,
              fake_dirs: dict[str, str | os.PathLike], *, modes: Sequence[str] = MODES,
              val_real: str | os.PathLike | None = None,
              val_fake: str | os.PathLike | None = None,
-             device: Device = None, n_boot: int = 0) -> pd.DataFrame:
+             device: Device = None, n_boot: int = 0, recursive: bool = True) -> pd.DataFrame:
     """Evaluate one checkpoint on a folder of reals and named folders of fakes (prepared images
-    of the training size, directly in each folder). One row per (fake set, mode); columns of
+    of the training size, in each folder and, when ``recursive``, its subfolders; the
+    validation folders are read flat). One row per (fake set, mode); columns of
     :func:`evaluate_maps` (with AUC intervals when ``n_boot`` > 0) plus ``model``,
     ``checkpoint``, ``calibrated_on``."""
     ck = load_checkpoint(ckpt, device=device)
@@ -641,10 +618,11 @@ def evaluate(ckpt: str | os.PathLike, real_dir: str | os.PathLike,
     _check_not_swapped(ck, real_dir, fake_dirs)
     cal = calibration(ck, val_real=val_real, val_fake=val_fake, device=device)
     def load(folder: Path) -> np.ndarray:
-        return _load_images(folder, ck.input_size)
+        return _load_images(folder, ck.input_size, recursive)
 
-    real = folder_maps(ck, real_dir, device=device, loader=load)
-    fakes = {n: folder_maps(ck, fake_dirs[n], device=device, loader=load) for n in names}
+    real = folder_maps(ck, real_dir, device=device, loader=load, recursive=recursive)
+    fakes = {n: folder_maps(ck, fake_dirs[n], device=device, loader=load, recursive=recursive)
+             for n in names}
     table = evaluate_maps(real, fakes, cal, modes=modes, n_boot=n_boot)
     table.insert(0, "model", ck.name)
     table["checkpoint"] = ck.path.as_posix()
@@ -675,11 +653,7 @@ RunKey = str | tuple[str, int]  # "label" (seed read from the run) or (label, se
 
 def run_setting(run: str | os.PathLike) -> str:
     """The training setting a run recorded (``config.json``: ``train.setting``), else ``""``."""
-    cfg_path = run_path(run)
-    cfg_path = (cfg_path if cfg_path.is_dir() else cfg_path.parent) / "config.json"
-    if not cfg_path.exists():
-        return ""
-    cfg = json.loads(cfg_path.read_text())
+    cfg = runs.read_config(run)
     return str(cfg.get("train", {}).get("setting") or cfg.get("config", {}).get("setting")
                or "")
 
@@ -1197,104 +1171,175 @@ def save_world_table(frame: pd.DataFrame, base: str, world: str) -> Path:
 
 # --- scoring arbitrary images (``patchforensics score``) ---------------------------------------
 
-def expand_inputs(inputs: Sequence[str | os.PathLike]) -> list[Path]:
-    """Files and folders (searched recursively) -> image files, in the given order; a path
-    that does not exist raises ``FileNotFoundError``."""
-    out: list[Path] = []
+def input_files(inputs: Sequence[str | os.PathLike], *,
+                recursive: bool = True) -> list[tuple[Path, str]]:
+    """Files and folders (searched recursively unless not ``recursive``) -> ``(image file,
+    name)`` pairs in the given
+    order; ``name`` is the file's path relative to the folder it was found in (posix), or its
+    file name when the file was given directly. A path that does not exist raises
+    ``FileNotFoundError``."""
+    out: list[tuple[Path, str]] = []
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            out.extend(list_images(p, recursive=True))
+            out.extend((f, f.relative_to(p).as_posix())
+                       for f in list_images(p, recursive=recursive))
         elif p.is_file():
-            out.append(p)
+            out.append((p, p.name))
         else:
             raise FileNotFoundError(f"{p}: no such file or folder")
     return out
 
 
+def expand_inputs(inputs: Sequence[str | os.PathLike], *, recursive: bool = True) -> list[Path]:
+    """Files and folders (searched recursively unless not ``recursive``) -> image files, in the
+    given order; a path that does not exist raises ``FileNotFoundError``."""
+    return [f for f, _ in input_files(inputs, recursive=recursive)]
+
+
+HEATMAP_MARKER = "heatmaps.json"  # in a heatmap folder: which model drew it
+
+
+def claim_heatmap_folder(folder: str | os.PathLike, ck: Checkpoint, *,
+                         force: bool = False) -> Path:
+    """Make ``folder`` this checkpoint's heatmap folder (:data:`HEATMAP_MARKER` records the
+    checkpoint's SHA-256, path and model name) and return it. The same checkpoint may write
+    into its own folder again. A folder that another checkpoint drew, or that holds files but
+    no marker, raises ``FileExistsError`` naming it, unless ``force``, which first removes the
+    ``*.heatmap.png`` files in it (so the folder holds one model's heatmaps only)."""
+    out = Path(folder)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"{out}: is not a folder (--heatmaps needs a folder)")
+    marker = out / HEATMAP_MARKER
+    sha = checkpoint_sha256(ck.path)
+    owner = None
+    if marker.is_file():
+        try:
+            owner = json.loads(marker.read_text())
+        except (OSError, ValueError):
+            owner = {}
+    if owner is not None and owner.get("checkpoint_sha256") == sha:
+        return out
+    foreign = owner is not None or (out.is_dir() and any(out.iterdir()))
+    if foreign and not force:
+        who = (f"model {owner.get('model', '?')} ({owner.get('checkpoint', '?')})"
+               if owner else "something else (no heatmaps.json)")
+        raise FileExistsError(f"{out}: holds heatmaps of {who}; choose another folder or "
+                              "pass --force to replace them")
+    if foreign:  # force: another model's heatmaps must not pass for this one's
+        for old in out.rglob("*.heatmap.png"):
+            old.unlink()
+    atomic_write_text(marker, json.dumps({"checkpoint_sha256": sha, "model": ck.name,
+                                          "checkpoint": ck.path.as_posix()}, indent=2) + "\n")
+    return out
+
+
 def score_files(ckpt: str | os.PathLike, inputs: Sequence[str | os.PathLike], *,
                 mode: str = "mean_softmax", heatmaps: str | os.PathLike | None = None,
-                strict: bool = False, batch_size: int = 0, device: Device = None,
-                progress: bool = True,
-                on_skip: Callable[[Path, str], None] | None = None) -> pd.DataFrame:
-    """Score images of any size, format and mode with a checkpoint.
+                force: bool = False, strict: bool = False, batch_size: int = 0,
+                device: Device = None, progress: bool = True,
+                on_skip: Callable[[Path, str], None] | None = None,
+                recursive: bool = True) -> pd.DataFrame:
+    """Score images of any size, format and mode with a checkpoint (folders searched
+    recursively unless not ``recursive``).
 
     Each file goes through the training pipeline (``preprocess.prepare_array``: centre square,
     LANCZOS to the training size). One row per file: ``prob_fake`` (temperature-calibrated when
     the run has a calibration, else equal to ``score``), ``score`` (raw image score of ``mode``),
     the most suspicious patch's box in the *original* image's pixels (``box_top``, ``box_left``,
-    ``box_bottom``, ``box_right``, half-open, after EXIF rotation), and ``error`` (empty unless
-    the file was skipped). A bad file is skipped and reported through ``on_skip(path, problem)``
-    unless ``strict``, which raises its ``ImageError``. ``heatmaps``: a folder to write one
-    ``<name>.heatmap.png`` per image (the image with its patch map overlaid)."""
+    ``box_bottom``, ``box_right``, half-open, after EXIF rotation), ``heatmap`` (the file's
+    heatmap PNG, empty when none) and ``error`` (empty unless the file was skipped). A bad file
+    is skipped and reported through ``on_skip(path, problem)`` unless ``strict``, which raises
+    its ``ImageError``.
+
+    ``heatmaps``: a folder for one ``viz.heatmap_figure`` per image (the original image and its
+    P(fake) overlay, the box above outlined, colour bar, score, model), at the input's path
+    relative to the folder it was found in (``sub/photo.jpg`` -> ``<heatmaps>/sub/
+    photo.heatmap.png``; a file given directly: its name). The folder records the checkpoint
+    (:func:`claim_heatmap_folder`): another model's folder raises ``FileExistsError`` unless
+    ``force``. Files inside it are never scored as inputs."""
     from .images import ImageError, read_image
     from .preprocess import prepare_array
     from .progress import bar as progress_bar
     from .receptive_field import receptive_field
-    from .viz import heatmap_overlay, project_map
+    from .viz import box_to_original, heatmap_figure, png_bytes
 
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    files = expand_inputs(inputs)
+    named = input_files(inputs, recursive=recursive)
+    out_dir = Path(heatmaps) if heatmaps is not None else None
+    if out_dir is not None and out_dir.is_dir():  # last run's heatmaps are not inputs
+        inside = out_dir.resolve()
+        named = [(f, n) for f, n in named if not f.resolve().is_relative_to(inside)]
+    files = [f for f, _ in named]
     if not files:
         raise ValueError(f"no images found in {[str(i) for i in inputs]}")
     ck = load_checkpoint(ckpt, device=device)
+    if out_dir is not None:
+        claim_heatmap_folder(out_dir, ck, force=force)
     cal = calibration(ck, device=device)
     temp = cal.temperature[mode] if cal else 1.0
     size = ck.input_size
     rf = receptive_field(ck.model.config, size)
-    out_dir = Path(heatmaps) if heatmaps is not None else None
     used_names: set[str] = set()
     rows: list[dict[str, Any]] = []
     bar = progress_bar(total=len(files), desc="score", unit="img", disable=not progress)
 
-    def flush(batch: list[tuple[Path, np.ndarray, tuple[int, int, int]]]) -> None:
-        maps = logit_maps(ck.model, np.stack([b[1] for b in batch]), device=device,
+    def heatmap_path(name: str) -> Path:
+        # Two inputs may share a relative stem (photo.jpg and photo.png, or two folders):
+        # later ones get _2, _3 ...; the CSV's heatmap column says which is whose.
+        stem = name.rsplit(".", 1)[0] if "." in name.rsplit("/", 1)[-1] else name
+        candidate, n = stem, 1
+        while candidate.casefold() in used_names:
+            n += 1
+            candidate = f"{stem}_{n}"
+        used_names.add(candidate.casefold())
+        return out_dir / f"{candidate}.heatmap.png"
+
+    def flush(batch: list[tuple[Path, str, np.ndarray, np.ndarray]]) -> None:
+        maps = logit_maps(ck.model, np.stack([b[3] for b in batch]), device=device,
                           batch_size=batch_size, precision=eval_precision(ck, device))
         raw = scores_from_maps(maps, mode)
         cal_p = scores_from_maps(maps, mode, temp)
         probs = patch_probabilities(maps, temp)
-        for (f, img, (top, left, side)), m, s, p, pm in zip(batch, maps, raw, cal_p, probs,
-                                                            strict=True):
+        for (f, name, original, _), m, s, p, pm in zip(batch, maps, raw, cal_p, probs,
+                                                       strict=True):
             i, j = np.unravel_index(int(np.argmax(m)), m.shape)
-            r0, c0, r1, c1 = rf.box(int(i), int(j))
-            k = side / size  # original px per prepared px
-            rows.append({"path": f.as_posix(), "prob_fake": float(p), "score": float(s),
-                         "mode": mode, "temperature": temp, "calibrated": cal is not None,
-                         "box_top": top + int(np.floor(r0 * k)),
-                         "box_left": left + int(np.floor(c0 * k)),
-                         "box_bottom": top + int(np.ceil(r1 * k)),
-                         "box_right": left + int(np.ceil(c1 * k)), "error": ""})
+            box = box_to_original(rf.box(int(i), int(j)), original.shape, size)
+            row = {"path": f.as_posix(), "prob_fake": float(p), "score": float(s),
+                   "mode": mode, "temperature": temp, "calibrated": cal is not None,
+                   "box_top": box[0], "box_left": box[1], "box_bottom": box[2],
+                   "box_right": box[3], "heatmap": "", "error": ""}
             if out_dir is not None:
-                name = f.stem
-                while name in used_names:
-                    name += "_"
-                used_names.add(name)
-                png = heatmap_overlay(img, project_map(pm, rf), box=rf.box(int(i), int(j)))
-                buf = io.BytesIO()
-                Image.fromarray(png).save(buf, format="PNG")
-                atomic_write_bytes(out_dir / f"{name}.heatmap.png", buf.getvalue())
+                target = heatmap_path(name)
+                atomic_write_bytes(target, png_bytes(heatmap_figure(
+                    original, pm, rf, score=float(p), model=ck.name, mode=mode, box=box)))
+                row["heatmap"] = target.as_posix()
+            rows.append(row)
         bar.update(len(batch))
 
-    batch: list[tuple[Path, np.ndarray, tuple[int, int, int]]] = []
-    for f in files:
+    batch: list[tuple[Path, str, np.ndarray, np.ndarray]] = []
+    held = 0  # bytes of originals in the batch
+    for f, name in named:
         try:
             arr, _ = read_image(f)
         except ImageError as err:
             if strict:
                 bar.close()
                 raise
-            rows.append({"path": f.as_posix(), "error": err.problem})
+            rows.append({"path": f.as_posix(), "heatmap": "", "error": err.problem})
             if on_skip is not None:
                 on_skip(f, err.problem)
             bar.update(1)
             continue
-        h, w = arr.shape[:2]
-        side = min(h, w)  # prepare_array's centre square: offset and side in original px
-        batch.append((f, prepare_array(arr, size), ((h - side) // 2, (w - side) // 2, side)))
-        if len(batch) == (batch_size or 64):  # files decoded per group
+        # The original stays in the batch only when a heatmap is drawn over it, and then
+        # caps the group's decoded pixels: a folder of 12 MP photos must not hold 64 at once.
+        keep = arr if out_dir is not None else np.empty(arr.shape[:2] + (0,), np.uint8)
+        batch.append((f, name, keep, prepare_array(arr, size)))
+        held += keep.size
+        if len(batch) == (batch_size or 64) or held > 2**28:  # files decoded per group
             flush(batch)
-            batch = []
+            batch, held = [], 0
     if batch:
         flush(batch)
     bar.close()
@@ -1316,71 +1361,12 @@ def table_name(base: str, world: str) -> str:
     return base if world == "default64" else f"{base}_{world}"
 
 
-def find_runs(run_root: str | os.PathLike, seed: int = 0) -> dict[str, str]:
-    """``{model name: run folder}`` of the finished runs of ``seed`` below ``run_root`` (as
-    notebook 02 writes them; folders relative to ``paths.checkpoints_dir()`` when below it),
-    Xception before ResNet-18, shallow before deep. ``FileNotFoundError`` when there are none."""
-    from .models import DEPTHS
-
-    root = Path(run_root)
-    found = {}
-    for done in root.glob(f"*_seed{seed}/done.json"):
-        name = done.parent.name.removesuffix(f"_seed{seed}")
-        try:
-            found[name] = done.parent.resolve().relative_to(
-                paths.checkpoints_dir().resolve()).as_posix()
-        except ValueError:
-            found[name] = done.parent.resolve().as_posix()
-    if not found:
-        raise FileNotFoundError(f"{root}: no finished classifier runs of seed {seed}; run "
-                                "notebook 02 first (patchforensics reproduce --only 02)")
-    order = [f"{a}_{d}" for a in DEPTHS for d in DEPTHS[a]]
-    return {k: found[k] for k in sorted(found, key=lambda k: order.index(k)
-                                        if k in order else len(order))}
-
-
-def run_setup(run: str | os.PathLike) -> tuple[Any, Path, Path]:
-    """``(TrainConfig, real dataset folder, fake dataset folder)`` a finished or running
-    classifier run was trained with (from its ``config.json``); ``FileNotFoundError`` when
-    its data is gone."""
-    from .config import from_dict
-    from .train import TrainConfig
-
-    run = run_path(run)
-    cfg_json = json.loads((run / "config.json").read_text())
-    real = _resolve_recorded(cfg_json["data"]["real"]["dir"])
-    fake = _resolve_recorded(cfg_json["data"]["fake"]["dir"])
-    if real is None or fake is None:
-        raise FileNotFoundError(f"{run}: its training data ({cfg_json['data']['real']['dir']}, "
-                                f"{cfg_json['data']['fake']['dir']}) is gone")
-    return from_dict(TrainConfig, cfg_json["config"]), real, fake
-
-
 def require_models(runs: dict[str, Any], names: Sequence[str]) -> None:
     """``ValueError`` naming the models of ``names`` that ``runs`` (from :func:`find_runs`)
     lacks, and the ones it has: a notebook parameter naming an untrained model fails at once."""
     missing = [n for n in names if n not in runs]
     if missing:
         raise ValueError(f"notebook 02 trained no {missing}; it has {list(runs)}")
-
-
-def seed_runs(run: str | os.PathLike, seeds: Sequence[int], *, device: str | None = None,
-              progress: bool = True) -> dict[str, str]:
-    """The run's exact configuration trained with each of ``seeds`` (finished runs are skipped,
-    the run itself is reused for its own seed), in sibling folders ``<arch>_<depth>_seed<k>``.
-    Returns ``{"<model> seed<k>": run folder}``."""
-    from .config import from_dict, to_dict
-    from .train import TrainConfig, inversions_dir, train
-
-    base, real, fake = run_setup(run)
-    inv = inversions_dir(fake) if base.setting == "samples_inversions" else None
-    out = {}
-    for seed in seeds:
-        cfg = from_dict(TrainConfig, {**to_dict(base), "seed": int(seed)})
-        res = train(cfg, real, fake, run_path(run).parent / cfg.run_name(), device=device,
-                    progress=progress, inversions_dir=inv, replace_stale=True)
-        out[f"{cfg.arch}_{cfg.depth} seed{seed}"] = res.out_dir.as_posix()
-    return out
 
 
 def set_maps(ckpt: str | os.PathLike, world_root: str | os.PathLike, dataset: str, *,

@@ -302,24 +302,6 @@ def part_change(strips: np.ndarray, labels: np.ndarray, found: np.ndarray) -> pd
     return pd.DataFrame(rows).set_index("part").sort_values("mean_change", ascending=False)
 
 
-def plot_scores(curves: dict[str, pd.DataFrame]):
-    """Classifier score along a, one line per shift (``{name: score_curve frame}``), +-1 sd."""
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(4.2, 3.0))
-    for name, c in curves.items():
-        ax.plot(c["alpha"], c["score"], marker="o", ms=3, label=name)
-        ax.fill_between(c["alpha"], c["score"] - c["std"], c["score"] + c["std"], alpha=0.15)
-    ax.axvline(0, color="gray", lw=0.8)
-    ax.set_xlabel("a  (image = G(z + a w))")
-    ax.set_ylabel("classifier score, P(fake)")
-    ax.set_ylim(-0.02, 1.02)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    return fig
-
-
 def run_for(world_root: str | os.PathLike, dataset: str, generator: str, classifier_run: str,
             cfg: ExaggerateConfig, *, device: str | None = None, progress: bool = True
             ) -> tuple[ExaggerateResult | None, Any, Any]:
@@ -331,7 +313,7 @@ def run_for(world_root: str | os.PathLike, dataset: str, generator: str, classif
     from . import paths
     from .evaluate import eval_precision, load_checkpoint, resolve_device
     from .generators import get_generator
-    from .images import sha256_file
+    from .images import sha256_cached
 
     dev = resolve_device(device)
     root = Path(world_root)
@@ -344,7 +326,7 @@ def run_for(world_root: str | os.PathLike, dataset: str, generator: str, classif
     name = (f"{dataset}_{generator}__{ck.name}_{cfg.part or 'all'}_lam{cfg.lam:g}"
             f"_seed{cfg.seed}")
     record = {"generator_sha256": gen.checkpoint_sha256,
-              "classifier_sha256": sha256_file(ck.path), "classifier_model": ck.name}
+              "classifier_sha256": sha256_cached(ck.path), "classifier_model": ck.name}
     try:
         res = exaggerate(cfg, gen, ck.model, paths.checkpoints_dir() / "exaggerate" / root.name
                          / name, record=record, progress=progress)

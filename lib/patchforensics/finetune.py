@@ -35,7 +35,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from . import paths
+from . import paths, runs
 from .config import fingerprint, to_dict
 from .data import FAKE, REAL, load_folder, to_uint8
 from .images import atomic_write_text
@@ -151,12 +151,12 @@ def finetune(cfg: FinetuneConfig, classifier_run: str | os.PathLike, *,
     if reals.shape[1] != gen.size or ck.input_size != gen.size:
         raise ValueError(f"sizes differ: reals {reals.shape[1]} px, generator {gen.size} px, "
                          f"classifier trained on {ck.input_size} px")
-    from .images import sha256_file
+    from .images import sha256_cached, sha256_files
 
     record = {"config": to_dict(cfg), "generator_sha256": gen.checkpoint_sha256,
-              "classifier": ck.path.as_posix(), "classifier_sha256": sha256_file(ck.path),
+              "classifier": ck.path.as_posix(), "classifier_sha256": sha256_cached(ck.path),
               "classifier_model": ck.name,
-              "reals": fingerprint(sorted(sha256_file(f) for f in real_files))}
+              "reals": fingerprint(sorted(sha256_files(real_files)))}
     fp = fingerprint(record)
     folder = Path(out_dir) if out_dir else (paths.checkpoints_dir() / "finetune" / root.name
                                             / run_name(cfg, ck.name))
@@ -285,26 +285,6 @@ def write_fake_set(gen: Any, world_root: str | os.PathLike, *, progress: bool = 
     return out / key
 
 
-def plot_history(history: pd.DataFrame):
-    """The finetuning log: the frozen classifier's AP and share of samples called fake, and the
-    generator's distances (to the nearest real, to the nearest other sample, spectrum)."""
-    import matplotlib.pyplot as plt
-
-    panels = (("ap", "frozen C: AP (fake = positive)"),
-              ("called_fake", "frozen C: share called fake"),
-              ("nn_real", "median L2 to nearest real"),
-              ("nn_sample", "median L2 to nearest sample"),
-              ("spectrum", "spectrum distance to reals"))
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.0 * len(panels), 2.6))
-    for ax, (col, title) in zip(axes, panels, strict=True):
-        ax.plot(history["step"], history[col], marker="o", ms=3)
-        ax.set_title(title, fontsize=8)
-        ax.set_xlabel("finetuning step", fontsize=8)
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
-    return fig
-
-
 def top_patch_frames(runs: dict[str, tuple[str | os.PathLike, Path, Path]], real_root: Path,
                      dataset: str, *, split: str = "test", seed: int = 0,
                      device: str | None = None) -> dict[str, pd.DataFrame]:
@@ -342,14 +322,13 @@ def train_fresh(frozen_run: str | os.PathLike, fake_dir: str | os.PathLike, *,
     Returns ``train.TrainResult`` (a finished run is skipped)."""
     from dataclasses import replace
 
-    from .evaluate import run_path, run_setup
-    from .train import SETTINGS, train
+    from .train import run_setup, train
 
     cfg, real, _ = run_setup(frozen_run)
     cfg = replace(cfg, setting="samples")
     fake_dir = Path(fake_dir)
-    pair = run_path(frozen_run).parent  # <world>/<dataset>_<generator>[/<setting>]
-    if pair.name in SETTINGS:
+    pair = runs.run_dir_of(frozen_run).parent  # <root>/<dataset>_<generator>[/<setting>]
+    if pair.name in runs.SETTINGS:
         pair = pair.parent
     out = pair.parent / f"{real.name}_{fake_dir.name}" / "samples" / cfg.run_name()
     return train(cfg, real, fake_dir, out, device=device, progress=progress, replace_stale=True)

@@ -13,8 +13,9 @@ import hashlib
 import io
 import os
 import tempfile
+import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -173,6 +174,122 @@ def sha256_file(path: str | os.PathLike) -> str:
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+# --- cached file hashes ---------------------------------------------------------------------------
+# Fingerprinting a 100k-image world hashed every byte on every start. Hashes are kept in a small
+# SQLite file under ``paths.cache_dir()``, keyed by the resolved path and checked against the
+# file's (size, mtime_ns, ctime_ns, inode, device). ctime cannot be set by user code (``touch``,
+# ``rsync -t`` and ``os.utime`` move mtime but bump ctime), and an entry is only written when the
+# file's ctime is RACY_NS older than the moment hashing began: a file rewritten within the same
+# timestamp tick as its hashing ("racy git") therefore has no entry and is always hashed again.
+HASH_CACHE_ENV = "PATCHFORENSICS_HASH_CACHE"  # "0": never read or write the cache
+HASH_CACHE_NAME = "sha256.sqlite"
+RACY_NS = 2_000_000_000  # covers filesystems with 1-2 s timestamps (FAT, some network mounts)
+_clock = time.time_ns  # tests move it forward to make a fresh file old enough to cache
+_cache_warned = False
+
+
+def _stat_key(st: os.stat_result) -> tuple[int, int, int, int, int]:
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
+
+
+def _hash_db():
+    """The cache connection, or None when disabled or unusable (then everything is hashed)."""
+    import sqlite3
+
+    from . import paths
+
+    if os.environ.get(HASH_CACHE_ENV, "1") == "0":
+        return None
+    db = paths.cache_dir() / HASH_CACHE_NAME
+    # A long timeout: torchrun ranks start together and all fingerprint the same files.
+    con = sqlite3.connect(db if db.parent.is_dir() or _mkdir(db.parent) else ":memory:",
+                          timeout=120)
+    con.execute("CREATE TABLE IF NOT EXISTS sha256 (path TEXT PRIMARY KEY, size INTEGER, "
+                "mtime_ns INTEGER, ctime_ns INTEGER, ino INTEGER, dev INTEGER, "
+                "hashed_at_ns INTEGER, sha256 TEXT)")
+    return con
+
+
+def _mkdir(folder: Path) -> bool:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        return True
+    except OSError:
+        return False
+
+
+def sha256_files(files: Sequence[str | os.PathLike]) -> list[str]:
+    """Hex SHA-256 of each file, in order, through the on-disk hash cache: a file whose size,
+    mtime, ctime, inode and device match its entry is not read again; any other file is hashed
+    (and recorded once its ctime is old enough to be trusted, see ``RACY_NS``). A cache that
+    cannot be opened or written (read-only data dir, corrupt file) is skipped with one warning;
+    results never depend on it. Raises ``FileNotFoundError`` naming a missing file."""
+    import sqlite3
+
+    resolved = [str(Path(f).resolve()) for f in files]
+    stats = []
+    for f, r in zip(files, resolved, strict=True):
+        try:
+            stats.append(_stat_key(os.stat(r)))
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{f}: no such file") from None
+    known: dict[str, tuple] = {}
+    con = None
+    try:
+        con = _hash_db()
+        if con is not None:
+            unique = sorted(set(resolved))
+            for at in range(0, len(unique), 500):  # SQLite's bound-parameter limit is 999+
+                chunk = unique[at: at + 500]
+                rows = con.execute("SELECT path, size, mtime_ns, ctime_ns, ino, dev, "
+                                   "hashed_at_ns, sha256 FROM sha256 WHERE path IN "
+                                   f"({','.join('?' * len(chunk))})", chunk)
+                known.update((row[0], row[1:]) for row in rows)
+    except sqlite3.Error as err:
+        con = _cache_failed(con, err)
+    out: list[str] = []
+    fresh: dict[str, tuple] = {}
+    for r, st in zip(resolved, stats, strict=True):
+        entry = known.get(r) or fresh.get(r)
+        if entry is not None and tuple(entry[:5]) == st and st[2] < entry[5] - RACY_NS:
+            out.append(entry[6])
+            continue
+        started = _clock()
+        digest = sha256_file(r)
+        after = _stat_key(os.stat(r))
+        if after == st and st[2] < started - RACY_NS:  # unchanged while read, and old enough
+            fresh[r] = (*st, started, digest)
+        out.append(digest)
+    if con is not None and fresh:
+        try:
+            with con:  # one transaction for the whole batch
+                con.executemany("INSERT OR REPLACE INTO sha256 VALUES (?,?,?,?,?,?,?,?)",
+                                [(r, *v) for r, v in fresh.items()])
+        except sqlite3.Error as err:
+            con = _cache_failed(con, err)
+    if con is not None:
+        con.close()
+    return out
+
+
+def _cache_failed(con, err: Exception) -> None:
+    global _cache_warned
+    if con is not None:
+        con.close()
+    if not _cache_warned:
+        from . import paths
+
+        warnings.warn(f"{paths.cache_dir() / HASH_CACHE_NAME}: hash cache unusable "
+                      f"({err}); hashing every file", stacklevel=3)
+        _cache_warned = True
+    return None
+
+
+def sha256_cached(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of one file through the on-disk hash cache (see :func:`sha256_files`)."""
+    return sha256_files([path])[0]
 
 
 # Fault injection for the interruption tests: with this variable set to N, the process kills

@@ -177,41 +177,6 @@ def enrichment(frame: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0,
     return out
 
 
-def histogram_figure(frames: dict[str, pd.DataFrame], *, title: str | None = None,
-                     paper: pd.DataFrame | None = None):
-    """The paper's figure: per test set (``{name: top_patches frame}``), bars of top-patch and
-    random-patch counts per face part. ``paper``: the paper's counts for comparison (columns
-    ``test_set, cluster, top, random``), drawn as one more panel per test set it holds."""
-    import matplotlib.pyplot as plt
-
-    panels = list(frames.items())
-    extra = [] if paper is None else list(paper.groupby("test_set", sort=False))
-    n = len(panels) + len(extra)
-    ncols = min(n, 4)
-    nrows = (n + ncols - 1) // ncols
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.3 * ncols, 2.6 * nrows), squeeze=False)
-    for ax in axes.flat[n:]:
-        ax.axis("off")
-    for ax, (name, frame) in zip(axes.flat, panels, strict=False):
-        c = part_counts(frame)
-        x = np.arange(len(c))
-        ax.bar(x - 0.2, c["top"], 0.4, label="top patch")
-        ax.bar(x + 0.2, c["random"], 0.4, label="random patch", color="0.6")
-        ax.set_xticks(x, c.index, rotation=60, ha="right", fontsize=7)
-        ax.set_title(f"{name} (n={len(frame)})", fontsize=8)
-    for ax, (name, g) in zip(axes.flat[len(panels):], extra, strict=False):
-        x = np.arange(len(g))
-        ax.bar(x - 0.2, g["top"], 0.4, label="top patch")
-        ax.bar(x + 0.2, g["random"], 0.4, label="random patch", color="0.6")
-        ax.set_xticks(x, g["cluster"], rotation=60, ha="right", fontsize=7)
-        ax.set_title(f"paper: {name}", fontsize=8)
-    axes.flat[0].legend(fontsize=7)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return fig
-
-
 def patch_grid(images: np.ndarray, frame: pd.DataFrame, rf, *, per_part: int = 8,
                parts: tuple[str, ...] | None = None, title: str | None = None):
     """Top patches grouped by their assigned part: a row per part (``per_part`` patches, in
@@ -268,8 +233,10 @@ class PartsAnalysis:
                 np.concatenate([self.found["real"], self.found[generator]]))
 
     def panel(self, model: str, name: str, k: int, *, threshold: float = 0.5):
-        """:func:`patch_panel` of image ``k`` of set ``name`` ("real" or a generator) under
+        """``viz.patch_panel`` of image ``k`` of set ``name`` ("real" or a generator) under
         ``model``: what the notebook saves and the explorer shows."""
+        from .viz import patch_panel
+
         found = bool(self.found[name][k])
         rf = self.rfs[model]
         return patch_panel(self.images[name][k], self.maps[model][name][k],
@@ -324,50 +291,6 @@ def enrichment_table(frames: dict[tuple[str, str], pd.DataFrame], *, n_boot: int
         t.insert(0, "model", model)
         rows.append(t)
     return pd.concat(rows, ignore_index=True)
-
-
-def patch_panel(image: np.ndarray, logit_map: np.ndarray, label_map: np.ndarray | None, rf,
-                label: int, *, threshold: float = 0.5, title: str | None = None):
-    """One image explained: (1) the image with every patch whose P(fake) >= ``threshold``
-    painted by its P(fake); (2) the image with the top patch (highest probability of the true
-    class ``label``) boxed; (3) the parser's label map with the same box and the patch's part
-    (``label_map`` None: no face found). ``logit_map``: h x w logit differences."""
-    import matplotlib.pyplot as plt
-
-    from .segment import PART_COLORS, colorize
-    from .viz import heatmap_overlay, project_map
-
-    p = 1.0 / (1.0 + np.exp(-np.clip(logit_map, -60, 60)))
-    shown = np.where(p >= threshold, p, np.nan)  # unpainted: below the threshold
-    i, j = true_class_cell(logit_map, label)
-    box = rf.box(i, j)
-    part = ("+".join(PARTS[b] for b in best_parts(label_map, *rf.slices(i, j)))
-            if label_map is not None else None)
-    fig, axes = plt.subplots(1, 3, figsize=(7.5, 2.9))
-    axes[0].imshow(heatmap_overlay(image, project_map(shown, rf), alpha=0.55))
-    axes[0].set_title(f"P(fake) >= {threshold:.2f}: {np.mean(p >= threshold):.0%} of patches",
-                      fontsize=8)
-    axes[1].imshow(heatmap_overlay(image, np.full(image.shape[:2], np.nan), box=box))
-    truth = "fake" if label == FAKE else "real"
-    axes[1].set_title(f"top {truth} patch, P = {p[i, j] if label == FAKE else 1 - p[i, j]:.3f}",
-                      fontsize=8)
-    if label_map is not None:
-        axes[2].imshow(heatmap_overlay(colorize(label_map), np.full(image.shape[:2], np.nan),
-                                       alpha=0.0, box=box))
-        axes[2].set_title(f"face part: {part}", fontsize=8)
-        handles = [plt.Rectangle((0, 0), 1, 1, color=PART_COLORS[k] / 255)
-                   for k in range(len(PARTS))]
-        axes[2].legend(handles, PARTS, fontsize=5, loc="center left",
-                       bbox_to_anchor=(1.0, 0.5), frameon=False)
-    else:
-        axes[2].text(0.5, 0.5, "no face found", ha="center", va="center")
-        axes[2].set_title("face part: -", fontsize=8)
-    for ax in axes:
-        ax.axis("off")
-    if title:
-        fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    return fig
 
 
 def counts_table(frames: dict[tuple[str, str], pd.DataFrame]) -> pd.DataFrame:

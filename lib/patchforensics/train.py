@@ -45,7 +45,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,13 +60,22 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler
 from tqdm.auto import tqdm
 
-from . import paths
+from . import paths, runs
 from .config import WorldConfig, fingerprint, from_dict, to_dict
-from .data import FAKE, REAL, load_folder
+from .data import (
+    FAKE,
+    REAL,
+    ImageFiles,
+    decoded_bytes,
+    iter_batches,
+    load_folder,
+    loader_workers,
+    run_jobs,
+    stream_threshold,
+)
 from .generators.training import PRECISIONS, adam, autocast, resolve_precision
-from .images import atomic_write_bytes, atomic_write_text, list_images, sha256_file
+from .images import atomic_write_bytes, atomic_write_text, list_images, sha256_files
 from .models import (
-    DEPTHS,
     ModelConfig,
     PatchClassifier,
     build_model,
@@ -80,7 +89,7 @@ from .progress import bar as progress_bar
 from .provenance import run_record
 
 SPLITS = ("train", "val")
-SETTINGS = ("samples_inversions", "samples")
+SETTINGS = runs.SETTINGS
 # The original scripts' patience (epochs without a better val per-patch accuracy) per cut.
 ORIGINAL_PATIENCE = {"block1": 50, "block2": 20, "layer1": 50, "layer2": 20}
 DEFAULT_PATIENCE = 10  # block3..5, deeper ResNet layers, full models
@@ -144,8 +153,8 @@ class TrainConfig:
                            init_gain=self.init_gain)
 
     def run_name(self) -> str:
-        """``<arch>_<depth>_seed<seed>``, e.g. ``xception_block2_seed0``."""
-        return f"{self.arch}_{self.depth}_seed{self.seed}"
+        """The run folder's own name, e.g. ``xception_block2_in192_seed0`` (``runs``)."""
+        return runs.leaf_name(self.arch, self.depth, self.load_size, self.seed)
 
 
 @dataclass
@@ -164,17 +173,36 @@ class TrainResult:
 # --- data -------------------------------------------------------------------------------------
 
 def split_fingerprint(files: Sequence[Path]) -> str:
-    """SHA-256 over the sorted SHA-256s of ``files``: names and order do not matter, bytes do."""
-    digests = sorted(sha256_file(f) for f in files)
+    """SHA-256 over the sorted SHA-256s of ``files``: names and order do not matter, bytes do.
+    File hashes come from the on-disk cache (``images.sha256_files``): a restart reads no
+    unchanged file."""
+    digests = sorted(sha256_files(files))
     return fingerprint(digests) if digests else ""
 
 
-def load_split(folder: str | os.PathLike, split: str,
-               limit: int = 0) -> tuple[torch.Tensor, list[Path]]:
+def load_split(folder: str | os.PathLike, split: str, limit: int = 0, *,
+               stream: bool = False) -> tuple[torch.Tensor | ImageFiles, list[Path]]:
     """Images of ``folder/split`` as an N x 3 x S x S uint8 tensor (kept as bytes: 4x smaller
-    than floats, converted per batch) and their files."""
+    than floats, converted per batch) and their files; with ``stream`` an ``ImageFiles`` of
+    the same shape instead, decoded when read (headers checked now)."""
+    if stream:
+        files = list_images(Path(folder) / split)[: limit or None]
+        if not files:
+            raise ValueError(f"{Path(folder) / split}: holds no readable images")
+        return ImageFiles(files), files
     images, files, _ = load_folder(Path(folder) / split, limit=limit or None)
     return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), files
+
+
+def stream_splits(files: dict[str, dict[str, list[Path]]],
+                  stream: bool | None = None) -> dict[str, bool]:
+    """Which splits to stream: ``{split: bool}``. ``stream`` True/False forces every split;
+    None streams a split whose images of all folders take more than
+    ``data.stream_threshold()`` bytes decoded."""
+    if stream is not None:
+        return {s: bool(stream) for s in SPLITS}
+    limit = stream_threshold()
+    return {s: sum(decoded_bytes(files[k][s]) for k in files) > limit for s in SPLITS}
 
 
 def epoch_order(n_real: int, n_fake: int, half: int, *, seed: int, epoch: int, rank: int = 0,
@@ -265,6 +293,90 @@ def random_windows(x: torch.Tensor, side: int, rng: np.random.Generator) -> torc
         if x.is_contiguous(memory_format=torch.channels_last) else out
 
 
+Images = torch.Tensor | ImageFiles  # N x 3 x S x S uint8, in memory or streamed from disk
+
+
+def _train_images(data: dict[str, dict[str, tuple[Images, list[Path]]]],
+                  pairs: dict[str, np.ndarray], dev: torch.device,
+                  cfg: TrainConfig) -> tuple[Images, Images, Images | None]:
+    """``(real, fake, inversions)`` of the train split, the inversions ordered like the reals
+    (``inversions[i]`` inverts ``real[i]``; None unpaired). Small in-memory sets live on the
+    device as bytes (no copies per step); blur + JPEG needs them on the CPU for PIL, and sets
+    over 2 GiB stay there too."""
+    real, fake = data["real"]["train"][0], data["fake"]["train"][0]
+    inv = data["inversions"]["train"][0] if pairs else None
+    if isinstance(real, ImageFiles):
+        return real, fake, inv.subset(pairs["train"]) if inv is not None else None
+    n_bytes = sum(data[k]["train"][0].numel() for k in data)
+    on_dev = dev if cfg.augment == 0 and n_bytes < 2**31 else torch.device("cpu")
+    return (real.to(on_dev), fake.to(on_dev),
+            inv[pairs["train"]].to(on_dev) if inv is not None else None)
+
+
+def _val_images(data: dict[str, dict[str, tuple[Images, list[Path]]]],
+                pairs: dict[str, np.ndarray]) -> tuple[Images, Images]:
+    """``(real, fake)`` of the val split; paired, the inversions of the val reals are fakes
+    to tell apart too (after the samples)."""
+    real, fake = data["real"]["val"][0], data["fake"]["val"][0]
+    if pairs:
+        inv = data["inversions"]["val"][0]
+        fake = fake + inv.subset(pairs["val"]) if isinstance(fake, ImageFiles) \
+            else torch.cat([fake, inv[pairs["val"]]])
+    return real, fake
+
+
+def epoch_batches(images: tuple[Images, Images | None, Images], real_idx: np.ndarray,
+                  fake_idx: np.ndarray, n_inv: int, cfg: TrainConfig, *, epoch: int,
+                  rank: int = 0, start: int = 0, stop: int | None = None,
+                  device: torch.device | None = None,
+                  ) -> Iterator[tuple[torch.Tensor, np.random.Generator]]:
+    """The training batches of steps ``start``..``stop - 1`` of one epoch: each an augmented
+    N x 3 x S x S uint8 batch (reals, then the inversions of the first ``n_inv`` of them, then
+    fakes; indices from :func:`epoch_order`) with the generator that drew its augmentation
+    (seeded by (seed, epoch, step, rank); crop windows are drawn from it next).
+
+    ``images``: ``(real, inversions ordered like real or None, fake)``, tensors or
+    ``data.ImageFiles``. Streamed sets are decoded and augmented by DataLoader workers, which
+    hand back the generator's state with the batch: both paths give identical batches and
+    draws."""
+    stop = len(real_idx) if stop is None else stop
+    real, inv, fake = images
+    if isinstance(real, torch.Tensor):
+        on = real.device
+        for step in range(start, stop):
+            rng = _rng(cfg.seed, epoch, step, rank)
+            ri = torch.from_numpy(real_idx[step]).to(on)
+            fi = torch.from_numpy(fake_idx[step][n_inv:]).to(on)
+            parts = [real[ri]] + ([inv[ri[:n_inv]]] if n_inv else []) + [fake[fi]]
+            yield augment_batch(torch.cat(parts), cfg, rng), rng
+        return
+    make = _StepBatch(images, real_idx, fake_idx, n_inv, cfg, epoch, rank)
+    pin = device is not None and torch.device(device).type == "cuda"
+    for batch, state in run_jobs(make, range(start, stop), pin_memory=pin):
+        rng = np.random.default_rng()  # PCG64, as _rng's; continues where the worker stopped
+        rng.bit_generator.state = state
+        yield batch, rng
+
+
+class _StepBatch:
+    """One step's batch read from disk and augmented, in a DataLoader worker; returns it with
+    the state of its generator (see :func:`epoch_batches`)."""
+
+    def __init__(self, images: tuple[ImageFiles, ImageFiles | None, ImageFiles],
+                 real_idx: np.ndarray, fake_idx: np.ndarray, n_inv: int, cfg: TrainConfig,
+                 epoch: int, rank: int) -> None:
+        self.images, self.real_idx, self.fake_idx = images, real_idx, fake_idx
+        self.n_inv, self.cfg, self.epoch, self.rank = n_inv, cfg, epoch, rank
+
+    def __call__(self, step: int) -> tuple[torch.Tensor, dict[str, Any]]:
+        real, inv, fake = self.images
+        rng = _rng(self.cfg.seed, self.epoch, step, self.rank)
+        ri, fi = self.real_idx[step], self.fake_idx[step][self.n_inv:]
+        x = torch.stack([real[i] for i in ri] + [inv[i] for i in ri[: self.n_inv]]
+                        + [fake[i] for i in fi])
+        return augment_batch(x, self.cfg, rng), rng.bit_generator.state
+
+
 # --- loss and metrics ---------------------------------------------------------------------------
 
 def patch_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -286,10 +398,11 @@ def patch_correct(logits: torch.Tensor, labels: torch.Tensor) -> tuple[int, int]
 
 
 @torch.inference_mode()
-def evaluate_split(model: torch.nn.Module, real: torch.Tensor, fake: torch.Tensor,
-                   device: torch.device, *, batch_size: int = 0,
+def evaluate_split(model: torch.nn.Module, real: torch.Tensor | ImageFiles,
+                   fake: torch.Tensor | ImageFiles, device: torch.device, *, batch_size: int = 0,
                    channels_last: bool = True) -> dict[str, float]:
-    """Validation metrics of ``model`` on uint8 real and fake images (N x 3 x S x S):
+    """Validation metrics of ``model`` on uint8 real and fake images (N x 3 x S x S tensors, or
+    ``data.ImageFiles`` streamed through DataLoader workers: the same numbers):
     loss (mean per patch), patch_acc, image_acc (mean patch softmax > 0.5), real_acc, fake_acc
     (image level), ap (average precision of the image score, fake = positive). Runs on the
     model's BatchNorm-folded twin; ``batch_size`` 0 picks ``models.inference_batch_size``."""
@@ -305,8 +418,8 @@ def evaluate_split(model: torch.nn.Module, real: torch.Tensor, fake: torch.Tenso
         batch_size = inference_batch_size(max(load, real.shape[-1]), device)
     loss_sum, correct, patches, scores, labels = 0.0, 0, 0, [], []
     for images, label in ((real, REAL), (fake, FAKE)):
-        for at in range(0, len(images), batch_size):
-            x = to_input(images[at: at + batch_size], device, channels_last)
+        for batch in iter_batches(images, batch_size, pin_memory=device.type == "cuda"):
+            x = to_input(batch, device, channels_last)
             y = torch.full((len(x),), label, dtype=torch.long, device=device)
             logits = net(x).float()
             loss_sum += float(patch_loss(logits, y)) * len(x)
@@ -382,15 +495,6 @@ def _save(obj: dict[str, Any], path: Path) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def run_root(world: str, dataset: str, generator: str,
-             setting: str = "samples_inversions") -> Path:
-    """Where notebook 02 keeps the runs of one training pair and setting:
-    ``paths.checkpoints_dir()/classifiers/<world>/<dataset>_<generator>/<setting>``."""
-    if setting not in SETTINGS:
-        raise ValueError(f"setting must be one of {SETTINGS}, got {setting!r}")
-    return paths.checkpoints_dir() / "classifiers" / world / f"{dataset}_{generator}" / setting
-
-
 def inversions_dir(fake_dir: str | os.PathLike) -> Path:
     """The inversions set beside a generator's set: ``fake/<dataset>/<generator>_inverted``;
     raises naming the folder when the world has none (rebuild it with ``patchforensics
@@ -401,11 +505,6 @@ def inversions_dir(fake_dir: str | os.PathLike) -> Path:
                                 "the paper's setting trains on samples + inversions (build them "
                                 "with `patchforensics world`), or use setting 'samples'")
     return inv
-
-
-def default_run_dir(name: str) -> Path:
-    """``paths.checkpoints_dir()/classifiers/<name>``."""
-    return paths.checkpoints_dir() / "classifiers" / name
 
 
 def data_record(real_dir: str | os.PathLike, fake_dir: str | os.PathLike,
@@ -435,18 +534,6 @@ def _portable(p: Path) -> str:
     return p.as_posix()
 
 
-def read_history(run_dir: str | os.PathLike) -> pd.DataFrame:
-    """The ``history.csv`` of a run (empty frame if it has none yet)."""
-    path = Path(run_dir) / "history.csv"
-    return pd.read_csv(path) if path.exists() else pd.DataFrame()
-
-
-def finished_run(run_dir: str | os.PathLike) -> dict[str, Any] | None:
-    """The ``done.json`` of a finished run, or None."""
-    path = Path(run_dir) / "done.json"
-    return json.loads(path.read_text()) if path.exists() else None
-
-
 # --- the training loop --------------------------------------------------------------------------
 
 def train(cfg: TrainConfig, real_dir: str | os.PathLike, fake_dir: str | os.PathLike,
@@ -455,7 +542,7 @@ def train(cfg: TrainConfig, real_dir: str | os.PathLike, fake_dir: str | os.Path
           checkpoint_every: int = 0,
           callback: Callable[[dict[str, Any]], None] | None = None,
           inversions_dir: str | os.PathLike | None = None,
-          replace_stale: bool = False) -> TrainResult:
+          replace_stale: bool = False, stream: bool | None = None) -> TrainResult:
     """Train one patch classifier; resumes an interrupted run, skips a finished one.
 
     ``real_dir``/``fake_dir``: dataset folders holding ``train/`` and ``val/`` of prepared
@@ -463,25 +550,32 @@ def train(cfg: TrainConfig, real_dir: str | os.PathLike, fake_dir: str | os.Path
     ``inversions_dir`` (required by ``setting="samples_inversions"``, refused otherwise): the
     generator's inversions of the reals (``fake/celeba/dcgan_inverted``), one per real image
     and named like it.
-    ``out_dir`` defaults to ``default_run_dir(cfg.run_name())``. A folder holding a run of
-    another config or other data raises ``ValueError`` unless ``force`` (which starts over) or
-    ``replace_stale`` (the folder belongs to a protocol whose config changed: it starts over
-    and prints which config fields differ; notebooks and ``train_grid`` use it).
+    ``out_dir`` defaults to ``runs.default_run_dir`` (``<checkpoints>/classifiers/<data
+    root>/<dataset>_<generator>/<setting>/<arch>_<depth>[_in<N>]_seed<S>``, where notebooks
+    find it too). What happens in a folder is ``runs.decide``'s: a finished run is skipped, an
+    interrupted one resumes (saying at which epoch), a finished one continues when only the
+    epoch cap was raised; a folder holding another run raises ``ValueError`` saying what
+    differs, unless ``force`` (start over) or ``replace_stale`` (a protocol folder whose config
+    changed: start over, printing what differs; notebooks and ``train_grid`` use it). Real and
+    fake folders given the wrong way round are refused when the data root says which is real.
     ``device``: "cpu", "cuda", "cuda:1"; default CUDA when present. ``channels_last`` is the
     faster memory layout on CPU and GPU alike. ``checkpoint_every``: also write ``latest.pt``
-    every N steps within an epoch (for long epochs; 0 = after each epoch only). Neither changes
-    the result, so neither is part of the config. ``callback(info)`` is called
-    after every step (``info["event"] == "step"``) and epoch (``"epoch"``, with the metrics);
-    an exception it raises interrupts training like a kill would (the run resumes later).
+    every N steps within an epoch (for long epochs; 0 = after each epoch only). ``stream``:
+    decode images from disk through DataLoader workers (True), hold them in memory (False), or
+    stream each split larger than ``data.stream_threshold()`` bytes decoded (None); the batches
+    are the same either way. None of these changes the result, so none is part of the config.
+    ``callback(info)`` is called after every step (``info["event"] == "step"``) and epoch
+    (``"epoch"``, with the metrics); an exception it raises interrupts training like a kill
+    would (the run resumes later).
     """
     t_start = time.perf_counter()
     d, dev = _init_dist(device)
     try:
         return _train(cfg, Path(real_dir), Path(fake_dir),
-                      Path(out_dir) if out_dir else default_run_dir(cfg.run_name()),
+                      Path(out_dir) if out_dir else runs.default_run_dir(cfg, real_dir, fake_dir),
                       d, dev, progress, force, channels_last, checkpoint_every, callback,
                       t_start, Path(inversions_dir) if inversions_dir else None,
-                      replace_stale)
+                      replace_stale, stream)
     finally:
         if d.owns_group:
             dist.destroy_process_group()
@@ -491,12 +585,11 @@ def _train(cfg: TrainConfig, real_dir: Path, fake_dir: Path, out: Path, d: _Dist
            dev: torch.device, progress: bool, force: bool, channels_last: bool,
            checkpoint_every: int, callback: Callable[[dict[str, Any]], None] | None,
            t_start: float, inv_dir: Path | None = None,
-           replace_stale: bool = False) -> TrainResult:
+           replace_stale: bool = False, stream: bool | None = None) -> TrainResult:
     if cfg.batch_size % (2 * d.world_size):
         raise ValueError(f"batch_size {cfg.batch_size} must split into {d.world_size} "
                          "balanced per-process batches")
-    if real_dir.resolve() == fake_dir.resolve():
-        raise ValueError(f"{real_dir}: the real and the fake folder are the same folder")
+    runs.check_roles(real_dir, fake_dir)
     paired = cfg.setting == "samples_inversions"
     if paired and inv_dir is None:
         raise ValueError(f"setting {cfg.setting!r} needs the inversions folder of {fake_dir} "
@@ -512,32 +605,31 @@ def _train(cfg: TrainConfig, real_dir: Path, fake_dir: Path, out: Path, d: _Dist
     pairs = {s: _pair_index(files["real"][s], files["inversions"][s]) for s in SPLITS} \
         if paired else {}
     record = data_record(real_dir, fake_dir, files, inv_dir)
-    fp = fingerprint({"config": to_dict(cfg), "data": record, "world_size": d.world_size})
-
-    done = finished_run(out)
-    config_path = out / "config.json"
-    old = json.loads(config_path.read_text()) if config_path.exists() else None
-    if old is not None and old.get("fingerprint") != fp and replace_stale and not force:
-        before, now = old.get("config", {}), to_dict(cfg)
-        changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
-        if d.main:
-            print(f"{out}: holds a run of another config ({', '.join(changed) or 'data'} "
-                  "changed): training it again")
-        force = True
-    if old is not None and old.get("fingerprint") != fp:
-        if not force:
-            raise ValueError(f"{out}: holds a run of another config or other data; pass "
-                             "force=True (--force) to start over, or choose another folder")
-    if done is not None and done.get("fingerprint") == fp and not force:
-        hist = read_history(out)
-        return TrainResult(out, done["best_epoch"], done["best"], hist, done["stopped"],
-                           skipped=True, seconds=time.perf_counter() - t_start)
-    if force and d.main:
-        for name in ("latest.pt", "best.pt", "history.csv", "done.json", "config.json"):
+    identity = {"config": runs.identity(to_dict(cfg)), "data": record,
+                "world_size": d.world_size}
+    fp = fingerprint(identity)
+    plan = runs.decide(out, {**identity, "config": to_dict(cfg), "fingerprint": fp},
+                       force=force, replace_stale=replace_stale)
+    if plan.action == "skip":
+        return TrainResult(out, plan.done["best_epoch"], plan.done["best"],
+                           runs.read_history(out), plan.done["stopped"], skipped=True,
+                           seconds=time.perf_counter() - t_start)
+    if plan.message and d.main:
+        print(plan.message)
+    if plan.action == "fresh" and d.main:
+        for name in runs.TRAINING_FILES:
             (out / name).unlink(missing_ok=True)
+    if plan.action == "continue" and d.main:  # unfinished again: a kill now resumes
+        (out / runs.DONE).unlink()
+    force = plan.action == "fresh"
     d.barrier()
 
-    data = {k: {s: load_split(folders[k], s, cfg.limit) for s in SPLITS} for k in folders}
+    streamed = stream_splits(files, stream)
+    data = {k: {s: load_split(folders[k], s, cfg.limit, stream=streamed[s]) for s in SPLITS}
+            for k in folders}
+    if progress and d.main and any(streamed.values()):
+        tqdm.write(f"{out.name}: streaming {' and '.join(s for s in SPLITS if streamed[s])} "
+                   f"from disk ({loader_workers()} DataLoader worker(s) per process)")
     shape = {k: tuple(data[k]["train"][0].shape[1:]) for k in data}
     if len(set(shape.values())) != 1 or any(tuple(data[k]["val"][0].shape[1:]) != shape[k]
                                             for k in data):
@@ -555,7 +647,7 @@ def _train(cfg: TrainConfig, real_dir: Path, fake_dir: Path, out: Path, d: _Dist
     state: dict[str, Any] = {"epoch": 0, "step": 0, "global_step": 0, "best_metric": -1.0,
                              "best_epoch": 0, "best": {}, "history": [], "stopped": "",
                              "accum": [0.0, 0.0, 0.0, 0.0], "seconds": 0.0}
-    latest = out / "latest.pt"
+    latest = out / runs.LATEST
     if latest.exists() and not force:
         try:
             ckpt = torch.load(latest, map_location="cpu", weights_only=True)
@@ -566,10 +658,15 @@ def _train(cfg: TrainConfig, real_dir: Path, fake_dir: Path, out: Path, d: _Dist
         model.load_state_dict(ckpt["model"])
         optim.load_state_dict(ckpt["optimizer"])
         state = ckpt["state"]
+        state["stopped"] = ""  # a run continued to a higher cap goes on from its last epoch
         if not d.main:  # the saved partial-epoch sums are already totals over all processes
             state["accum"] = [0.0, 0.0, 0.0, 0.0]
-    elif d.main:
-        atomic_write_text(config_path, json.dumps({
+        elif plan.action == "resume":
+            print(f"{out}: resuming at epoch {state['epoch'] + 1}"
+                  + (f", step {state['step']}" if state["step"] else ""))
+    recorded_cap = (runs.read_json(out, runs.CONFIG) or {}).get("config", {}).get("epochs")
+    if d.main and (plan.action in ("fresh", "continue") or recorded_cap != cfg.epochs):
+        atomic_write_text(out / runs.CONFIG, json.dumps({
             "run": out.name, "fingerprint": fp, "config": to_dict(cfg), "model": to_dict(mcfg),
             "data": record, "world_size": d.world_size, "device": str(dev),
             "init": init_report and {k: len(v) for k, v in init_report.items()},
@@ -578,16 +675,8 @@ def _train(cfg: TrainConfig, real_dir: Path, fake_dir: Path, out: Path, d: _Dist
     net: torch.nn.Module = model
     if d.world_size > 1:
         net = DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
-    # Small sets live on the device as bytes (no copies per step); blur + JPEG needs them on the
-    # CPU for PIL, and sets over 2 GiB stay there too.
-    n_bytes = sum(data[k]["train"][0].numel() for k in data)
-    on_dev = dev if cfg.augment == 0 and n_bytes < 2**31 else torch.device("cpu")
-    train_real = data["real"]["train"][0].to(on_dev)
-    train_fake = data["fake"]["train"][0].to(on_dev)
-    val_real, val_fake = data["real"]["val"][0], data["fake"]["val"][0]
-    if paired:  # inversions of the val reals are fakes to tell apart too
-        train_inv = data["inversions"]["train"][0][pairs["train"]].to(on_dev)
-        val_fake = torch.cat([val_fake, data["inversions"]["val"][0][pairs["val"]]])
+    train_real, train_fake, train_inv = _train_images(data, pairs, dev, cfg)
+    val_real, val_fake = _val_images(data, pairs)
     half = cfg.batch_size // (2 * d.world_size)
     n_inv = half // 2 if paired else 0  # fakes per batch that are inversions of its reals
     labels = torch.cat([torch.full((half,), REAL), torch.full((half,), FAKE)]).to(dev)
@@ -613,13 +702,11 @@ def _train(cfg: TrainConfig, real_dir: Path, fake_dir: Path, out: Path, d: _Dist
         bar = progress_bar(range(state["step"], steps), initial=state["step"], total=steps,
                    desc=f"{out.name} epoch {epoch + 1}", disable=not (progress and d.main),
                    leave=False, unit="step")
-        for step in bar:
-            rng = _rng(cfg.seed, epoch, step, d.rank)
-            ri = torch.from_numpy(real_idx[step]).to(on_dev)
-            fi = torch.from_numpy(fake_idx[step][n_inv:]).to(on_dev)
-            parts = [train_real[ri]] + ([train_inv[ri[:n_inv]]] if n_inv else []) \
-                + [train_fake[fi]]
-            x = to_input(augment_batch(torch.cat(parts), cfg, rng), dev, channels_last)
+        batches = epoch_batches((train_real, train_inv, train_fake), real_idx, fake_idx, n_inv,
+                                cfg, epoch=epoch, rank=d.rank, start=state["step"], stop=steps,
+                                device=dev)
+        for step, (batch, rng) in zip(bar, batches, strict=True):
+            x = to_input(batch, dev, channels_last)
             if cfg.crop:
                 x = random_windows(model.resize(x), cfg.crop, rng)
             with autocast(cfg.precision, dev):
@@ -645,6 +732,7 @@ def _train(cfg: TrainConfig, real_dir: Path, fake_dir: Path, out: Path, d: _Dist
                 callback({"event": "step", "epoch": epoch + 1, "step": step + 1,
                           "global_step": state["global_step"], "loss": float(loss.detach())})
         bar.close()
+        batches.close()  # stops its DataLoader workers before validation starts its own
 
         _sync_buffers(model, d)
         val = evaluate_split(model, val_real, val_fake, dev, channels_last=channels_last)
@@ -685,7 +773,8 @@ def _train(cfg: TrainConfig, real_dir: Path, fake_dir: Path, out: Path, d: _Dist
               "stopped": state["stopped"], "epochs": state["epoch"], "steps": state["global_step"],
               "setting": cfg.setting, "patience": patience,
               "seconds": state["seconds"], "world_size": d.world_size,
-              "params_checksum": _checksum(model, d)}
+              "params_checksum": _checksum(model, d),
+              "streamed": [s for s in SPLITS if streamed[s]]}  # how, not what: not fingerprinted
     if d.main:
         atomic_write_text(out / "done.json", json.dumps(result, indent=1))
     d.barrier()
@@ -747,24 +836,41 @@ def training_pair(world_cfg: WorldConfig, dataset: str = "celeba", generator: st
     return root / keys[0], root / keys[1]
 
 
+def run_setup(run: str | os.PathLike) -> tuple[TrainConfig, Path, Path]:
+    """``(config, real dataset folder, fake dataset folder)`` a finished or running classifier
+    run was trained with (its ``config.json``); ``FileNotFoundError`` when its data is gone."""
+    folder = runs.run_dir_of(run)
+    rec = runs.read_config(folder)
+    if "config" not in rec:
+        raise FileNotFoundError(f"{folder}: no {runs.CONFIG}; not a classifier run folder")
+    real = runs.resolve_recorded(rec["data"]["real"]["dir"])
+    fake = runs.resolve_recorded(rec["data"]["fake"]["dir"])
+    if real is None or fake is None:
+        raise FileNotFoundError(f"{folder}: its training data ({rec['data']['real']['dir']}, "
+                                f"{rec['data']['fake']['dir']}) is gone")
+    return from_dict(TrainConfig, rec["config"]), real, fake
+
+
+def seed_runs(run: str | os.PathLike, seeds: Sequence[int], *, device: str | None = None,
+              progress: bool = True) -> dict[str, str]:
+    """The run's exact configuration trained with each of ``seeds`` (finished runs are skipped,
+    the run itself is reused for its own seed), in sibling folders. Returns ``{"<model>
+    seed<k>": run folder}``."""
+    base, real, fake = run_setup(run)
+    inv = inversions_dir(fake) if base.setting == "samples_inversions" else None
+    out = {}
+    for seed in seeds:
+        cfg = from_dict(TrainConfig, {**to_dict(base), "seed": int(seed)})
+        res = train(cfg, real, fake, runs.run_dir_of(run).parent / cfg.run_name(),
+                    device=device, progress=progress, inversions_dir=inv, replace_stale=True)
+        out[f"{cfg.arch}_{cfg.depth} seed{seed}"] = res.out_dir.as_posix()
+    return out
+
 def grid_models(xception_depths: Sequence[str | int] = (),
                 resnet_depths: Sequence[str | int] = ()) -> list[tuple[str, str]]:
     """``[(arch, depth)]`` for the given Xception and ResNet-18 cuts (numbers or names)."""
     return ([("xception", parse_depth("xception", d)) for d in xception_depths]
             + [("resnet18", parse_depth("resnet18", d)) for d in resnet_depths])
-
-
-def _run_path(run: str | os.PathLike) -> Path:
-    """Runs are recorded relative to ``paths.checkpoints_dir()``; absolute paths stay."""
-    p = Path(run)
-    return p if p.is_absolute() else paths.checkpoints_dir() / p
-
-
-def _run_name(folder: Path) -> str:
-    try:
-        return folder.resolve().relative_to(paths.checkpoints_dir().resolve()).as_posix()
-    except ValueError:
-        return folder.resolve().as_posix()
 
 
 def train_grid(models: Sequence[tuple[str, str]], real_dir: str | os.PathLike,
@@ -800,7 +906,7 @@ def train_grid(models: Sequence[tuple[str, str]], real_dir: str | os.PathLike,
             res = train(cfg, real_dir, fake_dir, Path(run_root) / cfg.run_name(),
                         device=device, progress=progress, force=force,
                         inversions_dir=inversions, replace_stale=True)
-            done = finished_run(res.out_dir) or {}
+            done = runs.finished(res.out_dir) or {}
             mcfg = cfg.model_config()
             rf = receptive_field(mcfg, side)
             rows.append({"model": name, "seed": cfg.seed, "setting": cfg.setting,
@@ -811,160 +917,97 @@ def train_grid(models: Sequence[tuple[str, str]], real_dir: str | os.PathLike,
                          "stopped": res.stopped, "patience": cfg.stop_patience,
                          **{f"val_{k}": v for k, v in res.best.items()},
                          "train_seconds": done.get("seconds"), "skipped": res.skipped,
-                         "run": _run_name(res.out_dir)})
+                         "run": runs.relative_name(res.out_dir)})
     return pd.DataFrame(rows).set_index("model")
-
-
-def plot_histories(runs: dict[str, str | os.PathLike],
-                   metrics: Sequence[str] = ("train_loss", "val_loss", "val_patch_acc",
-                                             "val_image_acc")):
-    """Training curves: one panel per metric, one line per run. ``runs``: ``{label: run
-    folder}`` (relative folders are below ``paths.checkpoints_dir()``, as ``train_grid``
-    records them)."""
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics), 2.8), squeeze=False)
-    for label, folder in runs.items():
-        hist = read_history(_run_path(folder))
-        if hist.empty:
-            continue
-        for ax, metric in zip(axes[0], metrics, strict=True):
-            ax.plot(hist["epoch"], hist[metric], marker=".", label=label)
-    for ax, metric in zip(axes[0], metrics, strict=True):
-        ax.set_title(metric.replace("_", " "), fontsize=9)
-        ax.set_xlabel("epoch")
-        ax.grid(alpha=0.3)
-    axes[0][-1].legend(fontsize=6, loc="best")
-    fig.tight_layout()
-    return fig
-
-
-def plot_summary(summary: pd.DataFrame):
-    """Best validation per-patch and image accuracy of every run of a ``train_grid`` table,
-    models in table order, labelled with their receptive field."""
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(1.0 + 0.75 * len(summary), 3.0))
-    x = np.arange(len(summary))
-    for k, (col, label) in enumerate((("val_patch_acc", "per patch"),
-                                      ("val_image_acc", "image (mean patch softmax)"))):
-        ax.bar(x + (k - 0.5) * 0.38, summary[col], width=0.38, label=label)
-    names = [f"{m}\n{'full' if d == 'full' else f'{rf} px'}" for m, d, rf in
-             zip(summary.index, summary["depth"], summary["rf_px"], strict=True)]
-    ax.set_xticks(x, names, fontsize=7, rotation=30, ha="right")
-    ax.set_ylim(0.4, 1.01)
-    ax.axhline(0.5, color="gray", lw=0.8, ls="--")
-    ax.set_ylabel("best val accuracy")
-    ax.legend(fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False)
-    fig.tight_layout()
-    return fig
-
-
-def history_explorer(runs: dict[str, str | os.PathLike]):
-    """A dropdown over runs showing :func:`plot_histories` of the chosen one (ipywidgets)."""
-    import ipywidgets as w
-
-    from .widgets import show_figure
-
-    pick = w.Dropdown(options=list(runs), description="run")
-    out = w.Output()
-
-    def redraw(*_: object) -> None:
-        show_figure(out, plot_histories({pick.value: runs[pick.value]}))
-
-    pick.observe(redraw, names="value")
-    redraw()
-    return w.VBox([pick, out])
 
 
 # --- command line -------------------------------------------------------------------------------
 
 def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add ``train`` to a CLI's subcommands; ``run_from_args`` runs it."""
-    defaults = TrainConfig()
-    p = subparsers.add_parser(
-        "train", help="train a patch classifier on one real and one fake dataset folder",
-        description="Train a truncated Xception/ResNet-18 patch classifier. --real and --fake "
-                    "name dataset folders holding train/ and val/ (as `world` and `import` "
-                    "write them). Multi-GPU: launch with `torchrun --nproc-per-node N`.")
-    p.add_argument("--real", required=True, help="real dataset folder (with train/ and val/)")
-    p.add_argument("--fake", required=True, help="fake dataset folder (with train/ and val/)")
-    p.add_argument("--inversions", default=None, metavar="DIR",
-                   help="the generator's inversions of the reals (named like them, with train/ "
-                        "and val/): trains on samples + inversions, the paper's setting")
-    p.add_argument("--crop", type=int, default=0, metavar="N",
-                   help="train patch models on random N x N windows of the network input "
-                        "(after --load-size); 0 = whole images")
-    p.add_argument("--arch", choices=tuple(DEPTHS), default=defaults.arch, help="backbone")
-    p.add_argument("--depth", default="2", help="cut after block/layer 1..5 (resnet18: 1..4), "
-                                                "or 'full' for the full-image baseline")
-    p.add_argument("--out", help="run folder (default: checkpoints/classifiers/"
-                                 "<arch>_<depth>_seed<seed>)")
-    p.add_argument("--epochs", type=int, default=defaults.epochs,
-                   help="maximum epochs (default: the original's 1000)")
-    p.add_argument("--patience", type=int, default=defaults.patience,
-                   help="stop after this many epochs without better val per-patch accuracy "
-                        "(default 0: the original's 50 for block1, 20 for block2, else 10)")
-    p.add_argument("--batch-size", type=int, default=defaults.batch_size,
-                   help="images per step (half real, half fake), over all processes")
-    p.add_argument("--lr", type=float, default=defaults.lr, help="Adam learning rate")
-    p.add_argument("--seed", type=int, default=defaults.seed, help="seed of init and order")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda if present)")
-    p.add_argument("--augment", type=float, nargs="?", const=0.1, default=0.0, metavar="P",
-                   help="CNNDetection blur+JPEG augmentation with probability P (default 0.1 "
-                        "when given without a value; 0.5 is the other published setting)")
-    p.add_argument("--no-flip", action="store_true", help="no random horizontal flips")
-    p.add_argument("--load-size", type=int, default=0,
-                   help="upsample inputs to this side first (the paper: 299 for Xception)")
-    p.add_argument("--init", default="", help="initial weights (a state dict or checkpoint)")
-    p.add_argument("--precision", choices=("fp32", "bf16", "auto"), default="fp32",
-                   help="training forward passes: fp32 (default), bf16 autocast, or auto (bf16 "
-                        "where the device has native bf16); validation always runs in fp32")
-    p.add_argument("--limit", type=int, default=0, help="use only N images per folder split")
-    p.add_argument("--steps-per-epoch", type=int, default=0, help="cap steps per epoch")
-    p.add_argument("--checkpoint-every", type=int, default=0,
-                   help="also write latest.pt every N steps (default: once per epoch)")
-    p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: default)")
-    p.add_argument("--force", action="store_true", help="start over even if a run exists")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.set_defaults(func=run_from_args)
-    return p
+    """Add ``train`` to a CLI's subcommands (the parser lives in ``cli``, which imports no
+    torch); ``run_from_args`` runs it."""
+    from .cli import add_train_parser as add
+
+    return add(subparsers)
+
+
+def model_sizes(arch: str, depth: str, profile_name: str = "default") -> tuple[int, int]:
+    """``(load_size, crop)`` that notebook 02 trains ``arch``/``depth`` with under a protocol
+    profile: the profile's per-model values for the models it trains, ``(0, 0)`` (no
+    upsampling, whole images) for the others."""
+    from .protocol import profile
+
+    p = profile(profile_name)
+    over = p.overrides().get(f"{arch}_{depth}")
+    if over is None:
+        return 0, 0
+    return int(over["load_size"]), int(over.get("crop", 0))
+
+
+def inversions_arg(args: argparse.Namespace) -> Path | None:
+    """The inversions folder of ``train --inversions``: a folder, ``none``, or ``auto``
+    (``<FAKE>_inverted`` beside ``--fake`` when it has ``train/``, as notebook 02 finds it)."""
+    if args.inversions == "none":
+        return None
+    if args.inversions != "auto":
+        return Path(args.inversions)
+    try:
+        return inversions_dir(args.fake)
+    except FileNotFoundError:
+        return None
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    return TrainConfig(arch=args.arch, depth=parse_depth(args.arch, args.depth),
-                       load_size=args.load_size, init=args.init, seed=args.seed,
-                       epochs=args.epochs, patience=args.patience, batch_size=args.batch_size,
-                       lr=args.lr, flip=not args.no_flip, augment=args.augment,
-                       steps_per_epoch=args.steps_per_epoch, limit=args.limit,
-                       setting="samples_inversions" if args.inversions else "samples",
-                       crop=args.crop,
-                       precision=resolve_precision(args.precision, args.device or (
-                           "cuda" if torch.cuda.is_available() else "cpu")))
+    """The :class:`TrainConfig` of ``patchforensics train``'s options (``auto`` resolved)."""
+    depth = parse_depth(args.arch, args.depth)
+    load_size, crop = model_sizes(args.arch, depth)
+    if args.load_size != "auto":
+        # notebook 02's window belongs to its load size; another input size gets whole images
+        crop = crop if args.load_size == load_size else 0
+        load_size = args.load_size
+    if args.crop != "auto":
+        crop = args.crop
+    device = args.device if args.device not in (None, "auto") else (
+        "cuda" if torch.cuda.is_available() else "cpu")
+    return TrainConfig(arch=args.arch, depth=depth, load_size=load_size, init=args.init,
+                       seed=args.seed, epochs=args.epochs, patience=args.patience,
+                       batch_size=args.batch_size, lr=args.lr, flip=not args.no_flip,
+                       augment=args.augment, steps_per_epoch=args.steps_per_epoch,
+                       limit=args.limit,
+                       setting="samples_inversions" if inversions_arg(args) else "samples",
+                       crop=crop, precision=resolve_precision(args.precision, device))
 
 
 def run_from_args(args: argparse.Namespace) -> int:
-    """Run ``patchforensics train``; prints the best validation metrics (rank 0)."""
+    """Run ``patchforensics train``; prints the best validation metrics and the image counts
+    (rank 0)."""
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = config_from_args(args)
-    res = train(cfg, args.real, args.fake, args.out, device=args.device,
+    device = None if args.device in (None, "auto") else args.device
+    res = train(cfg, args.real, args.fake, args.out, device=device,
                 progress=not args.quiet, force=args.force,
-                checkpoint_every=args.checkpoint_every, inversions_dir=args.inversions)
+                checkpoint_every=args.checkpoint_every, inversions_dir=inversions_arg(args))
     if int(os.environ.get("RANK", "0")) == 0:
         word = "already finished" if res.skipped else f"stopped ({res.stopped})"
         best = ", ".join(f"{k} {v:.4f}" for k, v in res.best.items())
         print(f"{res.out_dir}: {word}; best epoch {res.best_epoch}: {best}")
+        data = json.loads((Path(res.out_dir) / "config.json").read_text()).get("data", {})
+        counts = {f"{kind} {split}": int(d[split]["count"]) for kind, d in data.items()
+                  for split in SPLITS if split in d}
+        from .cli import summary
+
+        print(summary("train", sum(counts.values()), 0, extra=f"setting {cfg.setting}, " +
+                      ", ".join(f"{k} {n}" for k, n in counts.items())))
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m patchforensics.train ...`` (what ``torchrun`` launches): the same options as
-    ``patchforensics train``."""
-    parser = argparse.ArgumentParser(prog="patchforensics-train")
-    add_train_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["train", *(sys.argv[1:] if argv is None else argv)])
-    return args.func(args)
+    """``python -m patchforensics.train ...`` (what ``torchrun`` launches): ``patchforensics
+    train`` with the same parser, errors and exit codes."""
+    from .cli import main as cli_main
+
+    return cli_main(["train", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

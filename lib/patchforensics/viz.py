@@ -14,6 +14,7 @@ from pathlib import Path
 import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 
 from . import paths
 from .data import load_folder
@@ -89,6 +90,16 @@ def savefig(fig: matplotlib.figure.Figure, name: str, *, folder: str | os.PathLi
     return written
 
 
+def png_bytes(fig: matplotlib.figure.Figure, *, dpi: int = 100) -> bytes:
+    """``fig`` rendered as PNG bytes (tight bounding box, no software tag, so reruns give
+    identical files); the figure is closed, so loops that draw one per item do not pile up
+    open figures."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight", metadata={"Software": None})
+    plt.close(fig)
+    return buf.getvalue()
+
+
 # --- heatmaps (Chai et al. 2020, Fig. 3 and 4) --------------------------------------------------
 
 def project_map(cells: np.ndarray, rf) -> np.ndarray:
@@ -137,6 +148,78 @@ def heatmap_grid(images: np.ndarray, probs: np.ndarray, rf, *, titles: Sequence[
     """Overlays of per-patch fake probabilities (N x h x w) on their images (N x H x W x 3)."""
     tiles = [heatmap_overlay(im, project_map(p, rf)) for im, p in zip(images, probs, strict=True)]
     return image_grid(tiles, ncols=ncols, titles=titles, title=title, scale=1.4)
+
+
+def centre_square(shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """``(top, left, side)`` of the centre square that ``preprocess.prepare_array`` crops from
+    an image of ``shape`` (H, W[, C]), in the original image's pixels."""
+    h, w = shape[:2]
+    side = min(h, w)
+    return (h - side) // 2, (w - side) // 2, side
+
+
+def box_to_original(box: tuple[int, int, int, int], shape: tuple[int, ...],
+                    size: int) -> tuple[int, int, int, int]:
+    """A ``(top, left, bottom, right)`` half-open box in the prepared ``size`` x ``size`` image
+    -> the same box in the pixels of the original image of ``shape`` (H, W[, C]) it was
+    prepared from (centre square, resized): the smallest pixel box that covers it."""
+    top, left, side = centre_square(shape)
+    k = side / size  # original px per prepared px
+    r0, c0, r1, c1 = box
+    return (top + int(np.floor(r0 * k)), left + int(np.floor(c0 * k)),
+            top + int(np.ceil(r1 * k)), left + int(np.ceil(c1 * k)))
+
+
+def map_to_original(heat: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """A per-pixel map of the prepared image (``size`` x ``size``, e.g. :func:`project_map`'s
+    output, NaN allowed) -> H x W float64 over the original image of ``shape`` (H, W[, C]).
+
+    The pipeline crops the centre square and resizes it to ``size``; each original pixel of
+    that square takes the value of the prepared pixel under its centre. Pixels outside the
+    square (the classifier never saw them) are NaN, so overlays leave them unpainted."""
+    size = heat.shape[0]
+    if heat.ndim != 2 or heat.shape[1] != size:
+        raise ValueError(f"expected a square map of the prepared image, got {heat.shape}")
+    top, left, side = centre_square(shape)
+    idx = np.minimum(((np.arange(side) + 0.5) * size / side).astype(np.int64), size - 1)
+    out = np.full(shape[:2], np.nan)
+    out[top:top + side, left:left + side] = heat[np.ix_(idx, idx)]
+    return out
+
+
+def heatmap_figure(image: np.ndarray, prob_cells: np.ndarray, rf, *, score: float, model: str,
+                   mode: str | None = None, box: tuple[int, int, int, int] | None = None,
+                   alpha: float = 0.45) -> matplotlib.figure.Figure:
+    """One image explained, in its own pixels: the original ``image`` (H x W x 3 uint8, any
+    size) and the same image with ``prob_cells`` (h x w P(fake) in [0, 1] of the prepared
+    image's patches, ``rf``: the ``receptive_field.ReceptiveField`` of the prepared size)
+    painted over the pixels each patch saw (:func:`project_map`, then :func:`map_to_original`;
+    outside the centre square stays unpainted), a P(fake) colour bar (0..1), and a title with
+    the model's name and the image ``score`` (P(fake) in [0, 1]; ``mode`` named if given).
+    ``box``: ``(top, left, bottom, right)`` in original pixels (:func:`box_to_original`),
+    outlined in yellow, e.g. the most suspicious patch."""
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"expected an H x W x 3 uint8 image, got {image.shape} {image.dtype}")
+    if rf.input_size[0] != rf.input_size[1]:
+        raise ValueError(f"expected the field of a square prepared image, got {rf.input_size}")
+    heat = map_to_original(project_map(prob_cells, rf), image.shape)
+    h, w = image.shape[:2]
+    panel = 3.2  # inches of the longer side of each image panel
+    fig, axes = plt.subplots(1, 2, figsize=(2 * panel * min(w / h, 1.0) + 1.4,
+                                            panel * min(h / w, 1.0) + 0.9))
+    axes[0].imshow(image, interpolation="nearest")
+    axes[0].set_title(f"image ({w} x {h} px)", fontsize=8)
+    axes[1].imshow(heatmap_overlay(image, heat, alpha=alpha, box=box, zoom=1),
+                   interpolation="nearest")
+    axes[1].set_title("P(fake) per pixel (centre square the model sees)", fontsize=8)
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    bar = matplotlib.cm.ScalarMappable(norm=matplotlib.colors.Normalize(0, 1), cmap="RdBu_r")
+    fig.colorbar(bar, ax=axes[1], fraction=0.046, pad=0.04, label="P(fake)")
+    fig.suptitle(f"{model}: P(fake) = {score:.3f}" + (f" ({mode})" if mode else ""),
+                 fontsize=10)
+    return fig
 
 
 def extremes(scores: np.ndarray, labels: np.ndarray, k: int = 4) -> dict[str, np.ndarray]:
@@ -351,5 +434,174 @@ def reliability_diagram(prob_before: np.ndarray, prob_after: np.ndarray, labels:
     ax.legend(fontsize=7)
     if title:
         ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+# --- training, face-part, finetuning and exaggeration figures (notebooks 02, 04, 05, 06) -------
+
+def training_curves(runs: dict[str, str | os.PathLike | pd.DataFrame],
+                    metrics: Sequence[str] = ("train_loss", "val_loss", "val_patch_acc",
+                                              "val_image_acc")) -> matplotlib.figure.Figure:
+    """Training curves: one panel per metric, one line per run. ``runs``: ``{label: run
+    folder}`` (relative folders are below ``paths.checkpoints_dir()``, as ``train_grid``
+    records them) or ``{label: history frame}`` (``runs.read_history``: one row per epoch with
+    an ``epoch`` column and ``metrics``); a run without history yet draws no line."""
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics), 2.8), squeeze=False)
+    for label, run in runs.items():
+        if isinstance(run, pd.DataFrame):
+            hist = run
+        else:
+            from .runs import read_history, resolve
+
+            hist = read_history(resolve(run))
+        if hist.empty:
+            continue
+        for ax, metric in zip(axes[0], metrics, strict=True):
+            ax.plot(hist["epoch"], hist[metric], marker=".", label=label)
+    for ax, metric in zip(axes[0], metrics, strict=True):
+        ax.set_title(metric.replace("_", " "), fontsize=9)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    axes[0][-1].legend(fontsize=6, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def val_accuracy_bars(summary: pd.DataFrame) -> matplotlib.figure.Figure:
+    """Best validation per-patch and image accuracy (in [0, 1]) of every run of a
+    ``train.train_grid`` table (index: model; columns ``val_patch_acc``, ``val_image_acc``,
+    ``depth``, ``rf_px``), models in table order, labelled with their receptive field."""
+    fig, ax = plt.subplots(figsize=(1.0 + 0.75 * len(summary), 3.0))
+    x = np.arange(len(summary))
+    for k, (col, label) in enumerate((("val_patch_acc", "per patch"),
+                                      ("val_image_acc", "image (mean patch softmax)"))):
+        ax.bar(x + (k - 0.5) * 0.38, summary[col], width=0.38, label=label)
+    names = [f"{m}\n{'full' if d == 'full' else f'{rf} px'}" for m, d, rf in
+             zip(summary.index, summary["depth"], summary["rf_px"], strict=True)]
+    ax.set_xticks(x, names, fontsize=7, rotation=30, ha="right")
+    ax.set_ylim(0.4, 1.01)
+    ax.axhline(0.5, color="gray", lw=0.8, ls="--")
+    ax.set_ylabel("best val accuracy")
+    ax.legend(fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def part_histogram(frames: dict[str, pd.DataFrame], *, title: str | None = None,
+                   paper: pd.DataFrame | None = None) -> matplotlib.figure.Figure:
+    """The paper's face-part figure: per test set (``{name: parts.top_patches frame}``), bars
+    of top-patch and random-patch counts per face part (``parts.part_counts``). ``paper``: the
+    paper's counts for comparison (columns ``test_set, cluster, top, random``), drawn as one
+    more panel per test set it holds."""
+    from .parts import part_counts
+
+    panels = list(frames.items())
+    extra = [] if paper is None else list(paper.groupby("test_set", sort=False))
+    n = len(panels) + len(extra)
+    ncols = min(n, 4)
+    nrows = (n + ncols - 1) // ncols
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.3 * ncols, 2.6 * nrows), squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.axis("off")
+    for ax, (name, frame) in zip(axes.flat, panels, strict=False):
+        c = part_counts(frame)
+        x = np.arange(len(c))
+        ax.bar(x - 0.2, c["top"], 0.4, label="top patch")
+        ax.bar(x + 0.2, c["random"], 0.4, label="random patch", color="0.6")
+        ax.set_xticks(x, c.index, rotation=60, ha="right", fontsize=7)
+        ax.set_title(f"{name} (n={len(frame)})", fontsize=8)
+    for ax, (name, g) in zip(axes.flat[len(panels):], extra, strict=False):
+        x = np.arange(len(g))
+        ax.bar(x - 0.2, g["top"], 0.4, label="top patch")
+        ax.bar(x + 0.2, g["random"], 0.4, label="random patch", color="0.6")
+        ax.set_xticks(x, g["cluster"], rotation=60, ha="right", fontsize=7)
+        ax.set_title(f"paper: {name}", fontsize=8)
+    axes.flat[0].legend(fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def patch_panel(image: np.ndarray, logit_map: np.ndarray, label_map: np.ndarray | None, rf,
+                label: int, *, threshold: float = 0.5,
+                title: str | None = None) -> matplotlib.figure.Figure:
+    """One image explained (notebook 04): (1) the image (H x W x 3 uint8) with every patch
+    whose P(fake) >= ``threshold`` painted by its P(fake); (2) the image with the top patch
+    (highest probability of the true class ``label``, 0 real / 1 fake) boxed; (3) the parser's
+    label map (H x W ints, ``segment.PARTS`` indices) with the same box and the patch's part
+    (``label_map`` None: no face found). ``logit_map``: h x w logit differences."""
+    from .data import FAKE
+    from .parts import PARTS, best_parts, true_class_cell
+    from .segment import PART_COLORS, colorize
+
+    p = 1.0 / (1.0 + np.exp(-np.clip(logit_map, -60, 60)))
+    shown = np.where(p >= threshold, p, np.nan)  # unpainted: below the threshold
+    i, j = true_class_cell(logit_map, label)
+    box = rf.box(i, j)
+    part = ("+".join(PARTS[b] for b in best_parts(label_map, *rf.slices(i, j)))
+            if label_map is not None else None)
+    fig, axes = plt.subplots(1, 3, figsize=(7.5, 2.9))
+    axes[0].imshow(heatmap_overlay(image, project_map(shown, rf), alpha=0.55))
+    axes[0].set_title(f"P(fake) >= {threshold:.2f}: {np.mean(p >= threshold):.0%} of patches",
+                      fontsize=8)
+    axes[1].imshow(heatmap_overlay(image, np.full(image.shape[:2], np.nan), box=box))
+    truth = "fake" if label == FAKE else "real"
+    axes[1].set_title(f"top {truth} patch, P = {p[i, j] if label == FAKE else 1 - p[i, j]:.3f}",
+                      fontsize=8)
+    if label_map is not None:
+        axes[2].imshow(heatmap_overlay(colorize(label_map), np.full(image.shape[:2], np.nan),
+                                       alpha=0.0, box=box))
+        axes[2].set_title(f"face part: {part}", fontsize=8)
+        handles = [plt.Rectangle((0, 0), 1, 1, color=PART_COLORS[k] / 255)
+                   for k in range(len(PARTS))]
+        axes[2].legend(handles, PARTS, fontsize=5, loc="center left",
+                       bbox_to_anchor=(1.0, 0.5), frameon=False)
+    else:
+        axes[2].text(0.5, 0.5, "no face found", ha="center", va="center")
+        axes[2].set_title("face part: -", fontsize=8)
+    for ax in axes:
+        ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def finetune_log(history: pd.DataFrame) -> matplotlib.figure.Figure:
+    """The finetuning log (notebook 05; ``finetune`` result's ``history``, one row per
+    evaluation ``step``): the frozen classifier's AP and share of samples called fake (in
+    [0, 1]), and the generator's distances (to the nearest real, to the nearest other sample,
+    spectrum)."""
+    panels = (("ap", "frozen C: AP (fake = positive)"),
+              ("called_fake", "frozen C: share called fake"),
+              ("nn_real", "median L2 to nearest real"),
+              ("nn_sample", "median L2 to nearest sample"),
+              ("spectrum", "spectrum distance to reals"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.0 * len(panels), 2.6))
+    for ax, (col, title) in zip(axes, panels, strict=True):
+        ax.plot(history["step"], history[col], marker="o", ms=3)
+        ax.set_title(title, fontsize=8)
+        ax.set_xlabel("finetuning step", fontsize=8)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def score_along_shift(curves: dict[str, pd.DataFrame]) -> matplotlib.figure.Figure:
+    """Classifier score (P(fake) in [0, 1]) along a, one line per shift, +-1 sd shaded
+    (notebook 06; ``{name: exaggerate.score_curve frame}`` with columns ``alpha, score,
+    std``)."""
+    fig, ax = plt.subplots(figsize=(4.2, 3.0))
+    for name, c in curves.items():
+        ax.plot(c["alpha"], c["score"], marker="o", ms=3, label=name)
+        ax.fill_between(c["alpha"], c["score"] - c["std"], c["score"] + c["std"], alpha=0.15)
+    ax.axvline(0, color="gray", lw=0.8)
+    ax.set_xlabel("a  (image = G(z + a w))")
+    ax.set_ylabel("classifier score, P(fake)")
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
     fig.tight_layout()
     return fig

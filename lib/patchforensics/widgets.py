@@ -54,6 +54,24 @@ def grid_explorer(folders: dict[str, str | os.PathLike], *, n: int = 16,
     return w.VBox([w.HBox([pick, seed]), out])
 
 
+def history_explorer(runs: dict[str, str | os.PathLike]) -> w.VBox:
+    """A dropdown over runs (``{label: run folder}``, as ``viz.training_curves`` takes them)
+    showing the chosen run's training curves (notebook 02)."""
+    from .viz import training_curves
+
+    if not runs:
+        raise ValueError("history_explorer needs at least one run")
+    pick = w.Dropdown(options=list(runs), description="run")
+    out = w.Output()
+
+    def redraw(*_: object) -> None:
+        show_figure(out, training_curves({pick.value: runs[pick.value]}))
+
+    pick.observe(redraw, names="value")
+    redraw()
+    return w.VBox([pick, out])
+
+
 def heatmap_explorer(images: dict[str, np.ndarray], maps: dict[str, np.ndarray], rf, *,
                      temperature: float = 1.0) -> w.VBox:
     """Dropdown over sets and a slider over images: the image with its patch map overlaid
@@ -88,7 +106,7 @@ def heatmap_explorer(images: dict[str, np.ndarray], maps: dict[str, np.ndarray],
 def patch_explorer(analysis, *, models: Sequence[str] | None = None) -> w.VBox:
     """The patch explorer (notebook 04): dropdowns over generator ("real" for the reals) and
     model (receptive field), sliders over the image and the P(fake) threshold; shows
-    ``parts.patch_panel``: the heatmap above the threshold, the top patch's box and its face
+    ``viz.patch_panel``: the heatmap above the threshold, the top patch's box and its face
     part next to the parser's label map. ``analysis``: a ``parts.PartsAnalysis``.
 
     The widgets are returned in ``.children``; ``explorer.out`` is the Output, and

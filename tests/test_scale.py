@@ -147,3 +147,75 @@ def test_an_unusable_hash_cache_is_skipped_not_trusted(cache_home, monkeypatch):
         assert sha256_cached(f) == sha256_file(f)
     monkeypatch.setenv(images.HASH_CACHE_ENV, "0")
     assert sha256_cached(f) == sha256_file(f)
+
+
+# --- the original authors' checkpoints ----------------------------------------------------------
+
+def test_an_authors_checkpoint_scores_like_ours(tmp_path, capsys, one_thread):
+    from patchforensics.evaluate import load_checkpoint, logit_maps, score_files
+    from patchforensics.models import ModelConfig, build_model
+    from patchforensics.original import to_original
+
+    model = build_model(ModelConfig("xception", "block1", load_size=299), seed=3)
+    ours = tmp_path / "ours" / "best.pt"
+    ours.parent.mkdir()
+    torch.save({"model": model.state_dict(), "model_config": {"arch": "xception",
+                "depth": "block1", "load_size": 299, "init_gain": 0.02}, "input_size": 128}, ours)
+    # The original's save_networks: a DataParallel's inner state dict under "state_dict".
+    theirs = tmp_path / "bestval_net_D.pth"
+    torch.save({"state_dict": {f"module.{k}": v for k, v in to_original(model).items()},
+                "optimizer": {}, "epoch": 7, "best_val_metric": 0.9, "best_val_ep": 7}, theirs)
+    ck = load_checkpoint(theirs)
+    said = capsys.readouterr().err
+    assert "read as xception_block1" in said and "128 px" in said and "299 px" in said
+    assert ck.input_size == 128 and ck.model.config.load_size == 299
+    faces = np.stack([np.asarray(Image.fromarray(
+        np.random.default_rng(i).integers(0, 256, (8, 8, 3), dtype=np.uint8)).resize((128, 128)))
+        for i in range(2)])
+    np.testing.assert_array_equal(logit_maps(ck.model, faces),
+                                  logit_maps(load_checkpoint(ours).model, faces))
+    # Scoring files: given sizes win over the original's defaults (32 px -> 64 px here, whose
+    # receptive field is packaged: measuring one at 299 px takes minutes), and a bare state
+    # dict under net_D loads too.
+    torch.save({"model": model.state_dict(), "model_config": {"arch": "xception",
+                "depth": "block1", "load_size": 64, "init_gain": 0.02}, "input_size": 32}, ours)
+    torch.save({"net_D": to_original(model)}, theirs)
+    for i in range(3):
+        Image.fromarray(faces[i % 2]).resize((40 + i, 36)).save(tmp_path / f"{i}.png")
+    files = [tmp_path / f"{i}.png" for i in range(3)]
+    a = score_files(theirs, files, progress=False, input_size=32, load_size=64)
+    b = score_files(ours, files, progress=False)
+    assert len(a) == 3 and a.equals(b)
+
+
+def test_authors_layouts_are_inferred_or_refused_by_name(tmp_path):
+    from patchforensics.models import ModelConfig, build_model
+    from patchforensics.original import infer_config, original_state, to_original, to_ours
+
+    full = build_model(ModelConfig("resnet18", "full"), seed=0)
+    state = original_state(to_original(full))
+    cfg = infer_config(state, "r.pth")
+    assert (cfg.arch, cfg.depth, cfg.load_size) == ("resnet18", "full", 224)
+    back = to_ours(state, cfg, "r.pth")
+    assert all(torch.equal(back[k], v) for k, v in full.state_dict().items())
+    cut = to_original(build_model(ModelConfig("resnet18", "layer2"), seed=0))
+    assert infer_config(original_state(cut), "c.pth").depth == "layer2"
+    # The original's cut after the stem's ReLU: no block, no depth we build.
+    stem = {k: v for k, v in to_original(build_model(ModelConfig("xception", "block1"))).items()
+            if not k.startswith("block")}
+    with pytest.raises(ValueError, match=r"^s\.pth: .*stem"):
+        infer_config(original_state(stem), "s.pth")
+
+
+def test_a_file_that_is_no_checkpoint_is_named_with_a_guess(tmp_path):
+    from patchforensics.evaluate import load_checkpoint
+
+    (tmp_path / "history.csv").write_text("epoch,steps,train_loss\n1,16,0.69\n")
+    with pytest.raises(ValueError, match=r"history\.csv: not a checkpoint \(a CSV file\?\)$"):
+        load_checkpoint(tmp_path / "history.csv")
+    (tmp_path / "config.json").write_text('{"run": "x"}')
+    with pytest.raises(ValueError, match=r"config\.json: not a checkpoint \(a JSON file\?\)$"):
+        load_checkpoint(tmp_path / "config.json")
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match=r"other\.pt: not a classifier checkpoint"):
+        load_checkpoint(tmp_path / "other.pt")

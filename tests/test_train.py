@@ -247,7 +247,7 @@ def test_command_line_options_make_the_config():
                               "--inversions", "inv", "--load-size", "192", "--crop", "96"])
     cfg = config_from_args(args)
     assert (cfg.setting, cfg.crop, cfg.stop_patience, cfg.epochs) == \
-        ("samples_inversions", 96, 50, 1000)
+        ("samples_inversions", 96, 50, 2)  # notebook 02's epoch cap (tests/test_cli_help.py)
     with pytest.raises(ValueError, match="resnet18"):
         config_from_args(parser.parse_args(["train", "--real", "r", "--fake", "f", "--arch",
                                             "resnet18", "--depth", "5"]))

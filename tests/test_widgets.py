@@ -12,7 +12,12 @@ from patchforensics.models import ModelConfig
 from patchforensics.parts import PartsAnalysis, top_patches
 from patchforensics.receptive_field import receptive_field
 from patchforensics.segment import PART_ID
-from patchforensics.widgets import heatmap_explorer, patch_explorer, shift_explorer
+from patchforensics.widgets import (
+    heatmap_explorer,
+    history_explorer,
+    patch_explorer,
+    shift_explorer,
+)
 
 from conftest import BrightnessClassifier, TinyGenerator, face_like
 
@@ -71,6 +76,27 @@ def test_heatmap_explorer_redraws_on_slider_and_dropdown(analysis):
     assert pick.value == "real"
     pick.value = "gen"
     assert len({first, second, picture(out)}) == 3
+
+
+def test_history_explorer_draws_the_chosen_runs_curves(tmp_path):
+    import pandas as pd
+
+    runs = {}
+    for k, name in enumerate(("fast", "slow")):
+        run = tmp_path / name
+        run.mkdir()
+        epochs = np.arange(1, 4)
+        pd.DataFrame({"epoch": epochs, "train_loss": 1 / (epochs + k), "val_loss": 1 / epochs,
+                      "val_patch_acc": 0.5 + 0.1 * epochs / (1 + k), "val_image_acc": 0.6}
+                     ).to_csv(run / "history.csv", index=False)
+        runs[name] = run
+    ex = history_explorer(runs)
+    pick, out = ex.children
+    first = picture(out)
+    pick.value = "slow"
+    assert picture(out) != first
+    with pytest.raises(ValueError, match="at least one run"):
+        history_explorer({})
 
 
 def test_shift_explorer_redraws_on_the_slider_and_the_dropdown():

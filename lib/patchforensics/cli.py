@@ -144,7 +144,8 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     capped = args.max_files and args.max_files in (report.n_real, report.n_fake)
     print(summary("audit", report.n_real + report.n_fake - bad, bad,
                   left_out=_left_out([args.real, args.fake], args.recursive),
-                  extra=f"at most {args.max_files} per folder (--max-files)" if capped else ""))
+                  extra=f"at most {args.max_files} per folder (--max-files)" if capped else ""),
+          file=sys.stderr if args.json else sys.stdout)  # --json: stdout is the JSON alone
     return 1 if args.strict and not report.clean else 0
 
 

@@ -449,27 +449,52 @@ class Checkpoint:
     precision: str = "fp32"  # of its training steps (``TrainConfig.precision``)
 
 
-def load_checkpoint(ckpt: str | os.PathLike, *, device: Device = None) -> Checkpoint:
+def load_checkpoint(ckpt: str | os.PathLike, *, device: Device = None,
+                    input_size: int | None = None, load_size: int | None = None) -> Checkpoint:
     """A classifier from a run folder or its ``best.pt``, with its training image size and data
     folders (from the run's ``config.json`` when present). Raises ``FileNotFoundError`` or
-    ``ValueError`` with the file's name when it is missing or not a patchforensics checkpoint."""
+    ``ValueError`` with the file's name when it is missing or not a classifier checkpoint.
+
+    The original authors' files (``bestval_net_D.pth``: ``state_dict``/``net_D`` in their key
+    layout) load too (``original.read``): backbone and cut from the keys, ``input_size`` (px of
+    the images it saw) and ``load_size`` (its network input) as given, else the original's
+    128 px faces upsampled to 299 (Xception) / 224 (ResNet) px; one line on stderr says what
+    was assumed. ``input_size`` also serves our checkpoints that do not record their size."""
+    import sys
+
+    from . import original
+
     path = runs.checkpoint_file(ckpt)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such checkpoint (give a run folder or its best.pt)")
+    with open(path, "rb") as f:
+        magic = f.read(2)
+    if magic not in (b"PK", b"\x80\x02"):  # torch's zip format; the legacy pickle one
+        guess = original.sniff(path)
+        raise ValueError(f"{path}: not a checkpoint" + (f" ({guess})" if guess else ""))
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unpickling failure means a bad file
         raise ValueError(f"{path}: cannot be read as a checkpoint ({type(err).__name__}: "
                          f"{str(err).strip().splitlines()[0]})") from err
+    authors = original.read(raw, path, input_size=input_size, load_size=load_size)
+    if authors is not None:
+        model, size, said = authors
+        print(said, file=sys.stderr)
+        return Checkpoint(path, path.parent, model.to(resolve_device(device)), size, None, None,
+                          None, model.config.name)
     if not isinstance(raw, dict) or "model_config" not in raw:
-        raise ValueError(f"{path}: not a patchforensics classifier checkpoint")
+        raise ValueError(f"{path}: not a classifier checkpoint (neither patchforensics' "
+                         "best.pt nor the original authors' net_D layout)")
+    if load_size is not None:
+        raw = {**raw, "model_config": {**raw["model_config"], "load_size": int(load_size)}}
     model = classifier_from_state(raw, device=resolve_device(device))  # loaded once
     config_path = path.parent / "config.json"
     cfg = json.loads(config_path.read_text()) if config_path.exists() else {}
     data = cfg.get("data", {})
     real = runs.resolve_recorded(data["real"]["dir"]) if "real" in data else None
     fake = runs.resolve_recorded(data["fake"]["dir"]) if "fake" in data else None
-    size = raw.get("input_size")
+    size = raw.get("input_size") if input_size is None else input_size
     if size is None and real is not None:
         size = load_folder(real / "val", limit=1)[0].shape[1]
     if size is None:
@@ -589,12 +614,12 @@ def _check_not_swapped(ck: Checkpoint, real_dir: str | os.PathLike,
     inside its training *real* dataset: the folders are surely swapped."""
     if _inside(real_dir, ck.train_fake):
         raise ValueError(f"{real_dir}: is part of the fake dataset this classifier was trained "
-                         f"on ({ck.train_fake}); are --real and --fake swapped?")
+                         f"on ({ck.train_fake}); are the real and fake folders swapped?")
     for name, folder in fake_dirs.items():
         if _inside(folder, ck.train_real):
             raise ValueError(f"{folder}: the fake set {name!r} is part of the real dataset this "
-                             f"classifier was trained on ({ck.train_real}); are --real and "
-                             "--fake swapped?")
+                             f"classifier was trained on ({ck.train_real}); are the real and "
+                             "fake folders swapped?")
 
 
 def evaluate(ckpt: str | os.PathLike, real_dir: str | os.PathLike,
@@ -631,6 +656,14 @@ def evaluate(ckpt: str | os.PathLike, real_dir: str | os.PathLike,
     return table
 
 
+def _layout_sets(root: Path) -> list[str]:
+    """Set keys of a data root without a manifest (one ``patchforensics import`` filled):
+    ``real/<dataset>`` and ``fake/<dataset>/<generator>`` folders holding a ``test/`` split."""
+    return ([f"real/{p.name}" for p in sorted(root.glob("real/*")) if (p / "test").is_dir()]
+            + [f"fake/{p.parent.name}/{p.name}" for p in sorted(root.glob("fake/*/*"))
+               if (p / "test").is_dir()])
+
+
 def world_sets(world_root: str | os.PathLike,
                datasets: Sequence[str] | None = None) -> dict[str, list[str]]:
     """``{dataset: [generator, ...]}`` of a built world's fake sets (from its manifest). Sets
@@ -638,8 +671,9 @@ def world_sets(world_root: str | os.PathLike,
     share the reals' content, so they are not test sets of another generator."""
     from .embedded import read_manifest
 
+    keys = read_manifest(Path(world_root))["sets"] or _layout_sets(Path(world_root))
     sets: dict[str, list[str]] = {}
-    for key in sorted(read_manifest(Path(world_root))["sets"]):
+    for key in sorted(keys):
         parts = key.split("/")
         if parts[0] == "fake" and (datasets is None or parts[1] in datasets) \
                 and not parts[2].endswith("_inverted"):
@@ -1222,10 +1256,11 @@ def claim_heatmap_folder(folder: str | os.PathLike, ck: Checkpoint, *,
         return out
     foreign = owner is not None or (out.is_dir() and any(out.iterdir()))
     if foreign and not force:
-        who = (f"model {owner.get('model', '?')} ({owner.get('checkpoint', '?')})"
-               if owner else "something else (no heatmaps.json)")
-        raise FileExistsError(f"{out}: holds heatmaps of {who}; choose another folder or "
-                              "pass --force to replace them")
+        what = (f"holds the heatmaps of another model, {owner.get('model', '?')} "
+                f"({owner.get('checkpoint', '?')})" if owner else
+                f"holds other files and no {HEATMAP_MARKER}")
+        raise FileExistsError(f"{out}: {what}; choose another --heatmaps folder or pass "
+                              "--force to replace its heatmaps")
     if foreign:  # force: another model's heatmaps must not pass for this one's
         for old in out.rglob("*.heatmap.png"):
             old.unlink()
@@ -1239,9 +1274,11 @@ def score_files(ckpt: str | os.PathLike, inputs: Sequence[str | os.PathLike], *,
                 force: bool = False, strict: bool = False, batch_size: int = 0,
                 device: Device = None, progress: bool = True,
                 on_skip: Callable[[Path, str], None] | None = None,
-                recursive: bool = True) -> pd.DataFrame:
+                recursive: bool = True, input_size: int | None = None,
+                load_size: int | None = None) -> pd.DataFrame:
     """Score images of any size, format and mode with a checkpoint (folders searched
-    recursively unless not ``recursive``).
+    recursively unless not ``recursive``; ``input_size``/``load_size``: see
+    :func:`load_checkpoint`, for the original authors' files).
 
     Each file goes through the training pipeline (``preprocess.prepare_array``: centre square,
     LANCZOS to the training size). One row per file: ``prob_fake`` (temperature-calibrated when
@@ -1274,7 +1311,7 @@ def score_files(ckpt: str | os.PathLike, inputs: Sequence[str | os.PathLike], *,
     files = [f for f, _ in named]
     if not files:
         raise ValueError(f"no images found in {[str(i) for i in inputs]}")
-    ck = load_checkpoint(ckpt, device=device)
+    ck = load_checkpoint(ckpt, device=device, input_size=input_size, load_size=load_size)
     if out_dir is not None:
         claim_heatmap_folder(out_dir, ck, force=force)
     cal = calibration(ck, device=device)

@@ -147,12 +147,12 @@ def train_profile(p: Profile, real_dir: str | os.PathLike, fake_dir: str | os.Pa
                              steps_per_epoch=p.steps_per_epoch,
                              precision=resolve_precision(p.precision, resolve_device(device)))
     tables = []
-    runs = p.runs()
+    planned = p.runs()
     for setting in p.settings:
         inv = train.inversions_dir(fake_dir) if setting == "samples_inversions" else None
         cfg = replace(base, setting=setting)
         by_seed: dict[int, list[tuple[str, str]]] = {}
-        for s, arch, depth, seed in runs:
+        for s, arch, depth, seed in planned:
             if s == setting:
                 by_seed.setdefault(seed, []).append((arch, depth))
         for seed, models in sorted(by_seed.items()):

@@ -2,7 +2,7 @@
 
 A run is one classifier trained on one real and one fake dataset. Its folder is
 
-    <checkpoints>/classifiers/<data root>/<dataset>_<generator>/<setting>/<arch>_<depth>[_in<N>]_seed<S>
+    <checkpoints>/classifiers/<root>/<dataset>_<generator>/<setting>/<arch>_<depth>[_in<N>]_seed<S>
 
 where ``<data root>`` is the folder holding ``real/<dataset>`` and ``fake/<dataset>/<generator>``
 (the embedded world's ``default64``, or a root ``patchforensics import`` filled), ``<setting>`` is
@@ -269,7 +269,7 @@ def check_roles(real_dir: str | os.PathLike, fake_dir: str | os.PathLike) -> Non
                          f"{roles['fake'] or 'unknown'}; swapped?")
 
 
-# --- what to do with a folder ----------------------------------------------------------------------
+# --- what to do with a folder ---------------------------------------------------------------
 
 @dataclass
 class Decision:

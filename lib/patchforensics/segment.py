@@ -198,16 +198,21 @@ def parse_set(world_root: str | os.PathLike, key: str, split: str = "test", *,
     from .config import fingerprint, to_dict
     from .data import load_folder
     from .embedded import read_manifest
-    from .images import atomic_write_bytes
+    from .images import atomic_write_bytes, list_images
 
     cfg = cfg or ParserConfig()
     root = Path(world_root)
     entry = read_manifest(root)["sets"].get(key)
-    if entry is None:
-        raise FileNotFoundError(f"{root}: the world has no set {key!r}")
+    if entry is not None:
+        files_id: Any = entry["splits"][split]["files"]
+    elif (root / key / split).is_dir():  # a data root without a manifest (own data)
+        files_id = [(f.name, f.stat().st_size, f.stat().st_mtime_ns)
+                    for f in list_images(root / key / split)]
+    else:
+        raise FileNotFoundError(f"{root}: no set {key!r} (no folder {root / key / split})")
     import mediapipe
 
-    fp = fingerprint({"files": entry["splits"][split]["files"], "parser": to_dict(cfg),
+    fp = fingerprint({"files": files_id, "parser": to_dict(cfg),
                       "mediapipe": mediapipe.__version__})
     cache = root / "parsing" / key / f"{split}.npz"
     images, files, _ = load_folder(root / key / split)

@@ -15,6 +15,7 @@ import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from mpl_toolkits.axes_grid1 import make_axes_locatable
 
 from . import paths
 from .data import load_folder
@@ -209,14 +210,20 @@ def heatmap_figure(image: np.ndarray, prob_cells: np.ndarray, rf, *, score: floa
                                             panel * min(h / w, 1.0) + 0.9))
     axes[0].imshow(image, interpolation="nearest")
     axes[0].set_title(f"image ({w} x {h} px)", fontsize=8)
-    axes[1].imshow(heatmap_overlay(image, heat, alpha=alpha, box=box, zoom=1),
-                   interpolation="nearest")
-    axes[1].set_title("P(fake) per pixel (centre square the model sees)", fontsize=8)
+    axes[1].imshow(heatmap_overlay(image, heat, alpha=alpha, zoom=1), interpolation="nearest")
+    if box is not None:  # drawn, not burnt in: a 1 px outline vanishes when a photo is shrunk
+        t, left_, b, r = box
+        axes[1].add_patch(matplotlib.patches.Rectangle(
+            (left_ - 0.5, t - 0.5), r - left_, b - t, fill=False, edgecolor=(1.0, 0.86, 0.0),
+            linewidth=1.5))
+    axes[1].set_title("P(fake) per pixel", fontsize=8)
     for ax in axes:
         ax.set_xticks([])
         ax.set_yticks([])
     bar = matplotlib.cm.ScalarMappable(norm=matplotlib.colors.Normalize(0, 1), cmap="RdBu_r")
-    fig.colorbar(bar, ax=axes[1], fraction=0.046, pad=0.04, label="P(fake)")
+    # A bar as tall as the image, whatever its aspect (``ax=`` would span the figure).
+    cax = make_axes_locatable(axes[1]).append_axes("right", size="4%", pad=0.08)
+    fig.colorbar(bar, cax=cax, label="P(fake)")
     fig.suptitle(f"{model}: P(fake) = {score:.3f}" + (f" ({mode})" if mode else ""),
                  fontsize=10)
     return fig

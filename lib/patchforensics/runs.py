@@ -130,12 +130,12 @@ def resolve(run: str | os.PathLike) -> Path:
     p = Path(run).expanduser()
     if p.exists() or p.is_absolute():
         if not p.exists():
-            raise FileNotFoundError(f"{p}: no such run folder or checkpoint")
+            raise FileNotFoundError(f"{p}: no such checkpoint or run folder")
         return p
     below = paths.checkpoints_dir() / p
     if below.exists():
         return below
-    raise FileNotFoundError(f"{p}: no such run folder or checkpoint (looked in "
+    raise FileNotFoundError(f"{p}: no such checkpoint or run folder (looked in "
                             f"{Path.cwd()} and {paths.checkpoints_dir()})")
 
 

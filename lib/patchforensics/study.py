@@ -103,11 +103,12 @@ class Study:
 
 def _find_root(data_root: str | os.PathLike) -> Path:
     p = Path(data_root).expanduser()
-    for cand in ([p] if p.is_absolute() else [p, paths.data_dir() / p]):
+    bases = [Path.cwd(), paths.root(), paths.data_dir()]
+    for cand in ([p] if p.is_absolute() else [b / p for b in bases]):
         if cand.is_dir():
             return cand.resolve()
-    raise FileNotFoundError(f"{data_root}: no such data root (looked in {Path.cwd()} and "
-                            f"{paths.data_dir()})")
+    raise FileNotFoundError(f"{data_root}: no such data root (looked in "
+                            f"{', '.join(str(b) for b in bases)})")
 
 
 def _check_pair(root: Path, dataset: str, generator: str) -> None:
@@ -135,7 +136,8 @@ def open_study(data_root: str | os.PathLike = "", dataset: str = "celeba",
                device: str | None = "auto", build: bool = True) -> Study:
     """The study of notebooks 02-06. ``data_root`` ``""`` is the embedded world (built first
     when the pair is missing and ``build``; ``smoke`` picks the 32 px world), else a folder
-    holding ``real/`` and ``fake/`` (as given, or below the data dir). ``device``: ``"auto"``
+    holding ``real/`` and ``fake/`` (as given, or below the working directory, the project
+    root or the data dir). ``device``: ``"auto"``
     (CUDA when present), ``"cpu"``, ``"cuda"``, ``"cuda:N"``. Raises ``FileNotFoundError`` /
     ``ValueError`` naming what is missing or unknown."""
     from .evaluate import resolve_device

@@ -418,7 +418,8 @@ def evaluate_split(model: torch.nn.Module, real: torch.Tensor | ImageFiles,
         batch_size = inference_batch_size(max(load, real.shape[-1]), device)
     loss_sum, correct, patches, scores, labels = 0.0, 0, 0, [], []
     for images, label in ((real, REAL), (fake, FAKE)):
-        for batch in iter_batches(images, batch_size, pin_memory=device.type == "cuda"):
+        for batch in iter_batches(images, batch_size,
+                                  pin_memory=torch.device(device).type == "cuda"):
             x = to_input(batch, device, channels_last)
             y = torch.full((len(x),), label, dtype=torch.long, device=device)
             logits = net(x).float()

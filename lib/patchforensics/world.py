@@ -179,8 +179,8 @@ def invert_reals(gen: TorchGenerator, root: str | Path, inv: InversionConfig, *,
     real = read_manifest(root)["sets"][f"real/{gen.dataset}"]
     fp = fingerprint({"weights": gen.checkpoint_sha256, "inversion": to_dict(inv),
                       "real": real.get("fingerprint"), "size": gen.size})
-    folder = Path(gen.info.get("run_dir") or paths.checkpoints_dir() / "inversions" / root.name
-                  / gen.dataset / gen.name)
+    folder = Path(gen.info.get("run_dir") or paths.world_checkpoints_dir(root) / "inversions"
+                  / root.name / gen.dataset / gen.name)
     cache = folder / f"inversions_{fp}.pt"
     done: dict[str, dict[str, Any]] = {}
     if cache.exists() and not recompute:

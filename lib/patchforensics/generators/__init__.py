@@ -150,7 +150,7 @@ def _prepare(dataset: str, name: str, root: Path, smoke: bool,
     record = {"generator": name, "dataset": dataset, "kind": kind, "config": to_dict(cfg),
               "data": {"world": str(root), "key": f"real/{dataset}/train",
                        "fingerprint": data_fp, "count": len(files)}}
-    return cfg, run_dir(root.name, dataset, name), fp, record, files
+    return cfg, run_dir(root, dataset, name), fp, record, files
 
 
 def train_generator(dataset: str, name: str, *, world_root: str | Path | None = None,

@@ -36,9 +36,12 @@ from ..provenance import run_record
 from .base import is_gray
 
 
-def run_dir(world_name: str, dataset: str, name: str) -> Path:
-    """Checkpoint folder of one generator of one world, e.g. ``.../default64/celeba/dcgan``."""
-    return paths.checkpoints_dir() / "generators" / world_name / dataset / name
+def run_dir(world_root: str | Path, dataset: str, name: str) -> Path:
+    """Checkpoint folder of one generator of one world, e.g. ``checkpoints/generators/default64/
+    celeba/dcgan`` (below the world folder for a world built outside the data dir:
+    ``paths.world_checkpoints_dir``)."""
+    root = Path(world_root)
+    return paths.world_checkpoints_dir(root) / "generators" / root.name / dataset / name
 
 
 def save_torch(obj: dict[str, Any], path: Path) -> str:

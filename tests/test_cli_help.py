@@ -49,7 +49,7 @@ def readme_commands() -> dict[str, set[str]]:
         code = line.split("#")[0]
         if m := re.match(r"patchforensics ([a-z-]+)", code):
             current = m.group(1)
-        elif "-m patchforensics.train" in code:
+        elif "-m patchforensics train" in code:
             current = "train"
         elif not line.startswith(" "):
             current = None
@@ -105,7 +105,8 @@ def test_train_defaults_are_notebook_02s_for_each_model(tmp_path):
     from patchforensics.config import from_dict, to_dict
     from patchforensics.evaluate import resolve_device
     from patchforensics.generators.training import resolve_precision
-    from patchforensics.train import TrainConfig, config_from_args
+    from patchforensics.cli import config_from_args
+    from patchforensics.train import TrainConfig
 
     p = protocol.profile("default")
     fake = tmp_path / "dcgan"

@@ -20,13 +20,12 @@ import pytest
 import torch
 from PIL import Image
 
+from patchforensics.cli import add_train_parser, config_from_args
 from patchforensics.models import load_classifier
 from patchforensics.train import (
     TrainConfig,
-    add_train_parser,
     augment_batch,
     blur_jpeg,
-    config_from_args,
     epoch_order,
     evaluate_split,
     load_split,
@@ -258,9 +257,10 @@ def test_distributed_data_parallel_with_two_gloo_processes(planted, tmp_path):
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
-           "2", "-m", "patchforensics.train", "--real", str(real), "--fake", str(fake),
+           "2", "-m", "patchforensics", "train", "--real", str(real), "--fake", str(fake),
            "--arch", "xception", "--depth", "1", "--out", str(out), "--epochs", "15",
            "--patience", "15", "--batch-size", "16", "--device", "cpu", "--threads", "1",
+           "--load-size", "0", "--precision", "fp32",
            "--quiet"]
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from .images import ImageError, list_images
 from .notebooks import NOTEBOOK_TIMEOUT_S, STALL_TIMEOUT_S
@@ -168,10 +170,82 @@ def _refuse_existing(path: str | None, force: bool) -> None:
                               "or pass --force to replace it")
 
 
-def _cmd_train(args: argparse.Namespace) -> int:
-    from .train import run_from_args
+def train_sizes(arch: str, depth: str, profile_name: str = "default") -> tuple[int, int]:
+    """``(load_size, crop)`` that notebook 02 trains ``arch``/``depth`` with under a protocol
+    profile: the profile's per-model values for the models it trains, ``(0, 0)`` (no
+    upsampling, whole images) for the others."""
+    from .protocol import profile
 
-    return run_from_args(args)
+    over = profile(profile_name).overrides().get(f"{arch}_{depth}")
+    if over is None:
+        return 0, 0
+    return int(over["load_size"]), int(over.get("crop", 0))
+
+
+def inversions_arg(args: argparse.Namespace) -> Path | None:
+    """The inversions folder of ``train --inversions``: a folder, ``none``, or ``auto``
+    (``<FAKE>_inverted`` beside ``--fake`` when it has ``train/``, as notebook 02 finds it)."""
+    from .train import inversions_dir
+
+    if args.inversions == "none":
+        return None
+    if args.inversions != "auto":
+        return Path(args.inversions)
+    try:
+        return inversions_dir(args.fake)
+    except FileNotFoundError:
+        return None
+
+
+def config_from_args(args: argparse.Namespace) -> Any:
+    """The ``train.TrainConfig`` of ``patchforensics train``'s options (``auto`` resolved)."""
+    from .evaluate import resolve_device
+    from .generators.training import resolve_precision
+    from .models import parse_depth
+    from .train import TrainConfig
+
+    depth = parse_depth(args.arch, args.depth)
+    load_size, crop = train_sizes(args.arch, depth)
+    if args.load_size != "auto":
+        # notebook 02's window belongs to its load size; another input size gets whole images
+        crop = crop if args.load_size == load_size else 0
+        load_size = args.load_size
+    if args.crop != "auto":
+        crop = args.crop
+    return TrainConfig(arch=args.arch, depth=depth, load_size=load_size, init=args.init,
+                       seed=args.seed, epochs=args.epochs, patience=args.patience,
+                       batch_size=args.batch_size, lr=args.lr, flip=not args.no_flip,
+                       augment=args.augment, steps_per_epoch=args.steps_per_epoch,
+                       limit=args.limit,
+                       setting="samples_inversions" if inversions_arg(args) else "samples",
+                       crop=crop,
+                       precision=resolve_precision(args.precision, resolve_device(args.device)))
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    """``patchforensics train`` (also what ``torchrun -m patchforensics train`` runs in every
+    process); rank 0 prints the best validation metrics and the image counts."""
+    import torch
+
+    from .train import SPLITS, train
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cfg = config_from_args(args)
+    device = None if args.device in (None, "auto") else args.device
+    res = train(cfg, args.real, args.fake, args.out, device=device,
+                progress=not args.quiet, force=args.force,
+                checkpoint_every=args.checkpoint_every, inversions_dir=inversions_arg(args))
+    if int(os.environ.get("RANK", "0")) == 0:
+        word = "already finished" if res.skipped else f"stopped ({res.stopped})"
+        best = ", ".join(f"{k} {v:.4f}" for k, v in res.best.items())
+        print(f"{res.out_dir}: {word}; best epoch {res.best_epoch}: {best}")
+        data = json.loads((Path(res.out_dir) / "config.json").read_text()).get("data", {})
+        counts = {f"{kind} {split}": int(d[split]["count"]) for kind, d in data.items()
+                  for split in SPLITS if split in d}
+        print(summary("train", sum(counts.values()), 0, extra=f"setting {cfg.setting}, " +
+                      ", ".join(f"{k} {n}" for k, n in counts.items())))
+    return 0
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
@@ -324,7 +398,7 @@ def _add_common(p: argparse.ArgumentParser, *, recursive: bool = False, device: 
 
 
 def add_train_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add ``train`` to a CLI's subcommands (``python -m patchforensics.train`` reuses it).
+    """Add ``train`` to the CLI's subcommands (``torchrun -m patchforensics train`` too).
 
     Defaults are notebook 02's for a single model (``protocol.profile("default")``: its epoch
     cap, batch size, precision and the original's patience rule; ``auto`` load size, crop and
@@ -341,13 +415,13 @@ def add_train_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
                     f"'default': {nb.epochs} epochs, batch {nb.batch_size}, precision "
                     f"{nb.precision}, the original's patience, the paper's samples + inversions "
                     "setting when the inversions exist). Multi-GPU: launch with `torchrun "
-                    "--nproc-per-node N -m patchforensics.train` and the same options.",
+                    "--nproc-per-node N -m patchforensics train` and the same options.",
         epilog=_examples(
             "patchforensics train --real data/default64/real/celeba \\",
             "    --fake data/default64/fake/celeba/dcgan            # notebook 02's block2",
             "patchforensics train --real R --fake F --depth full --epochs 30 --out runs/full",
             "patchforensics train --real R --fake F --inversions none --load-size 0 --crop 0",
-            "torchrun --nproc-per-node 2 -m patchforensics.train --real R --fake F"))
+            "torchrun --nproc-per-node 2 -m patchforensics train --real R --fake F"))
     p.add_argument("--real", required=True, metavar="DIR",
                    help="real dataset folder (with train/ and val/)")
     p.add_argument("--fake", required=True, metavar="DIR",

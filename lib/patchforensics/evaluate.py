@@ -48,7 +48,15 @@ from scipy.special import expit, logsumexp
 from . import paths, runs
 from .data import FAKE, REAL, load_folder
 from .images import atomic_write_bytes, atomic_write_text, list_images, sha256_cached
-from .models import PatchClassifier, classifier_from_state, inference_batch_size, inference_model
+from .models import (
+    PatchClassifier,
+    classifier_from_state,
+    inference_batch_size,
+    inference_model,
+    resolve_device,
+)
+from .protocol import one_setting
+from .receptive_field import paper_field_fraction
 
 Device = str | torch.device | None  # None or "auto": CUDA when present, else CPU
 
@@ -64,13 +72,6 @@ SWEEPS: dict[str, tuple[float, ...]] = {
 
 
 # --- patch maps and image scores ------------------------------------------------------------
-
-def resolve_device(device: Device) -> torch.device:
-    """``None`` or ``"auto"`` -> CUDA when present, else CPU; anything else as given."""
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
 
 def logit_maps(model: torch.nn.Module, images: np.ndarray, *, device: Device = None,
                batch_size: int = 0, channels_last: bool = True,
@@ -681,7 +682,6 @@ def world_sets(world_root: str | os.PathLike,
     return sets
 
 
-PRIMARY_SETTING = "samples_inversions"  # training fakes = samples + inversions (the paper's)
 RunKey = str | tuple[str, int]  # "label" (seed read from the run) or (label, seed)
 
 
@@ -1054,19 +1054,6 @@ def robustness(runs: dict[str, str | os.PathLike], real: np.ndarray, fake: np.nd
 
 # --- the written reading (notebook 03) ---------------------------------------------------------
 
-def _one_setting(table: pd.DataFrame, setting: str | None) -> tuple[pd.DataFrame, str]:
-    """Rows of one training setting: ``setting``, else the primary one when present, else the
-    first; tables without a ``setting`` column (older runs) pass whole."""
-    if "setting" not in table.columns:
-        return table, ""
-    have = list(dict.fromkeys(table["setting"].fillna("")))
-    if setting is None:
-        setting = PRIMARY_SETTING if PRIMARY_SETTING in have else have[0] if have else ""
-    if setting not in have:
-        raise ValueError(f"no rows of setting {setting!r}; the table has {have}")
-    return table[table["setting"].fillna("") == setting], setting
-
-
 def depth_summary(table: pd.DataFrame, *, mode: str = "mean_softmax",
                   arch: str = "xception", setting: str | None = None) -> pd.DataFrame:
     """Per depth of ``arch`` (rows in depth order), from a :func:`cross_generator` table of one
@@ -1077,7 +1064,7 @@ def depth_summary(table: pd.DataFrame, *, mode: str = "mean_softmax",
     from :func:`unseen_auc` and :func:`patch_vs_full`, which resample images and seeds."""
     from .models import DEPTHS
 
-    t, _ = _one_setting(table[(table["mode"] == mode) & (table["arch"] == arch)], setting)
+    t, _ = one_setting(table[(table["mode"] == mode) & (table["arch"] == arch)], setting)
     if "seed" not in t.columns:
         t = t.assign(seed=0)
     train_dataset = t["train_set"].str.split("/").str[0]
@@ -1098,16 +1085,6 @@ def depth_summary(table: pd.DataFrame, *, mode: str = "mean_softmax",
     return out.reindex([d for d in DEPTHS[arch] if d in out.index])
 
 
-# The paper's Xception fields at its 299 px input (block1..block5; the full model sees all).
-PAPER_FIELD_PX = {"block1": 19, "block2": 43, "block3": 91, "block4": 187, "block5": 283}
-PAPER_INPUT_PX = 299
-
-
-def paper_field_fraction(depth: str) -> float:
-    """The paper's field side over its 299 px input for an Xception depth (``"full"``: 1.0)."""
-    return 1.0 if depth == "full" else PAPER_FIELD_PX[depth] / PAPER_INPUT_PX
-
-
 def _ff(x: float) -> str:
     return "full image" if x >= 1.0 else f"field {x:.0%} of the face"
 
@@ -1125,18 +1102,18 @@ def reading(table: pd.DataFrame, *, mode: str = "mean_softmax",
     paper's AP-by-block figure (rows = test sets). One training ``setting`` (default: the
     primary one). Without ``comparison`` the reading states no verdict: per-row intervals that
     overlap or not do not test a paired difference."""
-    t, setting = _one_setting(table[table["mode"] == mode], setting)
+    t, setting = one_setting(table[table["mode"] == mode], setting)
     where = f", setting `{setting}`" if setting else ""
     lines = [f"**Unseen generators, {mode}{where}** (AUC, fake = positive; 95 % bootstrap "
              "intervals over test images and seeds):"]
     if summary is not None:
-        sm, _ = _one_setting(summary, setting)
+        sm, _ = one_setting(summary, setting)
         for r in sm.itertuples():
             lines.append(f"- {r.model} ({_ff(r.field_fraction)}, {r.n_seeds} seed(s)): mean "
                          f"unseen AUC {r.auc_unseen:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}] "
                          f"over {r.n_unseen} generator(s); seen {r.auc_seen:.3f}")
     if comparison is not None:
-        cmp_, _ = _one_setting(comparison, setting)
+        cmp_, _ = one_setting(comparison, setting)
         pooled = cmp_[cmp_["generator"] == "mean_unseen"]
         per = cmp_[~cmp_["seen"] & (cmp_["generator"] != "mean_unseen")]
         if len(pooled):
@@ -1433,7 +1410,7 @@ def ap_pivot(table: pd.DataFrame, *, mode: str = "mean_softmax", metric: str = "
     """``metric`` of a :func:`cross_generator` table as models x test sets, mean over seeds, for
     one training ``setting`` (default: the primary one); rows in the table's model order, the
     training set's column first."""
-    t, _ = _one_setting(table[table["mode"] == mode], setting)
+    t, _ = one_setting(table[table["mode"] == mode], setting)
     t = t.assign(test_set=lambda f: f["dataset"] + "/" + f["generator"])
     pivot = t.pivot_table(index="label", columns="test_set", values=metric, aggfunc="mean")
     seen = t.loc[t["seen"], "test_set"].unique().tolist()
@@ -1445,7 +1422,7 @@ def interval_pivot(table: pd.DataFrame, *, mode: str = "mean_softmax",
                    setting: str | None = None, metric: str = "auc") -> pd.DataFrame:
     """``metric`` with its bootstrap interval as text ("0.912 [0.874, 0.945]"), models (field
     fraction, label, seed) x test sets, for one score mode and setting (default: the primary)."""
-    t, _ = _one_setting(table[table["mode"] == mode], setting)
+    t, _ = one_setting(table[table["mode"] == mode], setting)
     text = t.apply(lambda r: f"{r[metric]:.3f} [{r[f'{metric}_ci_low']:.3f}, "
                              f"{r[f'{metric}_ci_high']:.3f}]", axis=1)
     return t.assign(**{metric: text}).pivot_table(

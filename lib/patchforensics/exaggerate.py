@@ -36,6 +36,7 @@ from torch import nn
 
 from .config import fingerprint, to_dict
 from .data import REAL, to_uint8
+from .generators.base import perceptual_distance
 from .models import PatchClassifier, inference_model
 
 
@@ -64,24 +65,6 @@ class ExaggerateConfig:
             raise ValueError(f"precision must be 'auto', 'fp32' or 'bf16', got {self.precision!r}")
         if self.part and self.part not in PARTS:
             raise ValueError(f"part must be '' or one of {PARTS}, got {self.part!r}")
-
-
-def perceptual_distance(x: torch.Tensor, y: torch.Tensor, scales: int = 3) -> torch.Tensor:
-    """Multi-scale pixel + gradient L1 distance between N x C x H x W images in [-1, 1]:
-    N values >= 0 (0 iff equal). Averaged over ``scales`` resolutions (halved each time)."""
-    if x.shape != y.shape:
-        raise ValueError(f"shapes differ: {tuple(x.shape)} vs {tuple(y.shape)}")
-    total = x.new_zeros(x.shape[0])
-    for s in range(scales):
-        if s:
-            x, y = F.avg_pool2d(x, 2), F.avg_pool2d(y, 2)
-        d = x - y
-        total = total + d.abs().mean(dim=(1, 2, 3))
-        if d.shape[-1] > 1:
-            total = total + (d[..., :, 1:] - d[..., :, :-1]).abs().mean(dim=(1, 2, 3))
-        if d.shape[-2] > 1:
-            total = total + (d[..., 1:, :] - d[..., :-1, :]).abs().mean(dim=(1, 2, 3))
-    return total / scales
 
 
 def fake_loss(logits: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:

@@ -387,3 +387,10 @@ def inference_model(model: PatchClassifier, precision: str = "fp32") -> nn.Modul
     out: nn.Module = _Bf16Features(twin) if precision == "bf16" else twin
     model.__dict__["_inference_twin"] = (key, out)  # not a submodule: not in state_dict
     return out
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``None`` or ``"auto"`` -> CUDA when present, else CPU; anything else as given."""
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)

@@ -28,59 +28,16 @@ import numpy as np
 import pandas as pd
 
 from .data import FAKE, REAL
-from .segment import PARTS
-
-
-def true_class_cell(logit_map: np.ndarray, label: int) -> tuple[int, int]:
-    """``(i, j)`` of the cell with the highest probability of class ``label`` in an h x w
-    logit-difference map (fake minus real): argmax of d for fakes, of -d for reals. Ties go to
-    the first cell in row-major order."""
-    if label not in (REAL, FAKE):
-        raise ValueError(f"label must be 0 (real) or 1 (fake), got {label}")
-    flat = logit_map.ravel() if label == FAKE else -logit_map.ravel()
-    i, j = np.unravel_index(int(np.argmax(flat)), logit_map.shape)
-    return int(i), int(j)
-
-
-def part_ratios(label_map: np.ndarray, rows: slice, cols: slice,
-                n_parts: int = len(PARTS)) -> np.ndarray:
-    """Per part k: (pixels of k inside ``label_map[rows, cols]``) / (pixels of k in
-    ``label_map``), -1 for parts absent from the image: ``n_parts`` floats. ``label_map``:
-    H x W ints in [0, n_parts)."""
-    whole = np.bincount(label_map.ravel(), minlength=n_parts)[:n_parts].astype(np.float64)
-    inside = np.bincount(label_map[rows, cols].ravel(), minlength=n_parts)[:n_parts]
-    if inside.sum() == 0:
-        raise ValueError("the patch is empty")
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(whole > 0, inside / whole, -1.0)
-
-
-def best_parts(label_map: np.ndarray, rows: slice, cols: slice,
-               n_parts: int = len(PARTS)) -> list[int]:
-    """Every part k whose :func:`part_ratios` ties for the maximum (ascending ids). A large
-    patch often holds several small parts whole (ratio 1.0 each: brows, eyes and nose in one
-    block2 cell), so ties are common and must be shared, not given to one part."""
-    ratio = part_ratios(label_map, rows, cols, n_parts)
-    # Equal fractions computed from different counts can differ in the last bit.
-    return np.flatnonzero(ratio >= ratio.max() * (1 - 1e-12)).tolist()
-
-
-def part_shares(label_map: np.ndarray, rows: slice, cols: slice,
-                n_parts: int = len(PARTS)) -> np.ndarray:
-    """The patch's count split among its :func:`best_parts`: ``n_parts`` floats summing to 1,
-    1/m on each of the m tied parts."""
-    out = np.zeros(n_parts)
-    best = best_parts(label_map, rows, cols, n_parts)
-    out[best] = 1.0 / len(best)
-    return out
-
-
-def part_of_patch(label_map: np.ndarray, rows: slice, cols: slice,
-                  n_parts: int = len(PARTS)) -> int:
-    """One part maximising :func:`part_ratios`; on a tie the lowest id, which biases counts
-    towards low ids (``brows`` before ``eyes`` and ``nose``): count with :func:`part_shares`,
-    and use this only to name a patch for display."""
-    return best_parts(label_map, rows, cols, n_parts)[0]
+from .segment import (  # noqa: F401 - the label-map helpers, re-exported: parts' vocabulary
+    PARTS,
+    best_parts,
+    part_counts,
+    part_of_patch,
+    part_ratios,
+    part_shares,
+    share_matrix,
+    true_class_cell,
+)
 
 
 def top_patches(maps: np.ndarray, labels: np.ndarray, label_maps: np.ndarray,
@@ -122,31 +79,6 @@ def top_patches(maps: np.ndarray, labels: np.ndarray, label_maps: np.ndarray,
                                        "rand_parts", "rand_tied"])
 
 
-def share_matrix(frame: pd.DataFrame, which: str = "top") -> np.ndarray:
-    """N x len(PARTS) fractional counts of a :func:`top_patches` frame's ``which`` patches
-    (``"top"`` or ``"rand"``): each row sums to 1, split equally among tied parts (frames
-    without ``<which>_parts`` count ``<which>_part`` whole)."""
-    col = f"{which}_parts" if f"{which}_parts" in frame.columns else f"{which}_part"
-    index = {p: i for i, p in enumerate(PARTS)}
-    out = np.zeros((len(frame), len(PARTS)))
-    for r, names in enumerate(frame[col].astype(str)):
-        ids = [index[x] for x in names.split("+")]
-        out[r, ids] = 1.0 / len(ids)
-    return out
-
-
-def part_counts(frame: pd.DataFrame) -> pd.DataFrame:
-    """Fractional counts of top and random patches per part (rows in ``PARTS`` order, zeros
-    kept; a patch whose best parts tie adds 1/m to each of its m parts), and ``top_tied`` /
-    ``random_tied``: how many of those patches were tied (the same number on every row)."""
-    out = pd.DataFrame({"top": share_matrix(frame, "top").sum(0),
-                        "random": share_matrix(frame, "rand").sum(0)},
-                       index=pd.Index(list(PARTS), name="part"))
-    for which, col in (("top", "top_tied"), ("random", "rand_tied")):
-        out[f"{which}_tied"] = int((frame[col] > 1).sum()) if col in frame.columns else 0
-    return out
-
-
 def enrichment(frame: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0,
                level: float = 0.95) -> pd.DataFrame:
     """Per part: fractional counts (:func:`part_counts`), shares, enrichment = top share /
@@ -175,32 +107,6 @@ def enrichment(frame: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0,
         out["ci_low"] = np.nanquantile(boots, alpha, axis=0)
         out["ci_high"] = np.nanquantile(boots, 1 - alpha, axis=0)
     return out
-
-
-def patch_grid(images: np.ndarray, frame: pd.DataFrame, rf, *, per_part: int = 8,
-               parts: tuple[str, ...] | None = None, title: str | None = None):
-    """Top patches grouped by their assigned part: a row per part (``per_part`` patches, in
-    image order; a patch tied between parts appears in each of their rows; the title gives the
-    part's fractional count), each patch its exact receptive-field slice padded to the full
-    field."""
-    from .receptive_field import extract_patch
-    from .viz import image_grid
-
-    shares = pd.DataFrame(share_matrix(frame, "top"), columns=list(PARTS), index=frame.index)
-    parts = parts or tuple(p for p in PARTS if (shares[p] > 0).any())
-    tiles, titles = [], []
-    for part in parts:
-        rows = frame[shares[part] > 0].head(per_part)  # a tied patch shows under each part
-        for n, r in enumerate(rows.itertuples()):
-            tiles.append(extract_patch(images[r.image], rf, r.top_i, r.top_j, pad_value=255))
-            titles.append(f"{part} ({shares[part].sum():g})" if n == 0 else "")
-        for _ in range(per_part - len(rows)):
-            tiles.append(np.full_like(tiles[-1], 255) if tiles else
-                         np.full((8, 8, 3), 255, np.uint8))
-            titles.append("")
-    if not tiles:
-        raise ValueError("no top patches to show")
-    return image_grid(tiles, ncols=per_part, titles=titles, title=title, scale=1.0)
 
 
 # --- the analysis over a world's test split (notebook 04) ---------------------------------------
@@ -232,17 +138,16 @@ class PartsAnalysis:
                 np.concatenate([self.label_maps["real"], self.label_maps[generator]]),
                 np.concatenate([self.found["real"], self.found[generator]]))
 
-    def panel(self, model: str, name: str, k: int, *, threshold: float = 0.5):
-        """``viz.patch_panel`` of image ``k`` of set ``name`` ("real" or a generator) under
-        ``model``: what the notebook saves and the explorer shows."""
-        from .viz import patch_panel
-
+    def panel_args(self, model: str, name: str, k: int, *,
+                   threshold: float = 0.5) -> dict[str, Any]:
+        """The arguments of ``viz.patch_panel`` for image ``k`` of set ``name`` ("real" or a
+        generator) under ``model``: what notebook 04 saves and the explorer shows."""
         found = bool(self.found[name][k])
         rf = self.rfs[model]
-        return patch_panel(self.images[name][k], self.maps[model][name][k],
-                           self.label_maps[name][k] if found else None, rf,
-                           REAL if name == "real" else FAKE, threshold=threshold,
-                           title=f"{self.dataset}/{name} #{k}, {model} ({rf.size} px field)")
+        return {"image": self.images[name][k], "logit_map": self.maps[model][name][k],
+                "label_map": self.label_maps[name][k] if found else None, "rf": rf,
+                "label": REAL if name == "real" else FAKE, "threshold": threshold,
+                "title": f"{self.dataset}/{name} #{k}, {model} ({rf.size} px field)"}
 
     def no_face(self) -> pd.DataFrame:
         """Per set: images, faces found, and the share without a face (left out)."""

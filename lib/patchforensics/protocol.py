@@ -140,8 +140,8 @@ def train_profile(p: Profile, real_dir: str | os.PathLike, fake_dir: str | os.Pa
     per run (see ``train.train_grid``), run folders under ``runs.run_root(world, dataset,
     generator, setting)``."""
     from . import train
-    from .evaluate import resolve_device
     from .generators.training import resolve_precision
+    from .models import resolve_device
 
     base = train.TrainConfig(batch_size=p.batch_size, epochs=p.epochs,
                              steps_per_epoch=p.steps_per_epoch,
@@ -226,3 +226,16 @@ def preregistration(p: Profile) -> str:
         "- secondary (reported, not decisive): AP with either class positive, the other score "
         "modes (`mean_logit`, `vote`), the samples-only setting, calibration, heatmaps.",
     ])
+
+
+def one_setting(table: pd.DataFrame, setting: str | None) -> tuple[pd.DataFrame, str]:
+    """Rows of one training setting: ``setting``, else the primary one when present, else the
+    first; tables without a ``setting`` column (older runs) pass whole."""
+    if "setting" not in table.columns:
+        return table, ""
+    have = list(dict.fromkeys(table["setting"].fillna("")))
+    if setting is None:
+        setting = PRIMARY_SETTING if PRIMARY_SETTING in have else have[0] if have else ""
+    if setting not in have:
+        raise ValueError(f"no rows of setting {setting!r}; the table has {have}")
+    return table[table["setting"].fillna("") == setting], setting

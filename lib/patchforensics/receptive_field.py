@@ -270,3 +270,12 @@ def field_fraction(model: PatchClassifier | ModelConfig, input_size: int) -> flo
     rf = receptive_field(cfg, input_size)
     return float(min(rf.size / (cfg.load_size or input_size), 1.0))
 
+
+# The paper's Xception fields at its 299 px input (block1..block5; the full model sees all).
+PAPER_FIELD_PX = {"block1": 19, "block2": 43, "block3": 91, "block4": 187, "block5": 283}
+PAPER_INPUT_PX = 299
+
+
+def paper_field_fraction(depth: str) -> float:
+    """The paper's field side over its 299 px input for an Xception depth (``"full"``: 1.0)."""
+    return 1.0 if depth == "full" else PAPER_FIELD_PX[depth] / PAPER_INPUT_PX

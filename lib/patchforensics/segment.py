@@ -35,7 +35,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from PIL import Image, ImageDraw
+
+from .data import FAKE, REAL
 
 PARTS = ("background", "skin", "brows", "eyes", "nose", "mouth", "hair", "neck_clothes")
 PART_ID = {name: i for i, name in enumerate(PARTS)}
@@ -236,3 +239,82 @@ def describe() -> dict[str, Any]:
                                "mouth": "mouth (lips + inner mouth)", "hair": "hair (+ ears, hat)",
                                "neck_clothes": "neck + clothes"},
             "not_separated": ["ears", "hat"]}
+
+
+# --- which parts a patch covers (label maps -> counts; parts, viz) ---------------------------
+
+def true_class_cell(logit_map: np.ndarray, label: int) -> tuple[int, int]:
+    """``(i, j)`` of the cell with the highest probability of class ``label`` in an h x w
+    logit-difference map (fake minus real): argmax of d for fakes, of -d for reals. Ties go to
+    the first cell in row-major order."""
+    if label not in (REAL, FAKE):
+        raise ValueError(f"label must be 0 (real) or 1 (fake), got {label}")
+    flat = logit_map.ravel() if label == FAKE else -logit_map.ravel()
+    i, j = np.unravel_index(int(np.argmax(flat)), logit_map.shape)
+    return int(i), int(j)
+
+
+def part_ratios(label_map: np.ndarray, rows: slice, cols: slice,
+                n_parts: int = len(PARTS)) -> np.ndarray:
+    """Per part k: (pixels of k inside ``label_map[rows, cols]``) / (pixels of k in
+    ``label_map``), -1 for parts absent from the image: ``n_parts`` floats. ``label_map``:
+    H x W ints in [0, n_parts)."""
+    whole = np.bincount(label_map.ravel(), minlength=n_parts)[:n_parts].astype(np.float64)
+    inside = np.bincount(label_map[rows, cols].ravel(), minlength=n_parts)[:n_parts]
+    if inside.sum() == 0:
+        raise ValueError("the patch is empty")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(whole > 0, inside / whole, -1.0)
+
+
+def best_parts(label_map: np.ndarray, rows: slice, cols: slice,
+               n_parts: int = len(PARTS)) -> list[int]:
+    """Every part k whose :func:`part_ratios` ties for the maximum (ascending ids). A large
+    patch often holds several small parts whole (ratio 1.0 each: brows, eyes and nose in one
+    block2 cell), so ties are common and must be shared, not given to one part."""
+    ratio = part_ratios(label_map, rows, cols, n_parts)
+    # Equal fractions computed from different counts can differ in the last bit.
+    return np.flatnonzero(ratio >= ratio.max() * (1 - 1e-12)).tolist()
+
+
+def part_shares(label_map: np.ndarray, rows: slice, cols: slice,
+                n_parts: int = len(PARTS)) -> np.ndarray:
+    """The patch's count split among its :func:`best_parts`: ``n_parts`` floats summing to 1,
+    1/m on each of the m tied parts."""
+    out = np.zeros(n_parts)
+    best = best_parts(label_map, rows, cols, n_parts)
+    out[best] = 1.0 / len(best)
+    return out
+
+
+def part_of_patch(label_map: np.ndarray, rows: slice, cols: slice,
+                  n_parts: int = len(PARTS)) -> int:
+    """One part maximising :func:`part_ratios`; on a tie the lowest id, which biases counts
+    towards low ids (``brows`` before ``eyes`` and ``nose``): count with :func:`part_shares`,
+    and use this only to name a patch for display."""
+    return best_parts(label_map, rows, cols, n_parts)[0]
+
+
+def share_matrix(frame: pd.DataFrame, which: str = "top") -> np.ndarray:
+    """N x len(PARTS) fractional counts of a :func:`top_patches` frame's ``which`` patches
+    (``"top"`` or ``"rand"``): each row sums to 1, split equally among tied parts (frames
+    without ``<which>_parts`` count ``<which>_part`` whole)."""
+    col = f"{which}_parts" if f"{which}_parts" in frame.columns else f"{which}_part"
+    index = {p: i for i, p in enumerate(PARTS)}
+    out = np.zeros((len(frame), len(PARTS)))
+    for r, names in enumerate(frame[col].astype(str)):
+        ids = [index[x] for x in names.split("+")]
+        out[r, ids] = 1.0 / len(ids)
+    return out
+
+
+def part_counts(frame: pd.DataFrame) -> pd.DataFrame:
+    """Fractional counts of top and random patches per part (rows in ``PARTS`` order, zeros
+    kept; a patch whose best parts tie adds 1/m to each of its m parts), and ``top_tied`` /
+    ``random_tied``: how many of those patches were tied (the same number on every row)."""
+    out = pd.DataFrame({"top": share_matrix(frame, "top").sum(0),
+                        "random": share_matrix(frame, "rand").sum(0)},
+                       index=pd.Index(list(PARTS), name="part"))
+    for which, col in (("top", "top_tied"), ("random", "rand_tied")):
+        out[f"{which}_tied"] = int((frame[col] > 1).sum()) if col in frame.columns else 0
+    return out

@@ -315,10 +315,11 @@ def ap_by_depth(table, *, mode: str = "mean_softmax", paper=None,
     (``paper``: rows = test sets, columns block1..block5 and full, AP in %, real = positive)
     at the paper's fractions (19, 43, 91, 187, 283 px of 299; full 1.0) as a last panel. The
     default metric is AP with real as positive, the paper's convention."""
-    from .evaluate import _one_setting, paper_field_fraction
     from .models import DEPTHS
+    from .protocol import one_setting
+    from .receptive_field import paper_field_fraction
 
-    t, setting = _one_setting(table[table["mode"] == mode], setting)
+    t, setting = one_setting(table[table["mode"] == mode], setting)
     if "field_fraction" not in t.columns:  # older tables: fraction of the full model's field
         full = t[t["depth"] == "full"].groupby("arch")["rf_px"].first()
         t = t.assign(field_fraction=np.minimum(t["rf_px"] / t["arch"].map(full), 1.0))
@@ -501,7 +502,7 @@ def part_histogram(frames: dict[str, pd.DataFrame], *, title: str | None = None,
     of top-patch and random-patch counts per face part (``parts.part_counts``). ``paper``: the
     paper's counts for comparison (columns ``test_set, cluster, top, random``), drawn as one
     more panel per test set it holds."""
-    from .parts import part_counts
+    from .segment import part_counts
 
     panels = list(frames.items())
     extra = [] if paper is None else list(paper.groupby("test_set", sort=False))
@@ -540,8 +541,7 @@ def patch_panel(image: np.ndarray, logit_map: np.ndarray, label_map: np.ndarray 
     label map (H x W ints, ``segment.PARTS`` indices) with the same box and the patch's part
     (``label_map`` None: no face found). ``logit_map``: h x w logit differences."""
     from .data import FAKE
-    from .parts import PARTS, best_parts, true_class_cell
-    from .segment import PART_COLORS, colorize
+    from .segment import PART_COLORS, PARTS, best_parts, colorize, true_class_cell
 
     p = 1.0 / (1.0 + np.exp(-np.clip(logit_map, -60, 60)))
     shown = np.where(p >= threshold, p, np.nan)  # unpainted: below the threshold
@@ -612,3 +612,29 @@ def score_along_shift(curves: dict[str, pd.DataFrame]) -> matplotlib.figure.Figu
     ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def top_patch_grid(images: np.ndarray, frame: pd.DataFrame, rf, *, per_part: int = 8,
+               parts: tuple[str, ...] | None = None, title: str | None = None):
+    """Top patches grouped by their assigned part: a row per part (``per_part`` patches, in
+    image order; a patch tied between parts appears in each of their rows; the title gives the
+    part's fractional count), each patch its exact receptive-field slice padded to the full
+    field."""
+    from .receptive_field import extract_patch
+    from .segment import PARTS, share_matrix
+
+    shares = pd.DataFrame(share_matrix(frame, "top"), columns=list(PARTS), index=frame.index)
+    parts = parts or tuple(p for p in PARTS if (shares[p] > 0).any())
+    tiles, titles = [], []
+    for part in parts:
+        rows = frame[shares[part] > 0].head(per_part)  # a tied patch shows under each part
+        for n, r in enumerate(rows.itertuples()):
+            tiles.append(extract_patch(images[r.image], rf, r.top_i, r.top_j, pad_value=255))
+            titles.append(f"{part} ({shares[part].sum():g})" if n == 0 else "")
+        for _ in range(per_part - len(rows)):
+            tiles.append(np.full_like(tiles[-1], 255) if tiles else
+                         np.full((8, 8, 3), 255, np.uint8))
+            titles.append("")
+    if not tiles:
+        raise ValueError("no top patches to show")
+    return image_grid(tiles, ncols=per_part, titles=titles, title=title, scale=1.0)

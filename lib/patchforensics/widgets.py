@@ -18,6 +18,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from IPython.display import Image
 
+from . import viz
 from .viz import folder_grid
 
 
@@ -125,7 +126,8 @@ def patch_explorer(analysis, *, models: Sequence[str] | None = None) -> w.VBox:
     def redraw(*_: object) -> None:
         index.max = len(analysis.images[gen.value]) - 1
         k = min(index.value, index.max)
-        show_figure(out, analysis.panel(model.value, gen.value, k, threshold=threshold.value))
+        show_figure(out, viz.patch_panel(**analysis.panel_args(
+            model.value, gen.value, k, threshold=threshold.value)))
 
     for control in (gen, model, index, threshold):
         control.observe(redraw, names="value")

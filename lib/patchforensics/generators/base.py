@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from ..data import to_uint8
 
@@ -131,7 +132,7 @@ class InversionConfig:
     training images*: an inversion shows the reals' content made with the generator's pixels,
     so content cannot separate the classes. Loss per image, on [-1, 1] images:
     ``|G(z) - x|_1 + perceptual * L_p(G(z), x) + prior * mean(z^2)``, with ``L_p`` the
-    multi-scale pixel + gradient distance of notebook 06 (``exaggerate.perceptual_distance``).
+    multi-scale pixel + gradient distance of notebook 06 (:func:`perceptual_distance`).
     """
 
     steps: int = 16  # Adam steps on z per image (fixed: the result must not depend on the clock)
@@ -155,7 +156,6 @@ def psnr_uint8(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def _inversion_loss(gen: Any, z: torch.Tensor, x: torch.Tensor,
                     cfg: InversionConfig) -> torch.Tensor:
     """Per-image loss (N values) of latents ``z`` against targets ``x`` in [-1, 1]."""
-    from ..exaggerate import perceptual_distance  # the one L_p of the project (notebook 06)
 
     y = gen.generate(z)
     loss = (y - x).abs().mean(dim=(1, 2, 3))
@@ -247,3 +247,22 @@ def invert_images(gen: Any, images: np.ndarray, cfg: InversionConfig = Inversion
             out[lo:lo + SAMPLE_BATCH] = to_uint8(gen.generate(z_out[lo:lo + SAMPLE_BATCH]
                                                               .to(gen.device)))
     return out, z_out, psnr_uint8(out, images)
+
+
+# The one L_p of the project: inversions here, the latent shift of notebook 06 (exaggerate).
+def perceptual_distance(x: torch.Tensor, y: torch.Tensor, scales: int = 3) -> torch.Tensor:
+    """Multi-scale pixel + gradient L1 distance between N x C x H x W images in [-1, 1]:
+    N values >= 0 (0 iff equal). Averaged over ``scales`` resolutions (halved each time)."""
+    if x.shape != y.shape:
+        raise ValueError(f"shapes differ: {tuple(x.shape)} vs {tuple(y.shape)}")
+    total = x.new_zeros(x.shape[0])
+    for s in range(scales):
+        if s:
+            x, y = F.avg_pool2d(x, 2), F.avg_pool2d(y, 2)
+        d = x - y
+        total = total + d.abs().mean(dim=(1, 2, 3))
+        if d.shape[-1] > 1:
+            total = total + (d[..., :, 1:] - d[..., :, :-1]).abs().mean(dim=(1, 2, 3))
+        if d.shape[-2] > 1:
+            total = total + (d[..., 1:, :] - d[..., :-1, :]).abs().mean(dim=(1, 2, 3))
+    return total / scales

@@ -46,6 +46,8 @@ def test_load_scores_paths_pil_images_and_arrays_alike(run, tmp_path):
     # The same number `patchforensics score` prints for the file.
     row = score_files(run, [path], progress=False).iloc[0]
     assert from_path == pytest.approx(row["prob_fake"], abs=1e-6)
+    with pytest.raises(ValueError, match=r"ImageFile: score_files takes files and folders; .*load"):
+        score_files(run, [Image.open(path)], progress=False)
     pm = det.patch_map(str(path))
     assert pm.shape == receptive_field(det.checkpoint.model.config, 32).output_size
     gray = det.score(face[..., 0])  # H x W gray arrays are repeated to RGB

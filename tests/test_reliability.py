@@ -152,7 +152,8 @@ def test_outputs_never_replace_another_runs_outputs(inputs, capsys, tmp_path):
     # A run folder of another configuration is refused (train), an import folder too.
     rc = cli.main(["train", "--real", str(i["real"]), "--fake", str(i["fake"]), "--depth", "2",
                    "--epochs", "1", "--quiet", "--out", str(i["run"])])
-    one_line_error(capsys, rc, "holds another run")
+    err = one_line_error(capsys, rc, "holds another run", "another --out", "--force")
+    assert "force=True" not in err  # the command line's words, not the library's
 
 
 # --- wrong parameters ---------------------------------------------------------------------------

@@ -8,9 +8,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import write_planted
 from patchforensics import paths, protocol, runs
 from patchforensics.train import TrainConfig, train
+
+from conftest import write_planted
 
 
 @pytest.fixture(scope="module")

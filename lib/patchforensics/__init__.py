@@ -3,14 +3,12 @@ Understanding properties that generalize* (Chai, Bau, Lim, Isola, ECCV 2020).
 
 The library backs the numbered notebooks in ``notebooks/``. The Python API is one call,
 :func:`load` (``api.Detector``: ``score``, ``patch_map``, ``heatmap`` of single images); the
-command line is ``patchforensics`` or ``python -m patchforensics``. Modules, flat and small:
-``paths`` (where things live), ``config`` (dataclass configs), ``provenance`` (what every run
-records), ``images`` (validated reading, atomic writing), ``preprocess`` (the parity pipeline),
-``audit`` (the parity audit), ``embedded`` and ``world`` (the embedded default world),
-``generators``, ``data`` (folder datasets), ``models`` and ``receptive_field``, ``train``,
-``protocol`` (the paper's protocol as data), ``evaluate``, ``probe``, ``segment`` and ``parts``,
-``finetune``, ``exaggerate``, ``viz`` and ``widgets`` (figures and explorers), ``notebooks``
-(the headless runner), ``api`` and ``cli``.
+command line is ``patchforensics`` or ``python -m patchforensics``. The modules, layer by layer
+in data-flow order and without import cycles, are mapped in ``lib/patchforensics/README.md``:
+``paths``/``config``/``provenance`` → ``images``/``preprocess``/``data``/``original`` →
+``models``/``receptive_field``/``runs`` → ``embedded``/``generators``/``segment``/``audit``/
+``world`` → ``train``/``protocol`` → ``viz`` → ``evaluate``/``study``/``probe``/``parts``/``api``
+→ ``finetune``/``exaggerate`` → ``notebooks``/``report``/``widgets``/``cli``.
 """
 
 from __future__ import annotations

@@ -652,7 +652,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.func(args)
     except (ImageError, FileNotFoundError, FileExistsError, NotADirectoryError, ValueError,
             RuntimeError) as err:
-        print(f"patchforensics {args.command}: error: {err}", file=sys.stderr)
+        what = getattr(err, "what", None)  # runs.RunConflict: say it in the command line's words
+        text = f"{what}; choose another --out, or start over with --force" if what else err
+        print(f"patchforensics {args.command}: error: {text}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"patchforensics {args.command}: interrupted; rerun to continue", file=sys.stderr)

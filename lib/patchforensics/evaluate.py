@@ -1190,7 +1190,12 @@ def input_files(inputs: Sequence[str | os.PathLike], *,
     file name when the file was given directly. A path that does not exist raises
     ``FileNotFoundError``."""
     out: list[tuple[Path, str]] = []
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
     for item in inputs:
+        if not isinstance(item, (str, os.PathLike)):  # a PIL image or an array
+            raise ValueError(f"{type(item).__name__}: score_files takes files and folders; "
+                             "score an image in memory with patchforensics.load(run).score(x)")
         p = Path(item)
         if p.is_dir():
             out.extend((f, f.relative_to(p).as_posix())

@@ -38,7 +38,36 @@ import torch.nn.functional as F
 from . import paths, runs
 from .config import fingerprint, to_dict
 from .data import FAKE, REAL, load_folder, to_uint8
-from .images import atomic_write_text
+from .embedded import SPLITS, read_manifest, set_is_complete, write_set
+from .evaluate import (
+    binary_metrics,
+    eval_precision,
+    folder_maps,
+    load_checkpoint,
+    logit_maps,
+    scores_from_maps,
+)
+from .generators import get_generator
+from .generators.base import from_uint8
+from .generators.gan import discriminator_step
+from .generators.training import (
+    RowLog,
+    batch_from,
+    cpu_state,
+    finish_run,
+    finished,
+    start_run,
+    train_loop,
+)
+from .images import atomic_write_text, sha256_cached, sha256_files
+from .models import inference_model, resolve_device
+from .parts import top_patches
+from .preprocess import PIPELINE
+from .quality import knn_distances, nn_distances, spectrum_distance
+from .receptive_field import receptive_field
+from .segment import parse_set
+from .train import random_windows, run_setup, train
+from .world import fake_items, split_seed, world_config_of
 
 
 @dataclass(frozen=True)
@@ -90,7 +119,6 @@ def generator_quality(samples: np.ndarray, reals: np.ndarray) -> dict[str, float
     ``nn_real`` (median L2 to the nearest real, [0, 1] pixel scale), ``nn_sample`` (median L2 to
     the nearest *other* sample: drops when G collapses), ``spectrum`` (radial-spectrum RMS log
     distance to the reals)."""
-    from .quality import knn_distances, nn_distances, spectrum_distance
 
     return {"nn_real": float(np.median(nn_distances(samples, reals))),
             "nn_sample": float(np.median(knn_distances(samples, samples, 2)[:, 1])),
@@ -102,7 +130,6 @@ def classifier_stats(classifier: torch.nn.Module, fakes: np.ndarray, real_maps: 
     """The frozen classifier on fakes (N x S x S x 3 uint8) against precomputed real maps:
     ``ap`` (fake positive) and ``called_fake`` (share of fakes scored > 0.5; mean patch
     softmax), and ``score`` (mean image score of the fakes)."""
-    from .evaluate import binary_metrics, logit_maps, scores_from_maps
 
     maps = logit_maps(classifier, fakes, device=device)
     s_fake = scores_from_maps(maps)
@@ -112,32 +139,23 @@ def classifier_stats(classifier: torch.nn.Module, fakes: np.ndarray, real_maps: 
             "score": float(s_fake.mean())}
 
 
-def finetune(cfg: FinetuneConfig, classifier_run: str | os.PathLike, *,
-             world_root: str | os.PathLike, out_dir: str | os.PathLike | None = None,
-             device: str | None = None, progress: bool = True, force: bool = False,
-             stop_after: int | None = None) -> FinetuneResult:
-    """Finetune ``cfg.generator`` of ``cfg.dataset`` against the frozen classifier of
-    ``classifier_run`` (a run folder or its best.pt); see the module docstring. Resumes an
-    interrupted run, skips a finished one (``force`` starts over). ``stop_after``: stop after
-    that many steps of this call, as a kill would (tests)."""
-    from .evaluate import eval_precision, load_checkpoint, logit_maps, resolve_device
-    from .generators import get_generator
-    from .generators.base import from_uint8
-    from .generators.gan import discriminator_step
-    from .generators.training import (
-        RowLog,
-        batch_from,
-        cpu_state,
-        finish_run,
-        finished,
-        start_run,
-        train_loop,
-    )
-    from .models import inference_model
-    from .train import random_windows
+@dataclass
+class _Job:
+    """One finetuning, prepared: the resolved config, the frozen classifier, the source
+    generator, the reals, and the run folder with its fingerprint."""
 
-    dev = resolve_device(device)
-    root = Path(world_root)
+    cfg: FinetuneConfig
+    ck: Any  # evaluate.Checkpoint
+    gen: Any  # the source TorchGenerator
+    reals: np.ndarray  # N x S x S x 3 uint8, the reals G's discriminator trains on
+    val_reals: np.ndarray  # the reals the logged statistics compare against
+    folder: Path
+    fp: str
+    record: dict[str, Any]
+
+
+def _prepare(cfg: FinetuneConfig, classifier_run: str | os.PathLike, root: Path,
+             out_dir: str | os.PathLike | None, dev: torch.device, progress: bool) -> _Job:
     ck = load_checkpoint(classifier_run, device=dev)
     if cfg.precision == "auto":  # recorded resolved, so the fingerprint says what ran
         cfg = replace(cfg, precision=eval_precision(ck, dev))
@@ -151,101 +169,117 @@ def finetune(cfg: FinetuneConfig, classifier_run: str | os.PathLike, *,
     if reals.shape[1] != gen.size or ck.input_size != gen.size:
         raise ValueError(f"sizes differ: reals {reals.shape[1]} px, generator {gen.size} px, "
                          f"classifier trained on {ck.input_size} px")
-    from .images import sha256_cached, sha256_files
-
     record = {"config": to_dict(cfg), "generator_sha256": gen.checkpoint_sha256,
               "classifier": ck.path.as_posix(), "classifier_sha256": sha256_cached(ck.path),
               "classifier_model": ck.name,
               "reals": fingerprint(sorted(sha256_files(real_files)))}
-    fp = fingerprint(record)
     folder = Path(out_dir) if out_dir else (paths.checkpoints_dir() / "finetune" / root.name
                                             / run_name(cfg, ck.name))
-    done = finished(folder, fp)
-    if done is None or force:
-        start_run(folder, fp, record, force=force)
-        state = gen.training_state()
-        G, D = gen.net, gen.discriminator
-        G.load_state_dict(state["G"])
-        D.load_state_dict(state["D"])
-        G.train()
-        D.train()
-        C = ck.model.eval()
-        for p in C.parameters():
-            p.requires_grad_(False)
-        # Frozen: its BatchNorm folded (faster, the same function), in the precision notebook
-        # 03 scores it with (G's loss and the logged statistics alike).
-        C = inference_model(C, cfg.precision)
-        opt_g = torch.optim.Adam(G.parameters(), cfg.lr_g, betas=(0.5, 0.999))
-        opt_d = torch.optim.Adam(D.parameters(), cfg.lr_d, betas=(0.5, 0.999))
-        opt_g.load_state_dict(state["opt_g"])
-        opt_d.load_state_dict(state["opt_d"])
-        for opt, lr in ((opt_g, cfg.lr_g), (opt_d, cfg.lr_d)):
-            for group in opt.param_groups:
-                group["lr"] = lr
-        data = from_uint8(reals, gen.channels)
-        rng = torch.Generator().manual_seed(cfg.seed + 1)
-        eval_z = gen.sample_latent(cfg.eval_n, cfg.seed + 12345)
-        real_maps = logit_maps(C, val_reals, device=dev)
-        history = RowLog()
-        n, b = len(data), cfg.batch_size
-        target = torch.full((b,), REAL, dtype=torch.long, device=dev)
+    return _Job(cfg, ck, gen, reals, val_reals, folder, fingerprint(record), record)
 
-        def evaluate_now(step: int) -> None:
-            G.eval()
-            with torch.no_grad():
-                fakes = to_uint8(gen.generate(eval_z))
-            G.train()
-            history.rows.append({"step": step, **classifier_stats(C, fakes, real_maps, dev),
-                                 **generator_quality(fakes, val_reals)})
 
-        def step_fn(step: int) -> dict[str, torch.Tensor]:
-            if step == 0 and not history.rows:
-                evaluate_now(0)
-            idx = torch.randint(0, n, (b,), generator=rng)
-            flips = torch.rand(b, generator=rng) < 0.5
-            z = torch.randn(b, gen.latent_dim, generator=rng).to(dev)
-            real = batch_from(data, idx, flips, dev, False)
-            fake = G(z)
-            loss_d = discriminator_step(D, opt_d, real, fake)
-            rgb = fake.repeat(1, 3, 1, 1) if fake.shape[1] == 1 else fake
-            if cfg.window:  # every patch's loss as on the whole sample, at a fraction of the cost
-                wrng = np.random.default_rng([cfg.seed, step])
-                logits = C(random_windows(C.resize(rgb), cfg.window, wrng), resize=False)
-            else:
-                logits = C(rgb)
-            h, w = logits.shape[-2:]
-            loss_c = F.cross_entropy(logits, target.view(b, 1, 1).expand(b, h, w))
-            loss_g = F.softplus(-D(fake)).mean() + cfg.lam * loss_c
-            opt_g.zero_grad(set_to_none=True)
-            loss_g.backward()
-            opt_g.step()
-            if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
-                evaluate_now(step + 1)
-            return {"d": loss_d, "g": loss_g.detach(), "c": loss_c.detach()}
+def _train(job: _Job, dev: torch.device, *, force: bool, progress: bool,
+           stop_after: int | None) -> None:
+    """The adversarial finetuning loop: resumes from the folder's ``latest.pt``, ends with
+    ``final.pt`` and ``history.csv`` (one row per evaluation)."""
+    cfg, gen = job.cfg, job.gen
+    start_run(job.folder, job.fp, job.record, force=force)
+    state = gen.training_state()
+    G, D = gen.net, gen.discriminator
+    G.load_state_dict(state["G"])
+    D.load_state_dict(state["D"])
+    G.train()
+    D.train()
+    C = job.ck.model.eval()
+    for p in C.parameters():
+        p.requires_grad_(False)
+    # Frozen: its BatchNorm folded (faster, the same function), in the precision notebook
+    # 03 scores it with (G's loss and the logged statistics alike).
+    C = inference_model(C, cfg.precision)
+    opt_g = torch.optim.Adam(G.parameters(), cfg.lr_g, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(D.parameters(), cfg.lr_d, betas=(0.5, 0.999))
+    opt_g.load_state_dict(state["opt_g"])
+    opt_d.load_state_dict(state["opt_d"])
+    for opt, lr in ((opt_g, cfg.lr_g), (opt_d, cfg.lr_d)):
+        for group in opt.param_groups:
+            group["lr"] = lr
+    data = from_uint8(job.reals, gen.channels)
+    rng = torch.Generator().manual_seed(cfg.seed + 1)
+    eval_z = gen.sample_latent(cfg.eval_n, cfg.seed + 12345)
+    real_maps = logit_maps(C, job.val_reals, device=dev)
+    history = RowLog()
+    n, b = len(data), cfg.batch_size
+    target = torch.full((b,), REAL, dtype=torch.long, device=dev)
 
-        parts = {"G": G, "D": D, "opt_g": opt_g, "opt_d": opt_d, "history": history}
-        _, seconds = train_loop(folder, fp, steps=cfg.steps,
-                                checkpoint_every=cfg.checkpoint_every, parts=parts, rng=rng,
-                                step_fn=step_fn, desc="finetune", progress=progress,
-                                stop_after=stop_after)
+    def evaluate_now(step: int) -> None:
         G.eval()
-        final = {"kind": "gan", "config": state["config"], "size": gen.size,
-                 "channels": gen.channels, "G": cpu_state(G.state_dict()),
-                 "D": cpu_state(D.state_dict()), "opt_g": cpu_state(opt_g.state_dict()),
-                 "opt_d": cpu_state(opt_d.state_dict())}
-        atomic_write_text(folder / "history.csv", pd.DataFrame(history.rows).to_csv(index=False))
-        finish_run(folder, fp, final, cfg.steps, seconds)
-        skipped = False
-    else:
-        skipped = True
-    # The finished generator: the source's class with the finetuned weights.
-    done = finished(folder, fp)
+        with torch.no_grad():
+            fakes = to_uint8(gen.generate(eval_z))
+        G.train()
+        history.rows.append({"step": step, **classifier_stats(C, fakes, real_maps, dev),
+                             **generator_quality(fakes, job.val_reals)})
+
+    def step_fn(step: int) -> dict[str, torch.Tensor]:
+        if step == 0 and not history.rows:
+            evaluate_now(0)
+        idx = torch.randint(0, n, (b,), generator=rng)
+        flips = torch.rand(b, generator=rng) < 0.5
+        z = torch.randn(b, gen.latent_dim, generator=rng).to(dev)
+        real = batch_from(data, idx, flips, dev, False)
+        fake = G(z)
+        loss_d = discriminator_step(D, opt_d, real, fake)
+        rgb = fake.repeat(1, 3, 1, 1) if fake.shape[1] == 1 else fake
+        if cfg.window:  # every patch's loss as on the whole sample, at a fraction of the cost
+            wrng = np.random.default_rng([cfg.seed, step])
+            logits = C(random_windows(C.resize(rgb), cfg.window, wrng), resize=False)
+        else:
+            logits = C(rgb)
+        h, w = logits.shape[-2:]
+        loss_c = F.cross_entropy(logits, target.view(b, 1, 1).expand(b, h, w))
+        loss_g = F.softplus(-D(fake)).mean() + cfg.lam * loss_c
+        opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        opt_g.step()
+        if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
+            evaluate_now(step + 1)
+        return {"d": loss_d, "g": loss_g.detach(), "c": loss_c.detach()}
+
+    parts = {"G": G, "D": D, "opt_g": opt_g, "opt_d": opt_d, "history": history}
+    _, seconds = train_loop(job.folder, job.fp, steps=cfg.steps,
+                            checkpoint_every=cfg.checkpoint_every, parts=parts, rng=rng,
+                            step_fn=step_fn, desc="finetune", progress=progress,
+                            stop_after=stop_after)
+    G.eval()
+    final = {"kind": "gan", "config": state["config"], "size": gen.size,
+             "channels": gen.channels, "G": cpu_state(G.state_dict()),
+             "D": cpu_state(D.state_dict()), "opt_g": cpu_state(opt_g.state_dict()),
+             "opt_d": cpu_state(opt_d.state_dict())}
+    atomic_write_text(job.folder / "history.csv", pd.DataFrame(history.rows).to_csv(index=False))
+    finish_run(job.folder, job.fp, final, cfg.steps, seconds)
+
+
+def finetune(cfg: FinetuneConfig, classifier_run: str | os.PathLike, *,
+             world_root: str | os.PathLike, out_dir: str | os.PathLike | None = None,
+             device: str | None = None, progress: bool = True, force: bool = False,
+             stop_after: int | None = None) -> FinetuneResult:
+    """Finetune ``cfg.generator`` of ``cfg.dataset`` against the frozen classifier of
+    ``classifier_run`` (a run folder or its best.pt); see the module docstring. Resumes an
+    interrupted run, skips a finished one (``force`` starts over). ``stop_after``: stop after
+    that many steps of this call, as a kill would (tests)."""
+    dev = resolve_device(device)
+    job = _prepare(cfg, classifier_run, Path(world_root), out_dir, dev, progress)
+    skipped = finished(job.folder, job.fp) is not None and not force
+    if not skipped:
+        _train(job, dev, force=force, progress=progress, stop_after=stop_after)
+    done = finished(job.folder, job.fp)
     assert done is not None
-    # Named after the run (minus the dataset), so finetunes of other settings never share a set.
-    name = run_name(cfg, ck.name).split("__", 1)[1]
-    tuned = type(gen)(f"{cfg.generator}_ft_{name}", cfg.dataset, folder / "final.pt",
-                      done["sha256"], dev, {"source": "finetuned", "run_dir": str(folder)})
-    return FinetuneResult(folder, tuned, pd.read_csv(folder / "history.csv"), skipped)
+    # The finished generator: the source's class with the finetuned weights, named after the
+    # run (minus the dataset), so finetunes of other settings never share a set.
+    name = run_name(job.cfg, job.ck.name).split("__", 1)[1]
+    tuned = type(job.gen)(f"{job.cfg.generator}_ft_{name}", job.cfg.dataset,
+                          job.folder / "final.pt", done["sha256"], dev,
+                          {"source": "finetuned", "run_dir": str(job.folder)})
+    return FinetuneResult(job.folder, tuned, pd.read_csv(job.folder / "history.csv"), skipped)
 
 
 # --- after finetuning (notebook 05) ------------------------------------------------------------
@@ -260,9 +294,6 @@ def write_fake_set(gen: Any, world_root: str | os.PathLike, *, progress: bool = 
     with the world's per-split seeds, through the same pipeline as every other set, into
     ``<world>/finetuned/fake/<dataset>/<gen.name>``; skipped when complete. Returns the set's
     folder (holding ``train``, ``val``, ``test``)."""
-    from .embedded import SPLITS, read_manifest, set_is_complete, write_set
-    from .preprocess import PIPELINE
-    from .world import fake_items, split_seed, world_config_of
 
     root = Path(world_root)
     cfg = world_config_of(root)
@@ -292,10 +323,6 @@ def top_patch_frames(runs: dict[str, tuple[str | os.PathLike, Path, Path]], real
     set key) triples, each against the reals of ``dataset`` in ``real_root`` (the world):
     ``{name: (run, set_root, key)}`` -> ``{name: frame}``. Label maps come from the cached
     parser (``segment.parse_set``)."""
-    from .evaluate import folder_maps, load_checkpoint
-    from .parts import top_patches
-    from .receptive_field import receptive_field
-    from .segment import parse_set
 
     real_key = f"real/{dataset}"
     real_lab, real_found, _ = parse_set(real_root, real_key, split)
@@ -322,7 +349,6 @@ def train_fresh(frozen_run: str | os.PathLike, fake_dir: str | os.PathLike, *,
     Returns ``train.TrainResult`` (a finished run is skipped)."""
     from dataclasses import replace
 
-    from .train import run_setup, train
 
     cfg, real, _ = run_setup(frozen_run)
     cfg = replace(cfg, setting="samples")

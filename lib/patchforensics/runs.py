@@ -271,6 +271,16 @@ def check_roles(real_dir: str | os.PathLike, fake_dir: str | os.PathLike) -> Non
 
 # --- what to do with a folder ---------------------------------------------------------------
 
+class RunConflict(ValueError):
+    """A folder holds another run. ``what`` says which folder and what differs; the message
+    adds the library's way out, the command line its own (``--out``, ``--force``)."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        super().__init__(f"{what}; train into another folder (out_dir=...), or start over "
+                         "(force=True)")
+
+
 @dataclass
 class Decision:
     """What ``train`` does with a run folder: ``"skip"`` a finished run, ``"resume"`` an
@@ -328,8 +338,7 @@ def decide(out: Path, record: dict[str, Any], *, force: bool = False,
         if replace_stale:
             return Decision("fresh", f"{out}: holds a run of another config "
                                      f"({'; '.join(diff)}): training it again")
-        raise ValueError(f"{out}: holds another run ({'; '.join(diff)}); choose another "
-                         "folder (--out), or start over with --force (force=True)")
+        raise RunConflict(f"{out}: holds another run ({'; '.join(diff)})")
     new_cap = record["config"]["epochs"]
     if done is not None:
         ran = int(done.get("epochs", 0))
@@ -337,9 +346,8 @@ def decide(out: Path, record: dict[str, Any], *, force: bool = False,
             if replace_stale:
                 return Decision("fresh", f"{out}: ran {ran} epochs, the cap is now {new_cap}: "
                                          "training it again")
-            raise ValueError(f"{out}: holds a run of {ran} epochs (epochs {ran} -> {new_cap}); "
-                             "a lower cap is another run: choose another folder (--out), or "
-                             "start over with --force (force=True)")
+            raise RunConflict(f"{out}: holds a run of {ran} epochs (epochs {ran} -> {new_cap}; "
+                              "a lower cap is another run)")
         if done.get("stopped") == "epochs" and new_cap > ran:
             return Decision("continue", f"{out}: continuing the finished run from epoch {ran} "
                                         f"to the new cap of {new_cap}", done)

@@ -38,12 +38,10 @@ fake order (``DistributedSampler``) with batch ``batch_size / world_size``, grad
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import math
 import os
-import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -73,7 +71,7 @@ from .data import (
     run_jobs,
     stream_threshold,
 )
-from .generators.training import PRECISIONS, adam, autocast, resolve_precision
+from .generators.training import PRECISIONS, adam, autocast
 from .images import atomic_write_bytes, atomic_write_text, list_images, sha256_files
 from .models import (
     ModelConfig,

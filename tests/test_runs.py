@@ -58,7 +58,7 @@ def test_missing_run_is_named_once(tmp_path, project_env):
     with pytest.raises(FileNotFoundError) as err:
         runs.resolve("classifiers/nope/run")
     msg = str(err.value)
-    assert msg.startswith("classifiers/nope/run: no such run folder")
+    assert msg.startswith("classifiers/nope/run: no such checkpoint or run folder")
     assert "checkpoints/classifiers/nope" not in msg.split(":")[0]  # not a doubled path
 
 

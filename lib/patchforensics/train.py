@@ -580,11 +580,22 @@ def train(cfg: TrainConfig, real_dir: str | os.PathLike, fake_dir: str | os.Path
             dist.destroy_process_group()
 
 
-def _train(cfg: TrainConfig, real_dir: Path, fake_dir: Path, out: Path, d: _Dist,
-           dev: torch.device, progress: bool, force: bool, channels_last: bool,
-           checkpoint_every: int, callback: Callable[[dict[str, Any]], None] | None,
-           t_start: float, inv_dir: Path | None = None,
-           replace_stale: bool = False, stream: bool | None = None) -> TrainResult:
+@dataclass
+class _Prepared:
+    """A run's data found and its folder decided, before any image is decoded."""
+
+    folders: dict[str, Path]  # "real", "fake"[, "inversions"] dataset folders
+    files: dict[str, dict[str, list[Path]]]  # kind -> split -> image files
+    pairs: dict[str, np.ndarray]  # split -> inversion index of each real (paired setting)
+    record: dict[str, Any]  # data_record: folders, counts, fingerprints
+    fp: str  # the run's identity
+    plan: runs.Decision
+
+
+def _prepare(cfg: TrainConfig, real_dir: Path, fake_dir: Path, out: Path, d: _Dist,
+             force: bool, replace_stale: bool, inv_dir: Path | None) -> _Prepared:
+    """Check the arguments, list and fingerprint the files (a finished run is recognised
+    without decoding an image) and decide, with ``runs.decide``, what to do with ``out``."""
     if cfg.batch_size % (2 * d.world_size):
         raise ValueError(f"batch_size {cfg.batch_size} must split into {d.world_size} "
                          "balanced per-process batches")
@@ -596,9 +607,8 @@ def _train(cfg: TrainConfig, real_dir: Path, fake_dir: Path, out: Path, d: _Dist
     if not paired and inv_dir is not None:
         raise ValueError(f"{inv_dir}: inversions given, but the setting is {cfg.setting!r}")
     folders = {"real": real_dir, "fake": fake_dir}
-    if paired:
+    if inv_dir is not None:
         folders["inversions"] = inv_dir
-    # Fingerprint the files first: a finished run is recognised without decoding any image.
     files = {k: {s: list_images(folders[k] / s)[: cfg.limit or None] for s in SPLITS}
              for k in folders}
     pairs = {s: _pair_index(files["real"][s], files["inversions"][s]) for s in SPLITS} \
@@ -609,112 +619,130 @@ def _train(cfg: TrainConfig, real_dir: Path, fake_dir: Path, out: Path, d: _Dist
     fp = fingerprint(identity)
     plan = runs.decide(out, {**identity, "config": to_dict(cfg), "fingerprint": fp},
                        force=force, replace_stale=replace_stale)
-    if plan.action == "skip":
-        return TrainResult(out, plan.done["best_epoch"], plan.done["best"],
-                           runs.read_history(out), plan.done["stopped"], skipped=True,
-                           seconds=time.perf_counter() - t_start)
-    if plan.message and d.main:
-        print(plan.message)
-    if plan.action == "fresh" and d.main:
-        for name in runs.TRAINING_FILES:
-            (out / name).unlink(missing_ok=True)
-    if plan.action == "continue" and d.main:  # unfinished again: a kill now resumes
-        (out / runs.DONE).unlink()
-    force = plan.action == "fresh"
-    d.barrier()
+    if plan.action != "skip":
+        if plan.message and d.main:
+            print(plan.message)
+        if plan.action == "fresh" and d.main:
+            for name in runs.TRAINING_FILES:
+                (out / name).unlink(missing_ok=True)
+        if plan.action == "continue" and d.main:  # unfinished again: a kill now resumes
+            (out / runs.DONE).unlink()
+        d.barrier()
+    return _Prepared(folders, files, pairs, record, fp, plan)
 
-    streamed = stream_splits(files, stream)
-    data = {k: {s: load_split(folders[k], s, cfg.limit, stream=streamed[s]) for s in SPLITS}
-            for k in folders}
+
+def _load_data(cfg: TrainConfig, prep: _Prepared, stream: bool | None, out: Path, d: _Dist,
+               progress: bool) -> tuple[dict[str, dict[str, Any]], dict[str, bool]]:
+    """Every split of every folder, in memory or streamed (:func:`stream_splits`); all of one
+    image size or ``ValueError`` naming the folders."""
+    streamed = stream_splits(prep.files, stream)
+    data = {k: {s: load_split(prep.folders[k], s, cfg.limit, stream=streamed[s])
+                for s in SPLITS} for k in prep.folders}
     if progress and d.main and any(streamed.values()):
         tqdm.write(f"{out.name}: streaming {' and '.join(s for s in SPLITS if streamed[s])} "
                    f"from disk ({loader_workers()} DataLoader worker(s) per process)")
     shape = {k: tuple(data[k]["train"][0].shape[1:]) for k in data}
     if len(set(shape.values())) != 1 or any(tuple(data[k]["val"][0].shape[1:]) != shape[k]
                                             for k in data):
-        raise ValueError(f"{real_dir} and {fake_dir}: train/val images must all share one size "
+        raise ValueError(f"{prep.folders['real']} and {prep.folders['fake']}: train/val images "
+                         "must all share one size "
                          f"({', '.join(f'{k} {v}' for k, v in shape.items())})")
-    mcfg = cfg.model_config()
-    model = build_model(mcfg, seed=cfg.seed)
-    _check_input_size(model, shape["real"][-1])
-    init_report = load_init(model, cfg.init) if cfg.init else None
-    model = model.to(dev)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    optim = adam(model.parameters(), cfg.lr, (cfg.beta1, 0.999), dev)  # fused where it exists
+    return data, streamed
 
-    state: dict[str, Any] = {"epoch": 0, "step": 0, "global_step": 0, "best_metric": -1.0,
-                             "best_epoch": 0, "best": {}, "history": [], "stopped": "",
-                             "accum": [0.0, 0.0, 0.0, 0.0], "seconds": 0.0}
+
+def _fresh_state() -> dict[str, Any]:
+    return {"epoch": 0, "step": 0, "global_step": 0, "best_metric": -1.0, "best_epoch": 0,
+            "best": {}, "history": [], "stopped": "", "accum": [0.0, 0.0, 0.0, 0.0],
+            "seconds": 0.0}
+
+
+def _resume(out: Path, model: torch.nn.Module, optim: torch.optim.Optimizer, d: _Dist,
+            announce: bool) -> dict[str, Any]:
+    """The training state of ``latest.pt`` (weights and optimiser loaded in place), or a fresh
+    one when there is none; ``announce`` prints "resuming at epoch k"."""
     latest = out / runs.LATEST
-    if latest.exists() and not force:
-        try:
-            ckpt = torch.load(latest, map_location="cpu", weights_only=True)
-        except Exception as err:  # noqa: BLE001 - any failure to unpickle means a bad file
-            raise ValueError(f"{latest}: unreadable checkpoint ({type(err).__name__}: "
-                             f"{str(err).splitlines()[0]}); delete it to start over, or pass "
-                             "--force") from err
-        model.load_state_dict(ckpt["model"])
-        optim.load_state_dict(ckpt["optimizer"])
-        state = ckpt["state"]
-        state["stopped"] = ""  # a run continued to a higher cap goes on from its last epoch
-        if not d.main:  # the saved partial-epoch sums are already totals over all processes
-            state["accum"] = [0.0, 0.0, 0.0, 0.0]
-        elif plan.action == "resume":
-            print(f"{out}: resuming at epoch {state['epoch'] + 1}"
-                  + (f", step {state['step']}" if state["step"] else ""))
-    recorded_cap = (runs.read_json(out, runs.CONFIG) or {}).get("config", {}).get("epochs")
-    if d.main and (plan.action in ("fresh", "continue") or recorded_cap != cfg.epochs):
-        atomic_write_text(out / runs.CONFIG, json.dumps({
-            "run": out.name, "fingerprint": fp, "config": to_dict(cfg), "model": to_dict(mcfg),
-            "data": record, "world_size": d.world_size, "device": str(dev),
-            "init": init_report and {k: len(v) for k, v in init_report.items()},
-            "provenance": run_record()}, indent=1))
+    if not latest.exists():
+        return _fresh_state()
+    try:
+        ckpt = torch.load(latest, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any failure to unpickle means a bad file
+        raise ValueError(f"{latest}: unreadable checkpoint ({type(err).__name__}: "
+                         f"{str(err).splitlines()[0]}); delete it to start over, or pass "
+                         "--force") from err
+    model.load_state_dict(ckpt["model"])
+    optim.load_state_dict(ckpt["optimizer"])
+    state = ckpt["state"]
+    state["stopped"] = ""  # a run continued to a higher cap goes on from its last epoch
+    if not d.main:  # the saved partial-epoch sums are already totals over all processes
+        state["accum"] = [0.0, 0.0, 0.0, 0.0]
+    elif announce:
+        print(f"{out}: resuming at epoch {state['epoch'] + 1}"
+              + (f", step {state['step']}" if state["step"] else ""))
+    return state
 
-    net: torch.nn.Module = model
-    if d.world_size > 1:
-        net = DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
-    train_real, train_fake, train_inv = _train_images(data, pairs, dev, cfg)
-    val_real, val_fake = _val_images(data, pairs)
-    half = cfg.batch_size // (2 * d.world_size)
-    n_inv = half // 2 if paired else 0  # fakes per batch that are inversions of its reals
-    labels = torch.cat([torch.full((half,), REAL), torch.full((half,), FAKE)]).to(dev)
-    patience = cfg.stop_patience
 
-    def save_latest() -> None:
-        state["seconds"] += time.perf_counter() - clock[0]
-        clock[0] = time.perf_counter()
-        saved = {**state, "accum": _all_sum(state["accum"], d)}  # collective: every rank calls
-        if d.main:
-            _save({"model": model.state_dict(), "optimizer": optim.state_dict(), "state": saved,
-                   "model_config": to_dict(mcfg)}, latest)
+@dataclass
+class _Loop:
+    """What one run's epochs share: the model (and its DDP wrapper), optimiser, state, data and
+    the run's machine settings."""
 
-    clock = [time.perf_counter()]
-    net.train()
-    while not state["stopped"]:
-        epoch = state["epoch"]
+    cfg: TrainConfig
+    out: Path
+    d: _Dist
+    dev: torch.device
+    model: PatchClassifier
+    net: torch.nn.Module
+    optim: torch.optim.Optimizer
+    state: dict[str, Any]
+    train_sets: tuple[Any, Any, Any]  # real, fake, inversions (or None) training images
+    val_sets: tuple[Any, Any]  # real, fake validation images
+    labels: torch.Tensor  # REAL x half, FAKE x half
+    n_inv: int  # fakes per batch that are inversions of its reals
+    channels_last: bool
+    checkpoint_every: int
+    callback: Callable[[dict[str, Any]], None] | None
+    progress: bool
+    clock: float = 0.0
+
+    def save_latest(self) -> None:
+        """``latest.pt`` (collective: every rank calls; rank 0 writes)."""
+        now = time.perf_counter()
+        self.state["seconds"] += now - self.clock
+        self.clock = now
+        saved = {**self.state, "accum": _all_sum(self.state["accum"], self.d)}
+        if self.d.main:
+            _save({"model": self.model.state_dict(), "optimizer": self.optim.state_dict(),
+                   "state": saved, "model_config": to_dict(self.cfg.model_config())},
+                  self.out / runs.LATEST)
+
+    def one_epoch(self) -> None:
+        """The steps of the current epoch from where the state says (a resumed epoch goes on
+        mid-way)."""
+        cfg, d, state = self.cfg, self.d, self.state
+        train_real, train_fake, train_inv = self.train_sets
+        epoch, half = state["epoch"], len(self.labels) // 2
         real_idx, fake_idx = epoch_order(len(train_real), len(train_fake), half, seed=cfg.seed,
                                          epoch=epoch, rank=d.rank, world_size=d.world_size,
-                                         by_real=paired)
+                                         by_real=train_inv is not None)
         steps = len(real_idx) if not cfg.steps_per_epoch else min(cfg.steps_per_epoch,
                                                                   len(real_idx))
         bar = progress_bar(range(state["step"], steps), initial=state["step"], total=steps,
-                   desc=f"{out.name} epoch {epoch + 1}", disable=not (progress and d.main),
-                   leave=False, unit="step")
-        batches = epoch_batches((train_real, train_inv, train_fake), real_idx, fake_idx, n_inv,
-                                cfg, epoch=epoch, rank=d.rank, start=state["step"], stop=steps,
-                                device=dev)
+                           desc=f"{self.out.name} epoch {epoch + 1}",
+                           disable=not (self.progress and d.main), leave=False, unit="step")
+        batches = epoch_batches((train_real, train_inv, train_fake), real_idx, fake_idx,
+                                self.n_inv, cfg, epoch=epoch, rank=d.rank, start=state["step"],
+                                stop=steps, device=self.dev)
         for step, (batch, rng) in zip(bar, batches, strict=True):
-            x = to_input(batch, dev, channels_last)
+            x = to_input(batch, self.dev, self.channels_last)
             if cfg.crop:
-                x = random_windows(model.resize(x), cfg.crop, rng)
-            with autocast(cfg.precision, dev):
-                logits = net(x, resize=not cfg.crop)
-            loss = patch_loss(logits.float(), labels)
-            optim.zero_grad(set_to_none=True)
+                x = random_windows(self.model.resize(x), cfg.crop, rng)
+            with autocast(cfg.precision, self.dev):
+                logits = self.net(x, resize=not cfg.crop)
+            loss = patch_loss(logits.float(), self.labels)
+            self.optim.zero_grad(set_to_none=True)
             loss.backward()
-            optim.step()
-            c, n = patch_correct(logits.detach(), labels)
+            self.optim.step()
+            c, n = patch_correct(logits.detach(), self.labels)
             acc = state["accum"]
             acc[0] += float(loss.detach()) * len(x)
             acc[1] += len(x)
@@ -723,59 +751,115 @@ def _train(cfg: TrainConfig, real_dir: Path, fake_dir: Path, out: Path, d: _Dist
             state["step"] = step + 1
             state["global_step"] += 1
             bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
-            if checkpoint_every and state["global_step"] % checkpoint_every == 0 \
+            if self.checkpoint_every and state["global_step"] % self.checkpoint_every == 0 \
                     and state["step"] < steps:
-                _sync_buffers(model, d)
-                save_latest()
-            if callback is not None:
-                callback({"event": "step", "epoch": epoch + 1, "step": step + 1,
-                          "global_step": state["global_step"], "loss": float(loss.detach())})
+                _sync_buffers(self.model, d)
+                self.save_latest()
+            if self.callback is not None:
+                self.callback({"event": "step", "epoch": epoch + 1, "step": step + 1,
+                               "global_step": state["global_step"],
+                               "loss": float(loss.detach())})
         bar.close()
         batches.close()  # stops its DataLoader workers before validation starts its own
 
-        _sync_buffers(model, d)
-        val = evaluate_split(model, val_real, val_fake, dev, channels_last=channels_last)
+    def end_epoch(self) -> None:
+        """Validate, keep ``best.pt``, append the history row, apply the stopping rule and
+        write ``latest.pt``."""
+        cfg, d, state, epoch = self.cfg, self.d, self.state, self.state["epoch"]
+        _sync_buffers(self.model, d)
+        val = evaluate_split(self.model, *self.val_sets, self.dev,
+                             channels_last=self.channels_last)
         loss_sum, count, correct, patches = _all_sum(state["accum"], d)
         row = {"epoch": epoch + 1, "steps": state["global_step"],
-               "train_loss": loss_sum / max(count, 1), "train_patch_acc": correct / max(patches, 1)}
+               "train_loss": loss_sum / max(count, 1),
+               "train_patch_acc": correct / max(patches, 1)}
         row.update({f"val_{k}": v for k, v in val.items()})
-        improved = val["patch_acc"] > state["best_metric"]
-        if improved:
+        if val["patch_acc"] > state["best_metric"]:
             state.update(best_metric=val["patch_acc"], best_epoch=epoch + 1, best=val)
             if d.main:
-                _save({"model": model.state_dict(), "model_config": to_dict(mcfg),
-                       "epoch": epoch + 1, "val": val,
-                       "input_size": int(train_real.shape[-1])}, out / "best.pt")
-        state["seconds"] += time.perf_counter() - clock[0]
-        clock[0] = time.perf_counter()
+                _save({"model": self.model.state_dict(),
+                       "model_config": to_dict(cfg.model_config()), "epoch": epoch + 1,
+                       "val": val, "input_size": int(self.train_sets[0].shape[-1])},
+                      self.out / runs.BEST)
+        now = time.perf_counter()
+        state["seconds"] += now - self.clock
+        self.clock = now
         row["seconds"] = state["seconds"]
         state["history"].append(row)
         state.update(epoch=epoch + 1, step=0, accum=[0.0, 0.0, 0.0, 0.0])
         if cfg.stop_at_perfect and val["patch_acc"] >= 1.0:
             state["stopped"] = "perfect"
-        elif epoch + 1 - state["best_epoch"] >= patience:
+        elif epoch + 1 - state["best_epoch"] >= cfg.stop_patience:
             state["stopped"] = "patience"
         elif epoch + 1 >= cfg.epochs:
             state["stopped"] = "epochs"
         if d.main:
-            atomic_write_text(out / "history.csv",
+            atomic_write_text(self.out / runs.HISTORY,
                               pd.DataFrame(state["history"]).to_csv(index=False))
-        save_latest()
-        if progress and d.main:
-            tqdm.write(f"{out.name} epoch {epoch + 1}: train loss {row['train_loss']:.4f}, val "
-                       f"patch acc {val['patch_acc']:.4f}, image acc {val['image_acc']:.4f}"
+        self.save_latest()
+        if self.progress and d.main:
+            tqdm.write(f"{self.out.name} epoch {epoch + 1}: train loss {row['train_loss']:.4f}, "
+                       f"val patch acc {val['patch_acc']:.4f}, image acc "
+                       f"{val['image_acc']:.4f}"
                        + (f" -> stop ({state['stopped']})" if state["stopped"] else ""))
-        if callback is not None:
-            callback({"event": "epoch", **row})
+        if self.callback is not None:
+            self.callback({"event": "epoch", **row})
 
-    result = {"fingerprint": fp, "best_epoch": state["best_epoch"], "best": state["best"],
+
+def _train(cfg: TrainConfig, real_dir: Path, fake_dir: Path, out: Path, d: _Dist,
+           dev: torch.device, progress: bool, force: bool, channels_last: bool,
+           checkpoint_every: int, callback: Callable[[dict[str, Any]], None] | None,
+           t_start: float, inv_dir: Path | None = None,
+           replace_stale: bool = False, stream: bool | None = None) -> TrainResult:
+    prep = _prepare(cfg, real_dir, fake_dir, out, d, force, replace_stale, inv_dir)
+    if prep.plan.action == "skip":
+        done = prep.plan.done
+        return TrainResult(out, done["best_epoch"], done["best"], runs.read_history(out),
+                           done["stopped"], skipped=True,
+                           seconds=time.perf_counter() - t_start)
+    data, streamed = _load_data(cfg, prep, stream, out, d, progress)
+
+    mcfg = cfg.model_config()
+    model = build_model(mcfg, seed=cfg.seed)
+    _check_input_size(model, data["real"]["train"][0].shape[-1])
+    init_report = load_init(model, cfg.init) if cfg.init else None
+    model = model.to(dev)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optim = adam(model.parameters(), cfg.lr, (cfg.beta1, 0.999), dev)  # fused where it exists
+    state = _resume(out, model, optim, d, announce=prep.plan.action == "resume") \
+        if prep.plan.action != "fresh" else _fresh_state()
+    recorded_cap = (runs.read_json(out, runs.CONFIG) or {}).get("config", {}).get("epochs")
+    if d.main and (prep.plan.action in ("fresh", "continue") or recorded_cap != cfg.epochs):
+        atomic_write_text(out / runs.CONFIG, json.dumps({
+            "run": out.name, "fingerprint": prep.fp, "config": to_dict(cfg),
+            "model": to_dict(mcfg), "data": prep.record, "world_size": d.world_size,
+            "device": str(dev),
+            "init": init_report and {k: len(v) for k, v in init_report.items()},
+            "provenance": run_record()}, indent=1))
+
+    net: torch.nn.Module = model
+    if d.world_size > 1:
+        net = DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
+    half = cfg.batch_size // (2 * d.world_size)
+    loop = _Loop(cfg, out, d, dev, model, net, optim, state,
+                 _train_images(data, prep.pairs, dev, cfg), _val_images(data, prep.pairs),
+                 torch.cat([torch.full((half,), REAL), torch.full((half,), FAKE)]).to(dev),
+                 half // 2 if prep.pairs else 0, channels_last, checkpoint_every, callback,
+                 progress, clock=time.perf_counter())
+    net.train()
+    while not state["stopped"]:
+        loop.one_epoch()
+        loop.end_epoch()
+
+    result = {"fingerprint": prep.fp, "best_epoch": state["best_epoch"], "best": state["best"],
               "stopped": state["stopped"], "epochs": state["epoch"], "steps": state["global_step"],
-              "setting": cfg.setting, "patience": patience,
+              "setting": cfg.setting, "patience": cfg.stop_patience,
               "seconds": state["seconds"], "world_size": d.world_size,
               "params_checksum": _checksum(model, d),
               "streamed": [s for s in SPLITS if streamed[s]]}  # how, not what: not fingerprinted
     if d.main:
-        atomic_write_text(out / "done.json", json.dumps(result, indent=1))
+        atomic_write_text(out / runs.DONE, json.dumps(result, indent=1))
     d.barrier()
     return TrainResult(out, state["best_epoch"], state["best"], pd.DataFrame(state["history"]),
                        state["stopped"], seconds=time.perf_counter() - t_start)

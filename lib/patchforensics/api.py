@@ -22,6 +22,20 @@ from typing import Any
 
 import numpy as np
 
+from .evaluate import (
+    MODES,
+    calibration,
+    eval_precision,
+    load_checkpoint,
+    logit_maps,
+    patch_probabilities,
+    scores_from_maps,
+)
+from .images import read_image
+from .preprocess import prepare_array
+from .receptive_field import receptive_field
+from .viz import box_to_original, heatmap_figure
+
 ImageLike = Any  # str | os.PathLike | PIL.Image.Image | np.ndarray
 
 
@@ -32,7 +46,6 @@ def to_rgb_array(x: ImageLike) -> np.ndarray:
     raises ``ImageError`` naming it."""
     from PIL import Image
 
-    from .images import read_image
 
     if isinstance(x, str | os.PathLike):
         return read_image(Path(x))[0]
@@ -69,13 +82,11 @@ class Detector:
 
     def prepare(self, x: ImageLike) -> np.ndarray:
         """The image as the classifier sees it: size x size x 3 uint8."""
-        from .preprocess import prepare_array
 
         return prepare_array(to_rgb_array(x), self.size)
 
     def patch_map(self, x: ImageLike) -> np.ndarray:
         """h x w float32 logit differences (logit fake - logit real), one per patch."""
-        from .evaluate import eval_precision, logit_maps
 
         return logit_maps(self.checkpoint.model, self.prepare(x)[None], device=self.device,
                           precision=eval_precision(self.checkpoint, self.device))[0]
@@ -85,7 +96,6 @@ class Detector:
         return self.calibration.temperature[self.mode] if self.calibration else 1.0
 
     def _score(self, maps: np.ndarray) -> float:
-        from .evaluate import scores_from_maps
 
         return float(scores_from_maps(maps[None], self.mode, self.temperature)[0])
 
@@ -101,9 +111,6 @@ class Detector:
         patches that see it; outside the centre square the classifier never sees stays
         unpainted), the most suspicious patch boxed, a P(fake) colour bar, the score and the
         model's name."""
-        from .evaluate import patch_probabilities
-        from .receptive_field import receptive_field
-        from .viz import box_to_original, heatmap_figure
 
         original = to_rgb_array(x)
         maps = self.patch_map(original)
@@ -121,7 +128,6 @@ def load(run_or_checkpoint: str | os.PathLike, *, mode: str = "mean_softmax",
     write them). ``mode``: ``"mean_softmax"`` (the paper's), ``"mean_logit"`` or ``"vote"``;
     ``device``: ``None`` = CUDA when present. A missing or foreign file raises an error that
     names it."""
-    from .evaluate import MODES, calibration, load_checkpoint
 
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")

@@ -28,7 +28,9 @@ from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.preprocessing import OrdinalEncoder
 from sklearn.tree import DecisionTreeClassifier
 
-from .images import MAX_PIXELS, ImageError, list_images, read_image
+from . import paths
+from .embedded import read_manifest
+from .images import MAX_PIXELS, ImageError, atomic_write_text, list_images, read_image
 
 # Container facts: each alone separating the sets is a finding.
 CONTAINER = ("format", "size", "mode", "bit_depth", "exif", "metadata", "icc_profile",
@@ -271,7 +273,6 @@ def make_leaky_copy(src: str | os.PathLike, dst: str | os.PathLike, leak: str, *
 
 def pairs_frame(reports: dict[str, AuditReport]) -> pd.DataFrame:
     """One row per audited pair: files, cheat AUC, number of findings, and what they are."""
-    from . import paths
 
     def rel(p: str) -> str:  # tables stay readable and portable: paths below the root, relative
         try:
@@ -289,8 +290,6 @@ def pairs_frame(reports: dict[str, AuditReport]) -> pd.DataFrame:
 
 def save_table(frame: pd.DataFrame, name: str) -> pd.DataFrame:
     """Write ``frame`` to ``results/tables/<name>.csv`` (atomically) and return it for display."""
-    from . import paths
-    from .images import atomic_write_text
 
     atomic_write_text(paths.tables_dir() / f"{name}.csv", frame.to_csv())
     return frame
@@ -302,7 +301,6 @@ def audit_world(world_root: str | os.PathLike, *, split: str = "test",
 
     Returns ``{"celeba/dcgan": report, ...}`` (manifest order); ``kwargs`` go to :func:`audit`.
     """
-    from .embedded import read_manifest
 
     root = Path(world_root)
     reports = {}

@@ -45,18 +45,31 @@ import torch
 from PIL import Image, ImageFilter
 from scipy.special import expit, logsumexp
 
-from . import paths, runs
+from . import original, paths, runs
 from .data import FAKE, REAL, load_folder
-from .images import atomic_write_bytes, atomic_write_text, list_images, sha256_cached
+from .embedded import read_manifest
+from .generators.training import native_bf16
+from .images import (
+    ImageError,
+    atomic_write_bytes,
+    atomic_write_text,
+    list_images,
+    read_image,
+    sha256_cached,
+)
 from .models import (
+    DEPTHS,
     PatchClassifier,
     classifier_from_state,
     inference_batch_size,
     inference_model,
     resolve_device,
 )
+from .preprocess import prepare_array
+from .progress import bar as progress_bar
 from .protocol import one_setting
-from .receptive_field import paper_field_fraction
+from .receptive_field import field_fraction, paper_field_fraction, receptive_field
+from .viz import box_to_original, heatmap_figure, png_bytes
 
 Device = str | torch.device | None  # None or "auto": CUDA when present, else CPU
 
@@ -463,7 +476,6 @@ def load_checkpoint(ckpt: str | os.PathLike, *, device: Device = None,
     was assumed. ``input_size`` also serves our checkpoints that do not record their size."""
     import sys
 
-    from . import original
 
     path = runs.checkpoint_file(ckpt)
     if not path.is_file():
@@ -514,7 +526,6 @@ def eval_precision(ck: Checkpoint, device: Device = None) -> str:
     0.0003 and the image order (Spearman > 0.9999). A full-image model stays fp32: its one
     logit per image comes from bf16-rounded pooled features and tied two images there (it is
     cheap at 64 px anyway). Validation (stopping, calibration thresholds) is always fp32."""
-    from .generators.training import native_bf16
 
     dev = resolve_device(device)
     patch = ck.model.config.depth != "full"
@@ -670,7 +681,6 @@ def world_sets(world_root: str | os.PathLike,
     """``{dataset: [generator, ...]}`` of a built world's fake sets (from its manifest). Sets
     named ``<generator>_inverted`` (inversions of the reals, training data) are left out: they
     share the reals' content, so they are not test sets of another generator."""
-    from .embedded import read_manifest
 
     keys = read_manifest(Path(world_root))["sets"] or _layout_sets(Path(world_root))
     sets: dict[str, list[str]] = {}
@@ -709,8 +719,6 @@ def image_scores(runs: dict[RunKey, str | os.PathLike], world_root: str | os.Pat
     1 fake), ``mode``, ``score`` (:func:`log_odds_from_maps`, the ranking score), ``prob`` (raw
     :func:`scores_from_maps`), ``prob_calibrated`` (at the run's temperature), ``threshold``
     and ``temperature`` (from the run's validation split)."""
-    from .progress import bar as progress_bar
-    from .receptive_field import field_fraction, receptive_field
 
     root = Path(world_root)
     sets = world_sets(root, datasets)
@@ -1031,7 +1039,6 @@ def robustness(runs: dict[str, str | os.PathLike], real: np.ndarray, fake: np.nd
     ``SWEEPS``), applied to the real and the fake images (N x S x S x 3 uint8) alike. One row per
     (run, kind, value) with ``label``, ``model``, ``seed``, ``ap``, ``auc``, ``acc``; the clean
     score is the row with ``kind == "none"``."""
-    from .progress import bar as progress_bar
 
     sweeps = {k: tuple(v) for k, v in (sweeps or SWEEPS).items()}
     y = np.r_[np.full(len(real), REAL), np.full(len(fake), FAKE)]
@@ -1062,7 +1069,6 @@ def depth_summary(table: pd.DataFrame, *, mode: str = "mean_softmax",
     ``ap_seen``), the training dataset's unseen generators (``auc_unseen``, ``ap_unseen``) and
     the other datasets (``auc_other_dataset``, ``ap_other_dataset``). No intervals: those come
     from :func:`unseen_auc` and :func:`patch_vs_full`, which resample images and seeds."""
-    from .models import DEPTHS
 
     t, _ = one_setting(table[(table["mode"] == mode) & (table["arch"] == arch)], setting)
     if "seed" not in t.columns:
@@ -1277,11 +1283,6 @@ def score_files(ckpt: str | os.PathLike, inputs: Sequence[str | os.PathLike], *,
     photo.heatmap.png``; a file given directly: its name). The folder records the checkpoint
     (:func:`claim_heatmap_folder`): another model's folder raises ``FileExistsError`` unless
     ``force``. Files inside it are never scored as inputs."""
-    from .images import ImageError, read_image
-    from .preprocess import prepare_array
-    from .progress import bar as progress_bar
-    from .receptive_field import receptive_field
-    from .viz import box_to_original, heatmap_figure, png_bytes
 
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -1321,10 +1322,10 @@ def score_files(ckpt: str | os.PathLike, inputs: Sequence[str | os.PathLike], *,
         raw = scores_from_maps(maps, mode)
         cal_p = scores_from_maps(maps, mode, temp)
         probs = patch_probabilities(maps, temp)
-        for (f, name, original, _), m, s, p, pm in zip(batch, maps, raw, cal_p, probs,
+        for (f, name, source, _), m, s, p, pm in zip(batch, maps, raw, cal_p, probs,
                                                        strict=True):
             i, j = np.unravel_index(int(np.argmax(m)), m.shape)
-            box = box_to_original(rf.box(int(i), int(j)), original.shape, size)
+            box = box_to_original(rf.box(int(i), int(j)), source.shape, size)
             row = {"path": f.as_posix(), "prob_fake": float(p), "score": float(s),
                    "mode": mode, "temperature": temp, "calibrated": cal is not None,
                    "box_top": box[0], "box_left": box[1], "box_bottom": box[2],
@@ -1332,7 +1333,7 @@ def score_files(ckpt: str | os.PathLike, inputs: Sequence[str | os.PathLike], *,
             if out_dir is not None:
                 target = heatmap_path(name)
                 atomic_write_bytes(target, png_bytes(heatmap_figure(
-                    original, pm, rf, score=float(p), model=ck.name, mode=mode, box=box)))
+                    source, pm, rf, score=float(p), model=ck.name, mode=mode, box=box)))
                 row["heatmap"] = target.as_posix()
             rows.append(row)
         bar.update(len(batch))

@@ -34,10 +34,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import paths
 from .config import fingerprint, to_dict
 from .data import REAL, to_uint8
+from .evaluate import eval_precision, load_checkpoint, logit_maps, resolve_device, scores_from_maps
+from .generators import get_generator
 from .generators.base import perceptual_distance
+from .generators.training import RowLog, finish_run, finished, load_torch, start_run, train_loop
+from .images import sha256_cached
 from .models import PatchClassifier, inference_model
+from .parts import best_parts
+from .receptive_field import receptive_field
+from .segment import PART_ID, PARTS, parse_images
+from .viz import heatmap_overlay, image_grid
 
 
 @dataclass(frozen=True)
@@ -57,7 +66,6 @@ class ExaggerateConfig:
     #                          in ``run_for``; fp32 when the checkpoint is not known)
 
     def __post_init__(self) -> None:
-        from .segment import PARTS
 
         if self.lam < 0 or self.steps < 1 or self.batch_size < 1 or self.n_latents < 1:
             raise ValueError("lam >= 0, steps >= 1, batch_size >= 1 and n_latents >= 1 please")
@@ -97,10 +105,6 @@ def part_masks(gen: Any, classifier: nn.Module, z: torch.Tensor, part: str,
     field is assigned to ``part`` on G(z)'s label map (the top-patch rule of ``parts``), and
     which latents have such a cell (a face found and the part present). Returns
     ``(masks N x h x w bool tensor, usable N bool)``."""
-    from .models import PatchClassifier
-    from .parts import best_parts
-    from .receptive_field import receptive_field
-    from .segment import PART_ID, parse_images
 
     with torch.no_grad():
         images = to_uint8(gen.generate(z))
@@ -139,14 +143,6 @@ def exaggerate(cfg: ExaggerateConfig, gen: Any, classifier: nn.Module, folder: s
     identifies the generator and classifier (checkpoint digests) in the run's fingerprint.
     Resumes an interrupted run in ``folder``, skips a finished one; ``stop_after`` stops after
     that many steps, as a kill would (tests)."""
-    from .generators.training import (
-        RowLog,
-        finish_run,
-        finished,
-        load_torch,
-        start_run,
-        train_loop,
-    )
 
     folder = Path(folder)
     fp = fingerprint({"config": to_dict(cfg), **(record or {})})
@@ -219,7 +215,6 @@ def score_curve(gen: Any, classifier: nn.Module, w: torch.Tensor, z: torch.Tenso
     """The classifier on G(z + a w) for each a: one row per a with the image score (mean patch
     P(fake)) and the mean patch logit difference (``logit``: keeps growing where the
     probability saturates near 1), each as mean and standard deviation over the latents."""
-    from .evaluate import logit_maps, scores_from_maps
 
     rows = []
     w = w.to(gen.device)
@@ -252,7 +247,6 @@ def strips_figure(strips: np.ndarray, alphas: tuple[float, ...], *, inset: int =
                   title: str | None = None):
     """Rows of G(z + a w) (``strip_images``), each image followed by a zoomed inset of the
     window where the two ends of the row differ most (boxed in the images)."""
-    from .viz import heatmap_overlay, image_grid
 
     tiles, titles = [], []
     for r, row in enumerate(strips):
@@ -273,7 +267,6 @@ def part_change(strips: np.ndarray, labels: np.ndarray, found: np.ndarray) -> pd
     """Which face parts change most between the two ends of each strip: per part, the mean
     absolute pixel change (0-255 scale, summed over RGB) over the part's pixels of G(z)'s label
     map, averaged over the latents with a parsed face; rows sorted by change."""
-    from .segment import PARTS
 
     change = np.abs(strips[:, 0].astype(np.float64) - strips[:, -1]).sum(-1)
     rows = []
@@ -293,10 +286,6 @@ def run_for(world_root: str | os.PathLike, dataset: str, generator: str, classif
     Returns ``(result, generator, checkpoint)``; result is None (and a line says why) for a
     region-restricted shift whose part the parser finds in no sample (e.g. the smoke world's
     barely trained generators draw no faces)."""
-    from . import paths
-    from .evaluate import eval_precision, load_checkpoint, resolve_device
-    from .generators import get_generator
-    from .images import sha256_cached
 
     dev = resolve_device(device)
     root = Path(world_root)

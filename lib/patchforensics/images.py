@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
+from . import paths
+
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif")
 MAX_PIXELS = 50_000_000  # ~7000x7000; larger files are refused before decoding (bombs)
 MIN_SIDE = 16  # smaller images carry no face to speak of; refused rather than blown up
@@ -198,7 +200,6 @@ def _hash_db():
     """The cache connection, or None when disabled or unusable (then everything is hashed)."""
     import sqlite3
 
-    from . import paths
 
     if os.environ.get(HASH_CACHE_ENV, "1") == "0":
         return None
@@ -279,7 +280,6 @@ def _cache_failed(con, err: Exception) -> None:
     if con is not None:
         con.close()
     if not _cache_warned:
-        from . import paths
 
         warnings.warn(f"{paths.cache_dir() / HASH_CACHE_NAME}: hash cache unusable "
                       f"({err}); hashing every file", stacklevel=3)

@@ -27,10 +27,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from . import paths
 from .data import FAKE, REAL
+from .evaluate import set_maps, world_sets
+from .receptive_field import receptive_field
 from .segment import (  # noqa: F401 - the label-map helpers, re-exported: parts' vocabulary
     PARTS,
     best_parts,
+    parse_set,
     part_counts,
     part_of_patch,
     part_ratios,
@@ -162,9 +166,6 @@ def analyze(runs: dict[str, str], world_root: str | os.PathLike, dataset: str = 
     """Parse every set of ``dataset`` in a world's ``split`` (cached), score it with each run
     (``{model name: run folder}``), and take the top and random patches per (model, generator).
     """
-    from .evaluate import set_maps, world_sets
-    from .receptive_field import receptive_field
-    from .segment import parse_set
 
     root = Path(world_root)
     keys = {"real": f"real/{dataset}"} | {g: f"fake/{dataset}/{g}"
@@ -213,7 +214,6 @@ def counts_table(frames: dict[tuple[str, str], pd.DataFrame]) -> pd.DataFrame:
 def paper_top_patch_hist() -> pd.DataFrame:
     """The paper's top/random patch counts per face-part cluster, read off its figure
     (approximate; BiSeNet's clusters): ``results/reference/paper_top_patch_hist.csv``."""
-    from . import paths
 
     return pd.read_csv(paths.reference_dir() / "paper_top_patch_hist.csv", comment="#")
 

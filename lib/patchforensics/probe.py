@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from .data import load_folder
+from .evaluate import _interval, boot_weights, weighted_auc, world_sets
 from .quality import radial_spectra
 
 BLURRY = ("vae", "gmm")  # generator names (substrings) of the over-smooth likelihood models
@@ -53,7 +54,6 @@ def probe_table(real_train: np.ndarray, fake_train: np.ndarray,
     (name == ``seen``), ``n_real``, ``n_fake``, ``auc`` (fake positive) and its stratified
     bootstrap interval ``auc_ci_low``/``auc_ci_high`` (``n_boot`` resamples of the test
     images, seeded)."""
-    from .evaluate import _interval, boot_weights, weighted_auc
 
     model = fit_probe(real_train, fake_train, c=c)
     rows = []
@@ -77,7 +77,6 @@ def shortcut_probe(world_root: str | os.PathLike, dataset: str, generator: str, 
     ``datasets`` (default: all; ``*_inverted`` sets excluded) against its dataset's test reals.
     Columns: ``dataset``, ``generator``, ``seen``, ``n_real``, ``n_fake``, ``auc``,
     ``auc_ci_low``, ``auc_ci_high``."""
-    from .evaluate import world_sets
 
     root = Path(world_root)
     real_train = load_folder(root / f"real/{dataset}/train")[0]

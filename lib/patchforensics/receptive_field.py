@@ -33,7 +33,10 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .models import ModelConfig, PatchClassifier
+from . import paths
+from .images import atomic_write_text
+from .models import ModelConfig, PatchClassifier, build_model, count_parameters
+from .progress import beat
 
 THIN = 32  # side of the probe's unused dimension; every backbone still yields an output there
 
@@ -206,8 +209,6 @@ def _cached(cfg: ModelConfig, height: int, width: int) -> ReceptiveField:
     they depend only on the architecture, the load size and the input size."""
     import json
 
-    from . import paths
-    from .images import atomic_write_text
 
     key = f"{cfg.arch}_{cfg.depth}_load{cfg.load_size}_{height}x{width}"
     path = paths.checkpoints_dir() / "receptive_fields" / f"{key}.json"
@@ -216,7 +217,6 @@ def _cached(cfg: ModelConfig, height: int, width: int) -> ReceptiveField:
             return _from_dict(read())
         except (OSError, ValueError, KeyError, TypeError):
             pass  # not measured yet (or an unreadable file): measure again
-    from .progress import beat
 
     beat(f"receptive field of {cfg.name} at {height} px"
          + (f" (load size {cfg.load_size})" if cfg.load_size else ""))
@@ -250,7 +250,6 @@ def model_table(models: Sequence[tuple[str, str]], input_size: int) -> pd.DataFr
     """One row per ``(arch, depth)``: receptive field and stride (px), logit map size and
     parameter count of the model at ``input_size`` px, and whether a field fits in the image
     (if not, every cell sees most of the image and the "patch" model is nearly global)."""
-    from .models import build_model, count_parameters
 
     rows = []
     for arch, depth in models:

@@ -19,6 +19,12 @@ from typing import Any
 import pandas as pd
 
 from . import paths
+from .config import world_config
+from .embedded import read_manifest
+from .evaluate import ap_pivot, paper_ap_by_block, reading, table_name
+from .images import atomic_write_text
+from .protocol import PRIMARY_MODE, PRIMARY_SETTING
+from .provenance import run_record
 
 # table -> (key columns, {numeric column: absolute tolerance})
 REFERENCE_TABLES: dict[str, tuple[tuple[str, ...], dict[str, float]]] = {
@@ -47,7 +53,6 @@ FIGURES = (("03_patch_vs_full", "AUC(patch) - AUC(full) per unseen generator (no
 
 
 def table_path(name: str, world: str, folder: Path | None = None) -> Path:
-    from .evaluate import table_name
 
     return (folder or paths.tables_dir()) / f"{table_name(name, world)}.csv"
 
@@ -81,11 +86,6 @@ def write_report(*, smoke: bool = False, world_seed: int = 0) -> Path:
     """Write ``results/REPORT.md`` from what the last run left in ``results/`` (tables,
     figures, the notebooks' done records) and the world's manifest: the main figures and tables
     and the run manifest (commit, package versions, seeds, data fingerprints, timings)."""
-    from .config import world_config
-    from .embedded import read_manifest
-    from .evaluate import ap_pivot, reading
-    from .images import atomic_write_text
-    from .provenance import run_record
 
     cfg = world_config(smoke=smoke, seed=world_seed)
     results = paths.results_dir()
@@ -96,7 +96,6 @@ def write_report(*, smoke: bool = False, world_seed: int = 0) -> Path:
              "`make reproduce` (`make smoke`); the numbers below are this run's own.", ""]
     cross = table_path("cross_generator", cfg.name)
     if cross.exists():
-        from .protocol import PRIMARY_MODE, PRIMARY_SETTING
 
         t = pd.read_csv(cross)
         cmp_path = table_path("patch_vs_full", cfg.name)
@@ -147,7 +146,6 @@ def write_report(*, smoke: bool = False, world_seed: int = 0) -> Path:
 
 
 def _paper() -> pd.DataFrame | None:
-    from .evaluate import paper_ap_by_block
 
     try:
         return paper_ap_by_block()

@@ -38,7 +38,11 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
 
-from .data import FAKE, REAL
+from .config import fingerprint, to_dict
+from .data import FAKE, REAL, load_folder
+from .embedded import read_manifest
+from .images import atomic_write_bytes, list_images
+from .progress import bar as progress_bar
 
 PARTS = ("background", "skin", "brows", "eyes", "nose", "mouth", "hair", "neck_clothes")
 PART_ID = {name: i for i, name in enumerate(PARTS)}
@@ -172,7 +176,6 @@ def parse_images(images: np.ndarray, *, cfg: ParserConfig | None = None,
                  progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Label maps of N x H x W x 3 uint8 images: ``(labels, found)`` with labels N x H x W uint8
     (``PART_ID`` values; all 255 where no face was found) and found N bool."""
-    from .progress import bar as progress_bar
 
     labels = np.full(images.shape[:3], 255, np.uint8)
     found = np.zeros(len(images), bool)
@@ -198,10 +201,6 @@ def parse_set(world_root: str | os.PathLike, key: str, split: str = "test", *,
     """Label maps of one world set's split, cached in ``<world>/parsing/<key>/<split>.npz``
     (rebuilt when the set's files, the parser config or the MediaPipe version change).
     Returns ``(labels N x H x W uint8, found N bool, files)`` in the set's file order."""
-    from .config import fingerprint, to_dict
-    from .data import load_folder
-    from .embedded import read_manifest
-    from .images import atomic_write_bytes, list_images
 
     cfg = cfg or ParserConfig()
     root = Path(world_root)

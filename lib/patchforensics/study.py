@@ -24,7 +24,9 @@ import pandas as pd
 
 from . import paths, protocol, runs
 from .config import WorldConfig, world_config
+from .evaluate import resolve_device, save_world_table
 from .images import list_images
+from .train import training_pair
 
 
 @dataclass(frozen=True)
@@ -93,7 +95,6 @@ class Study:
 
     def table(self, frame: pd.DataFrame, base: str) -> Path:
         """Save a notebook table as ``results/tables/<base>[_<name>].csv``."""
-        from .evaluate import save_world_table
 
         return save_world_table(frame, base, self.name)
 
@@ -140,13 +141,11 @@ def open_study(data_root: str | os.PathLike = "", dataset: str = "celeba",
     root or the data dir). ``device``: ``"auto"``
     (CUDA when present), ``"cpu"``, ``"cuda"``, ``"cuda:N"``. Raises ``FileNotFoundError`` /
     ``ValueError`` naming what is missing or unknown."""
-    from .evaluate import resolve_device
 
     dev = resolve_device(device)
     if data_root in ("", None):
         cfg = world_config(smoke=smoke, seed=world_seed)
         if build:
-            from .train import training_pair
 
             training_pair(cfg, dataset, generator, device=str(dev))
         return Study(paths.world_dir(cfg.name), cfg.name, dataset, generator, dev, smoke, cfg)

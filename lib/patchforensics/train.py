@@ -71,6 +71,8 @@ from .data import (
     run_jobs,
     stream_threshold,
 )
+from .embedded import REAL_DATASETS, build_real_world, read_manifest
+from .generators import world_generators
 from .generators.training import PRECISIONS, adam, autocast
 from .images import atomic_write_bytes, atomic_write_text, list_images, sha256_files
 from .models import (
@@ -85,6 +87,8 @@ from .models import (
 )
 from .progress import bar as progress_bar
 from .provenance import run_record
+from .receptive_field import field_fraction, receptive_field
+from .world import build_fake_world
 
 SPLITS = ("train", "val")
 SETTINGS = runs.SETTINGS
@@ -898,9 +902,6 @@ def training_pair(world_cfg: WorldConfig, dataset: str = "celeba", generator: st
     """``(real dataset folder, fake dataset folder)`` of one pair of a built world, building the
     world first (``embedded.build_real_world`` then ``world.build_fake_world``) when either set
     is missing from its manifest."""
-    from .embedded import REAL_DATASETS, build_real_world, read_manifest
-    from .generators import world_generators
-    from .world import build_fake_world
 
     if dataset not in REAL_DATASETS:
         raise ValueError(f"unknown dataset {dataset!r}; the world has {REAL_DATASETS}")
@@ -974,7 +975,6 @@ def train_grid(models: Sequence[tuple[str, str]], real_dir: str | os.PathLike,
     stopped, the patience in force, the best epoch's val metrics, training seconds (from
     ``done.json``, so skipped runs report their original time), the run folder relative to the
     checkpoints root; indexed by model name (``xception_block2``)."""
-    from .receptive_field import field_fraction, receptive_field
 
     base = base or TrainConfig()
     side = int(load_split(real_dir, "val", limit=1)[0].shape[-1])

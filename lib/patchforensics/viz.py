@@ -18,8 +18,22 @@ import pandas as pd
 from mpl_toolkits.axes_grid1 import make_axes_locatable
 
 from . import paths
-from .data import load_folder
+from .data import FAKE, load_folder
+from .embedded import read_manifest
 from .images import atomic_write_bytes
+from .models import DEPTHS
+from .protocol import one_setting
+from .receptive_field import extract_patch, paper_field_fraction
+from .runs import read_history, resolve
+from .segment import (
+    PART_COLORS,
+    PARTS,
+    best_parts,
+    colorize,
+    part_counts,
+    share_matrix,
+    true_class_cell,
+)
 
 
 def image_grid(images: np.ndarray | Sequence[np.ndarray], *, ncols: int = 8,
@@ -57,7 +71,6 @@ def folder_grid(folder: str | os.PathLike, *, n: int = 16, ncols: int = 8, seed:
 def world_grid(world_root: str | os.PathLike, dataset: str, *, split: str = "test", n: int = 8,
                seed: int = 0) -> matplotlib.figure.Figure:
     """Reals and every generator's fakes of one dataset side by side: a row per set, n each."""
-    from .embedded import read_manifest
 
     root = Path(world_root)
     keys = [f"real/{dataset}"] + sorted(k for k in read_manifest(root)["sets"]
@@ -315,9 +328,6 @@ def ap_by_depth(table, *, mode: str = "mean_softmax", paper=None,
     (``paper``: rows = test sets, columns block1..block5 and full, AP in %, real = positive)
     at the paper's fractions (19, 43, 91, 187, 283 px of 299; full 1.0) as a last panel. The
     default metric is AP with real as positive, the paper's convention."""
-    from .models import DEPTHS
-    from .protocol import one_setting
-    from .receptive_field import paper_field_fraction
 
     t, setting = one_setting(table[table["mode"] == mode], setting)
     if "field_fraction" not in t.columns:  # older tables: fraction of the full model's field
@@ -460,7 +470,6 @@ def training_curves(runs: dict[str, str | os.PathLike | pd.DataFrame],
         if isinstance(run, pd.DataFrame):
             hist = run
         else:
-            from .runs import read_history, resolve
 
             hist = read_history(resolve(run))
         if hist.empty:
@@ -502,7 +511,6 @@ def part_histogram(frames: dict[str, pd.DataFrame], *, title: str | None = None,
     of top-patch and random-patch counts per face part (``parts.part_counts``). ``paper``: the
     paper's counts for comparison (columns ``test_set, cluster, top, random``), drawn as one
     more panel per test set it holds."""
-    from .segment import part_counts
 
     panels = list(frames.items())
     extra = [] if paper is None else list(paper.groupby("test_set", sort=False))
@@ -540,8 +548,6 @@ def patch_panel(image: np.ndarray, logit_map: np.ndarray, label_map: np.ndarray 
     (highest probability of the true class ``label``, 0 real / 1 fake) boxed; (3) the parser's
     label map (H x W ints, ``segment.PARTS`` indices) with the same box and the patch's part
     (``label_map`` None: no face found). ``logit_map``: h x w logit differences."""
-    from .data import FAKE
-    from .segment import PART_COLORS, PARTS, best_parts, colorize, true_class_cell
 
     p = 1.0 / (1.0 + np.exp(-np.clip(logit_map, -60, 60)))
     shown = np.where(p >= threshold, p, np.nan)  # unpainted: below the threshold
@@ -620,8 +626,6 @@ def top_patch_grid(images: np.ndarray, frame: pd.DataFrame, rf, *, per_part: int
     image order; a patch tied between parts appears in each of their rows; the title gives the
     part's fractional count), each patch its exact receptive-field slice padded to the full
     field."""
-    from .receptive_field import extract_patch
-    from .segment import PARTS, share_matrix
 
     shares = pd.DataFrame(share_matrix(frame, "top"), columns=list(PARTS), index=frame.index)
     parts = parts or tuple(p for p in PARTS if (shares[p] > 0).any())

@@ -19,7 +19,9 @@ import numpy as np
 from IPython.display import Image
 
 from . import viz
-from .viz import folder_grid
+from .evaluate import logit_maps, patch_probabilities, scores_from_maps
+from .exaggerate import strip_images
+from .viz import folder_grid, heatmap_overlay, image_grid, project_map, training_curves
 
 
 def show_figure(out: w.Output, fig) -> None:
@@ -58,7 +60,6 @@ def grid_explorer(folders: dict[str, str | os.PathLike], *, n: int = 16,
 def history_explorer(runs: dict[str, str | os.PathLike]) -> w.VBox:
     """A dropdown over runs (``{label: run folder}``, as ``viz.training_curves`` takes them)
     showing the chosen run's training curves (notebook 02)."""
-    from .viz import training_curves
 
     if not runs:
         raise ValueError("history_explorer needs at least one run")
@@ -79,8 +80,6 @@ def heatmap_explorer(images: dict[str, np.ndarray], maps: dict[str, np.ndarray],
     (``viz.heatmap_overlay``), the most suspicious patch boxed, and its image score.
     ``images``: ``{set: N x H x W x 3 uint8}``; ``maps``: ``{set: N x h x w}`` logit
     differences (``evaluate.logit_maps``)."""
-    from .evaluate import patch_probabilities, scores_from_maps
-    from .viz import heatmap_overlay, image_grid, project_map
 
     names = list(images)
     pick = w.Dropdown(options=names, value=names[0], description="set")
@@ -142,9 +141,6 @@ def shift_explorer(gen, classifier, shifts: dict[str, object], z) -> w.VBox:
     """A slider over a and a dropdown over shifts (notebook 06): G(z + a w) for the latents
     ``z`` in a row, titled with the classifier's score of each (``exaggerate.strip_images``
     and ``evaluate`` underneath, as the saved figures)."""
-    from .evaluate import logit_maps, scores_from_maps
-    from .exaggerate import strip_images
-    from .viz import image_grid
 
     names = list(shifts)
     pick = w.Dropdown(options=names, value=names[-1], description="shift")

@@ -58,6 +58,7 @@ from .generators.training import load_torch, save_torch
 from .preprocess import PIPELINE, prepare_array, prepare_generated
 from .progress import bar as progress_bar
 from .provenance import run_record
+from .quality import load_split, radial_spectra, spectrum_distance
 
 INVERTED = "_inverted"  # suffix of an inversion set's generator name: fake/celeba/dcgan_inverted
 
@@ -272,7 +273,6 @@ def spectrum_auc(reals: np.ndarray, fakes: np.ndarray, *, folds: int = 5, seed: 
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from .quality import radial_spectra
 
     x = np.concatenate([radial_spectra(reals), radial_spectra(fakes)])[:, 1:]  # no DC ring
     y = np.r_[np.zeros(len(reals), int), np.ones(len(fakes), int)]
@@ -298,7 +298,6 @@ def resampling_ablation(world_root: str | Path | None = None, *, split: str = "t
     world. Columns: dataset, generator, history, n_real, n_fake, spectrum_distance,
     spectrum_distance_high, spectrum_auc.
     """
-    from .quality import load_split, spectrum_distance
 
     root = Path(world_root) if world_root is not None else paths.world_dir(WorldConfig().name)
     cfg = world_config_of(root)

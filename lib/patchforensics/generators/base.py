@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data import to_uint8
+from ..progress import bar as progress_bar
 
 SAMPLE_BATCH = 128  # images per forward pass in ``sample``: bounds memory, not results
 
@@ -196,7 +197,6 @@ def invert_images(gen: Any, images: np.ndarray, cfg: InversionConfig = Inversion
     batch. Returns ``(inverted N x S x S x 3 uint8, z N x latent_dim float32 on the CPU,
     PSNR N float64 dB of inverted vs images)``.
     """
-    from ..progress import bar as progress_bar
 
     n, d = len(images), int(gen.latent_dim)
     target = from_uint8(images, 3).float().div(127.5).sub(1.0)

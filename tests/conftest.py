@@ -151,6 +151,19 @@ def write_planted(root: Path, seed: int, checkerboard: int, n_train: int = 128, 
     return root
 
 
+def train_tiny(base: Path, *, n_train: int, epochs: int) -> Path:
+    """A tiny Xception block1 run on planted 32 px data (real vs a faint checkerboard) in
+    ``base/run``; returns the run folder."""
+    from patchforensics.train import TrainConfig, train
+
+    real = write_planted(base / "real", 0, 0, n_train=n_train, n_val=16)
+    fake = write_planted(base / "fake", 50_000, 10, n_train=n_train, n_val=16)
+    cfg = TrainConfig(arch="xception", depth="block1", epochs=epochs, patience=epochs,
+                      batch_size=16)
+    train(cfg, real, fake, base / "run", device="cpu", progress=False)
+    return base / "run"
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """The browser test runs last: it is the slowest, and builds the smoke series' outputs."""
     items.sort(key=lambda item: item.get_closest_marker("browser") is not None)

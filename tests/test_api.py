@@ -14,9 +14,8 @@ import patchforensics
 from patchforensics import cli
 from patchforensics.evaluate import score_files
 from patchforensics.receptive_field import receptive_field
-from patchforensics.train import TrainConfig, train
 
-from conftest import face_like, write_bad_corpus, write_planted
+from conftest import face_like, train_tiny, write_bad_corpus
 
 pytestmark = [pytest.mark.usefixtures("one_thread"),
               pytest.mark.filterwarnings("error::UserWarning")]
@@ -24,13 +23,7 @@ pytestmark = [pytest.mark.usefixtures("one_thread"),
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> Path:
-    base = tmp_path_factory.mktemp("api")
-    real = write_planted(base / "real", 0, 0, n_train=64, n_val=16)
-    fake = write_planted(base / "fake", 50_000, 10, n_train=64, n_val=16)
-    cfg = TrainConfig(arch="xception", depth="block1", epochs=3, patience=3, batch_size=16)
-    out = base / "run"
-    train(cfg, real, fake, out, device="cpu", progress=False)
-    return out
+    return train_tiny(tmp_path_factory.mktemp("api"), n_train=64, epochs=3)
 
 
 def test_load_scores_paths_pil_images_and_arrays_alike(run, tmp_path):

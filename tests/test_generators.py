@@ -124,7 +124,7 @@ def test_second_get_loads_the_cache(world, dataset, name):
     assert final.stat().st_mtime_ns == mtime, "a cached generator must not be retrained"
     assert again.checkpoint_sha256 == first.checkpoint_sha256
     assert np.array_equal(first.sample(3, 7), again.sample(3, 7))
-    folder = run_dir(world.name, dataset, name)
+    folder = run_dir(world, dataset, name)
     assert {"config.json", "done.json", "final.pt"} <= set(os.listdir(folder))
 
 
@@ -241,7 +241,7 @@ def test_resumed_run_records_the_total_training_time(world, tmp_path, monkeypatc
     kw = dict(world_root=world, config=config, device="cpu", progress=False)
     with pytest.raises(TrainingInterrupted):
         train_generator("celeba", "dcgan", stop_after=5, **kw)
-    folder = run_dir(world.name, "celeba", "dcgan")
+    folder = run_dir(world, "celeba", "dcgan")
     latest = load_torch(folder / "latest.pt")
     assert latest["step"] == 4 and latest["seconds"] > 0
     latest["seconds"] = 1000.0  # as if the first segment had taken 1000 s
@@ -258,7 +258,7 @@ def test_latest_is_saved_by_time_as_well_as_by_steps(world, tmp_path, monkeypatc
     config = VAEConfig(latent_dim=8, nf=4, batch_size=8, steps=9, kl_warmup=3,
                        checkpoint_every=1000, threads=1)
     kw = dict(world_root=world, config=config, device="cpu", progress=False)
-    folder = run_dir(world.name, "celeba", "vae")
+    folder = run_dir(world, "celeba", "vae")
     with pytest.raises(TrainingInterrupted):
         train_generator("celeba", "vae", stop_after=3, **kw)
     assert not (folder / "latest.pt").exists(), "120 s did not pass: no save expected"

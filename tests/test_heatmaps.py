@@ -21,7 +21,6 @@ from patchforensics import cli
 from patchforensics.evaluate import HEATMAP_MARKER, checkpoint_sha256, score_files
 from patchforensics.models import ModelConfig
 from patchforensics.receptive_field import receptive_field
-from patchforensics.train import TrainConfig, train
 from patchforensics.viz import (
     box_to_original,
     heatmap_figure,
@@ -30,7 +29,7 @@ from patchforensics.viz import (
     project_map,
 )
 
-from conftest import face_like, write_planted
+from conftest import face_like, train_tiny
 
 pytestmark = [pytest.mark.usefixtures("one_thread"),
               pytest.mark.filterwarnings("error::UserWarning")]
@@ -121,11 +120,7 @@ def runs(tmp_path_factory) -> tuple[Path, Path]:
     """A tiny trained run, and a copy whose checkpoint differs by one extra entry (another
     SHA-256: another model as far as heatmap folders are concerned)."""
     base = tmp_path_factory.mktemp("heatmaps")
-    real = write_planted(base / "real", 0, 0, n_train=32, n_val=16)
-    fake = write_planted(base / "fake", 50_000, 10, n_train=32, n_val=16)
-    cfg = TrainConfig(arch="xception", depth="block1", epochs=1, patience=1, batch_size=16)
-    first = base / "run"
-    train(cfg, real, fake, first, device="cpu", progress=False)
+    first = train_tiny(base, n_train=32, epochs=1)
     other = base / "other"
     shutil.copytree(first, other)
     state = torch.load(other / "best.pt", map_location="cpu", weights_only=False)

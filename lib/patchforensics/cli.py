@@ -322,21 +322,21 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
 def _cmd_compare_reference(args: argparse.Namespace) -> int:
     from .report import compare_reference
 
-    diff = compare_reference(world=args.world)
-    if diff.empty:
-        print(f"{args.world}: every reference number is within tolerance")
-        return 0
-    print(diff.to_string(index=False))
-    print(f"{len(diff)} difference(s) beyond tolerance")
-    return 1
+    return _differences(compare_reference(world=args.world),
+                        f"{args.world}: every reference number is within tolerance")
 
 
 def _cmd_compare_runs(args: argparse.Namespace) -> int:
     from .report import compare_runs
 
-    diff = compare_runs(args.a, args.b)
+    return _differences(compare_runs(args.a, args.b),
+                        f"{args.a} and {args.b}: every key-table number agrees within tolerance")
+
+
+def _differences(diff: Any, agree: str) -> int:
+    """Print a comparison's differences (status 1), or ``agree`` when there are none (0)."""
     if diff.empty:
-        print(f"{args.a} and {args.b}: every key-table number agrees within tolerance")
+        print(agree)
         return 0
     print(diff.to_string(index=False))
     print(f"{len(diff)} difference(s) beyond tolerance")

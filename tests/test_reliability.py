@@ -191,7 +191,7 @@ def test_wrong_parameters_fail_early_and_clearly(inputs, capsys, tmp_path):
     bad.mkdir()
     (bad / "best.pt").write_bytes(b"not a checkpoint")
     rc = cli.main(["score", str(bad), str(i["real"] / "test"), "--quiet"])
-    one_line_error(capsys, rc, "cannot be read as a checkpoint")
+    one_line_error(capsys, rc, "best.pt: not a checkpoint")
 
 
 def test_notebooks_name_wrong_parameters_in_their_first_cells(project_env, tmp_path):

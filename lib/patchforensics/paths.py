@@ -95,11 +95,12 @@ def tables_dir() -> Path:
 
 
 def notebooks_src_dir() -> Path:
-    """The committed, output-free notebooks (in the repository)."""
-    return (repo() or root()) / "notebooks"
+    """The committed, output-free notebooks: below ``$PATCHFORENSICS_ROOT`` when it is set,
+    else in the repository (whatever the working directory)."""
+    return (_env_path("PATCHFORENSICS_ROOT") or repo() or root()) / "notebooks"
 
 
 def reference_dir() -> Path:
-    """Committed reference numbers (``results/reference`` in the repository); never
-    relocated."""
-    return (repo() or root()) / "results" / "reference"
+    """Committed reference numbers (``results/reference``): below ``$PATCHFORENSICS_ROOT``
+    when it is set, else in the repository; never moved by ``PATCHFORENSICS_RESULTS``."""
+    return (_env_path("PATCHFORENSICS_ROOT") or repo() or root()) / "results" / "reference"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -51,6 +52,16 @@ def test_cli_runs_are_where_notebooks_look(pair, project_env):
     found = runs.find_runs(runs.run_root("mydata", "faces", "gan9", "samples"))
     assert found == {"resnet18_layer1": runs.relative_name(res.out_dir)}
     assert runs.resolve(found["resnet18_layer1"]) == res.out_dir  # relative to checkpoints
+    # A run folder of an older version (named without the load size) beside it: the one named as
+    # runs names it now is found; two of the same name would be refused, naming both.
+    old = res.out_dir.parent / "resnet18_layer1_old_seed0"
+    shutil.copytree(res.out_dir, old)
+    assert runs.find_runs(res.out_dir.parent)["resnet18_layer1"] == found["resnet18_layer1"]
+    config = json.loads((old / "config.json").read_text())
+    config["config"]["load_size"] = 7  # now neither folder is named as its config says
+    (res.out_dir / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="2 finished runs of resnet18_layer1 seed 0"):
+        runs.find_runs(res.out_dir.parent)
     assert runs.checkpoint_file(found["resnet18_layer1"]).name == "best.pt"
 
 

@@ -186,6 +186,13 @@ def read_history(run_dir: str | os.PathLike):
     return pd.read_csv(path) if path.exists() else pd.DataFrame()
 
 
+def _named_as_now(folder: Path) -> bool:
+    """Whether a run folder carries the name :func:`leaf_name` gives its config (folders of
+    older versions lack the ``_in<N>`` part)."""
+    c = read_config(folder).get("config", {})
+    return folder.name == leaf_name(c["arch"], c["depth"], c.get("load_size", 0), c["seed"])
+
+
 def find_runs(pair_root: str | os.PathLike, seed: int = 0) -> dict[str, str]:
     """``{model name: run folder}`` of the finished runs of ``seed`` below ``pair_root`` (a
     :func:`run_root`; folders relative to the checkpoints dir when below it), Xception before
@@ -193,16 +200,21 @@ def find_runs(pair_root: str | os.PathLike, seed: int = 0) -> dict[str, str]:
     from .models import DEPTHS
 
     root = Path(pair_root)
-    found = {}
+    candidates: dict[str, list[Path]] = {}
     for done in sorted(root.glob(f"*/{DONE}")):
         cfg = (read_json(done.parent, CONFIG) or {}).get("config", {})
         if cfg.get("seed") != seed or "arch" not in cfg:
             continue
-        name = f"{cfg['arch']}_{cfg['depth']}"
-        if name in found:
-            raise ValueError(f"{root}: two finished runs of {name} seed {seed} "
-                             f"({found[name]}, {done.parent.name}); keep one")
-        found[name] = relative_name(done.parent)
+        candidates.setdefault(f"{cfg['arch']}_{cfg['depth']}", []).append(done.parent)
+    found = {}
+    for name, folders in candidates.items():
+        if len(folders) > 1:  # a folder named as runs names it wins over an older-named one
+            named = [f for f in folders if _named_as_now(f)]
+            folders = named if len(named) == 1 else folders
+        if len(folders) > 1:
+            raise ValueError(f"{root}: {len(folders)} finished runs of {name} seed {seed} "
+                             f"({', '.join(f.name for f in folders)}); keep one")
+        found[name] = relative_name(folders[0])
     if not found:
         raise FileNotFoundError(f"{root}: no finished classifier runs of seed {seed}; train "
                                 "them first (notebook 02, or `patchforensics train`)")

@@ -105,12 +105,11 @@ def savefig(fig: matplotlib.figure.Figure, name: str, *, folder: str | os.PathLi
 
 
 def png_bytes(fig: matplotlib.figure.Figure, *, dpi: int = 100) -> bytes:
-    """``fig`` rendered as PNG bytes (tight bounding box, no software tag, so reruns give
-    identical files); the figure is closed, so loops that draw one per item do not pile up
-    open figures."""
+    """``fig`` rendered once as PNG bytes, at the figure's own margins (no software tag, so
+    reruns give identical files); the figure is closed, so loops that draw one per item do not
+    pile up open figures."""
     buf = io.BytesIO()
-    tight = None if getattr(fig, "_patchforensics_fixed_layout", False) else "tight"
-    fig.savefig(buf, format="png", dpi=dpi, bbox_inches=tight, metadata={"Software": None})
+    fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})
     plt.close(fig)
     return buf.getvalue()
 
@@ -240,11 +239,9 @@ def heatmap_figure(image: np.ndarray, prob_cells: np.ndarray, rf, *, score: floa
     fig.colorbar(bar, cax=cax, label="P(fake)")
     fig.suptitle(f"{model}: P(fake) = {score:.3f}" + (f" ({mode})" if mode else ""),
                  fontsize=10)
-    # Fixed margins instead of a tight bounding box: rendering once, not twice, halves the
-    # cost of a heatmap PNG (score --heatmaps draws one per image).
+    # Fixed margins, so png_bytes renders once (a tight bounding box renders twice): score
+    # --heatmaps draws one figure per image.
     fig.subplots_adjust(left=0.02, right=0.88, bottom=0.03, top=0.80, wspace=0.08)
-    fig.set_layout_engine("none")
-    fig._patchforensics_fixed_layout = True  # png_bytes: no tight bounding box needed
     return fig
 
 

@@ -143,6 +143,28 @@ def test_06_exaggerate_fakeness_smoke(project_env, tmp_path):
         assert (paths.figures_dir() / f"06_{name}_smoke32.png").stat().st_size > 1000, name
 
 
+def test_07_manipulated_faces_smoke(project_env, tmp_path):
+    run_notebook("02_train_classifiers", tmp_path, {"smoke": True, "interactive": False})
+    out = run_notebook("07_manipulated_faces", tmp_path, {"smoke": True, "interactive": False})
+    assert_no_errors(out)
+    tables = paths.tables_dir()
+    methods = {"faceswap", "deepfake", "reenact", "neuraltex"}
+    loc = pd.read_csv(tables / "localization_smoke32.csv")
+    assert set(loc["manipulation"]) == methods
+    assert set(loc["method"]) == {"patch", "gradcam", "gradient", "random"}
+    for col in ("pointing_game", "pixel_auc", "mass_inside"):
+        assert {col, f"{col}_low", f"{col}_high"} <= set(loc.columns)
+        assert (loc[f"{col}_low"] <= loc[col] + 1e-12).all() and \
+            (loc[col] <= loc[f"{col}_high"] + 1e-12).all(), col
+    cross = pd.read_csv(tables / "manipulation_cross_smoke32.csv")
+    assert set(cross["train"]) == methods and set(cross["test"]) == methods
+    modes = pd.read_csv(tables / "07_score_modes_smoke32.csv")
+    assert {"mean_softmax", "mean_logit", "vote", "topk"} <= set(modes["mode"])
+    assert "dcgan" in set(modes["test"])  # whole-image fakes, notebook 02's models
+    for name in ("manipulation_examples", "localization_examples", "localization_pointing_game"):
+        assert (paths.figures_dir() / f"07_{name}_smoke32.png").stat().st_size > 1000, name
+
+
 def test_own_data_through_notebooks_02_to_04(project_env, tmp_path):
     """A data root `import` made, with names the embedded world does not have, goes through
     notebooks 02-04 (smoke); `train` on the command line files its run where they look."""
@@ -182,7 +204,8 @@ def test_own_data_through_notebooks_02_to_04(project_env, tmp_path):
 NEEDED = {"cross_generator": "03_evaluate_generalization",
           "patch_vs_full": "03_evaluate_generalization", "top_patch_counts": "04_face_parts",
           "finetune_summary": "05_finetune_generator",
-          "exaggerate_scores": "06_exaggerate_fakeness"}
+          "exaggerate_scores": "06_exaggerate_fakeness",
+          "localization": "07_manipulated_faces"}
 
 
 def test_smoke_tables_have_the_reference_shape_and_the_report_is_written(project_env, tmp_path):

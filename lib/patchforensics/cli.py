@@ -107,6 +107,12 @@ def _cmd_world(args: argparse.Namespace) -> int:
         manifest = build_fake_world(cfg, root, force=args.force, retrain=args.retrain,
                                     progress=not args.quiet,
                                     device=None if args.device == "auto" else args.device)
+        if not args.no_manipulations:
+            from .manipulate import build_manipulation_sets
+
+            manifest = build_manipulation_sets(
+                cfg, root, force=args.force, progress=not args.quiet,
+                device=None if args.device == "auto" else args.device)
     table = counts(manifest)
     for key, splits in table.items():
         print(f"{key}: " + ", ".join(f"{s} {n}" for s, n in splits.items()))
@@ -515,6 +521,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "LANCZOS step; native gets its own world, e.g. default64-native)")
     p.add_argument("--retrain", action="store_true", help="retrain cached generators")
     p.add_argument("--reals-only", action="store_true", help="build only the real sets")
+    p.add_argument("--no-manipulations", action="store_true",
+                   help="skip the four manipulated-face sets (faceswap, deepfake, reenact, "
+                        "neuraltex; notebook 07)")
     _add_common(p, device=True, quiet="no progress bars", force="rebuild sets that already verify")
     p.set_defaults(func=_cmd_world)
 

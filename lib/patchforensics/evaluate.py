@@ -680,16 +680,28 @@ def world_sets(world_root: str | os.PathLike,
                datasets: Sequence[str] | None = None) -> dict[str, list[str]]:
     """``{dataset: [generator, ...]}`` of a built world's fake sets (from its manifest). Sets
     named ``<generator>_inverted`` (inversions of the reals, training data) are left out: they
-    share the reals' content, so they are not test sets of another generator."""
+    share the reals' content, so they are not test sets of another generator. So are the
+    manipulated faces (manifest entries with ``manipulation``, :func:`manipulation_sets`):
+    edited reals, studied on their own in notebook 07, not another generator's samples."""
 
-    keys = read_manifest(Path(world_root))["sets"] or _layout_sets(Path(world_root))
+    manifest = read_manifest(Path(world_root))["sets"]
+    keys = manifest or _layout_sets(Path(world_root))
     sets: dict[str, list[str]] = {}
     for key in sorted(keys):
         parts = key.split("/")
         if parts[0] == "fake" and (datasets is None or parts[1] in datasets) \
-                and not parts[2].endswith("_inverted"):
+                and not parts[2].endswith("_inverted") \
+                and "manipulation" not in manifest.get(key, {}):
             sets.setdefault(parts[1], []).append(parts[2])
     return sets
+
+
+def manipulation_sets(world_root: str | os.PathLike, dataset: str = "celeba") -> list[str]:
+    """The manipulated-face sets of ``dataset`` in a world (``fake/<dataset>/<method>`` whose
+    manifest entry has ``manipulation``), in the manifest's order of methods."""
+    sets = read_manifest(Path(world_root))["sets"]
+    return [key.split("/")[2] for key, entry in sets.items()
+            if key.startswith(f"fake/{dataset}/") and "manipulation" in entry]
 
 
 RunKey = str | tuple[str, int]  # "label" (seed read from the run) or (label, seed)
@@ -1390,14 +1402,17 @@ def require_models(runs: dict[str, Any], names: Sequence[str]) -> None:
 
 
 def set_maps(ckpt: str | os.PathLike, world_root: str | os.PathLike, dataset: str, *,
-             split: str = "test", device: Device = None
+             split: str = "test", device: Device = None,
+             generators: Sequence[str] | None = None
              ) -> tuple[Checkpoint, dict[str, np.ndarray], dict[str, np.ndarray]]:
     """``(checkpoint, {set: images}, {set: logit-difference maps})`` for the reals (``"real"``)
-    and every generator of ``dataset`` in a world's ``split``."""
+    and every generator of ``dataset`` in a world's ``split`` (or the fake sets named in
+    ``generators``, e.g. manipulations)."""
     root = Path(world_root)
     ck = load_checkpoint(ckpt, device=device)
-    keys = {"real": f"real/{dataset}"} | {g: f"fake/{dataset}/{g}"
-                                          for g in world_sets(root, [dataset]).get(dataset, [])}
+    if generators is None:
+        generators = world_sets(root, [dataset]).get(dataset, [])
+    keys = {"real": f"real/{dataset}"} | {g: f"fake/{dataset}/{g}" for g in generators}
     images = {name: load_folder(root / key / split)[0] for name, key in keys.items()}
     maps = {name: folder_maps(ck, root / keys[name] / split, device=device,
                               loader=lambda _, im=im: im) for name, im in images.items()}

@@ -47,7 +47,8 @@ from . import progress as heartbeat
 
 KERNEL = "patchforensics"
 SERIES = ("01_preprocessing", "02_train_classifiers", "03_evaluate_generalization",
-          "04_face_parts", "05_finetune_generator", "06_exaggerate_fakeness")
+          "04_face_parts", "05_finetune_generator", "06_exaggerate_fakeness",
+          "07_manipulated_faces")
 POLL_S = 1.0  # longest single wait on the kernel's shell channel (and signal latency)
 STALL_TIMEOUT_S = 600.0  # default no-progress limit: a cell silent this long is stopped
 NOTEBOOK_TIMEOUT_S = 8 * 3600.0  # default cap per notebook (a backstop, far above any budget)
@@ -63,8 +64,8 @@ MAX_HEARTBEAT_S = 20.0  # heartbeat interval asked of the kernels (smaller for s
 # (:func:`calibrate`, idle); smoke: `make smoke` there with the smoke world's generators cached.
 # The session lead updates these after each measured run.
 REFERENCE_SECONDS = {
-    "default": {"01": 1082, "02": 225, "03": 252, "04": 62, "05": 181, "06": 102},
-    "smoke": {"01": 18, "02": 23, "03": 23, "04": 16, "05": 21, "06": 13},
+    "default": {"01": 1082, "02": 225, "03": 252, "04": 62, "05": 181, "06": 102, "07": 400},
+    "smoke": {"01": 18, "02": 23, "03": 23, "04": 16, "05": 21, "06": 13, "07": 40},
 }
 REFERENCE_CPU = "2-core AMD EPYC (Zen 4)"
 CALIBRATION_REFERENCE_S = 0.011

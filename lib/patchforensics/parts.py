@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -162,20 +163,23 @@ class PartsAnalysis:
 
 def analyze(runs: dict[str, str], world_root: str | os.PathLike, dataset: str = "celeba", *,
             split: str = "test", seed: int = 0, device: str | None = None,
-            progress: bool = True) -> PartsAnalysis:
+            progress: bool = True, generators: Sequence[str] | None = None) -> PartsAnalysis:
     """Parse every set of ``dataset`` in a world's ``split`` (cached), score it with each run
     (``{model name: run folder}``), and take the top and random patches per (model, generator).
-    """
+    ``generators``: the fake sets to analyse (default: the world's generators; notebook 07
+    passes its manipulations)."""
 
     root = Path(world_root)
-    keys = {"real": f"real/{dataset}"} | {g: f"fake/{dataset}/{g}"
-                                          for g in world_sets(root, [dataset]).get(dataset, [])}
+    if generators is None:
+        generators = world_sets(root, [dataset]).get(dataset, [])
+    keys = {"real": f"real/{dataset}"} | {g: f"fake/{dataset}/{g}" for g in generators}
     label_maps, found = {}, {}
     for name, key in keys.items():
         label_maps[name], found[name], _ = parse_set(root, key, split, progress=progress)
     images, maps, rfs = {}, {}, {}
     for model, run in runs.items():
-        ck, images, maps[model] = set_maps(run, root, dataset, split=split, device=device)
+        ck, images, maps[model] = set_maps(run, root, dataset, split=split, device=device,
+                                           generators=generators)
         rfs[model] = receptive_field(ck.model.config, ck.input_size)
     out = PartsAnalysis(dataset, images, label_maps, found, rfs, maps)
     for model in runs:

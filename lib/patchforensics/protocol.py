@@ -117,12 +117,33 @@ PROFILES: dict[str, Profile] = {
         load_size=64, full_load_size=0, crops={"xception_block1": 40},
         settings=(PRIMARY_SETTING, "samples"), extra_seeds={"xception_block1": (1,)},
         epochs=1, steps_per_epoch=3),
+    # Notebook 07 (manipulated faces): the grid's patch sizes that the series' budget affords,
+    # block1 and block2 (10 % and 22 % of the face side), and the full model, trained on reals
+    # vs. one manipulation, one epoch, samples only (a manipulation has no inversions: its
+    # fakes already are edited reals). ``manipulations_full`` adds block3 and the 30-epoch cap.
+    "manipulations": Profile(
+        name="manipulations", models=(("xception", "block1"), ("xception", "block2"),
+                                      ("xception", "full")),
+        load_size=192, full_load_size=0,
+        crops={"xception_block1": 96, "xception_block2": 96}, settings=("samples",),
+        epochs=1),
+    "manipulations_full": Profile(
+        name="manipulations_full", models=XCEPTION_GRID, load_size=192, full_load_size=0,
+        crops={"xception_block1": 96, "xception_block2": 96, "xception_block3": 144},
+        settings=("samples",), epochs=30),
+    "manipulations_smoke": Profile(
+        name="manipulations_smoke", models=(("xception", "block1"), ("xception", "block2"),
+                                            ("xception", "full")),
+        load_size=64, full_load_size=0, crops={"xception_block1": 40}, settings=("samples",),
+        epochs=1, steps_per_epoch=3),
 }
 
 
 def profile(name: str, *, smoke: bool = False) -> Profile:
-    """The named profile (``"smoke"`` whenever ``smoke``)."""
-    key = "smoke" if smoke else name
+    """The named profile (in smoke mode ``"smoke"``, or ``"manipulations_smoke"`` for the
+    manipulation profiles)."""
+    key = ("manipulations_smoke" if name.startswith("manipulations") else "smoke") \
+        if smoke else name
     if key not in PROFILES:
         raise ValueError(f"unknown profile {name!r}; choose one of {sorted(PROFILES)}")
     return PROFILES[key]

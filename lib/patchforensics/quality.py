@@ -225,7 +225,9 @@ def quality_table(world_root: str | Path, *, split: str = "test",
     for dataset in datasets:
         train = load_split(world_root, f"real/{dataset}", "train")
         held_out = load_split(world_root, f"real/{dataset}", split)
-        fakes = sorted(k for k in manifest["sets"] if k.startswith(f"fake/{dataset}/"))
+        # Manipulated faces (notebook 07) are edited reals, not a generator's samples.
+        fakes = sorted(k for k, e in manifest["sets"].items()
+                       if k.startswith(f"fake/{dataset}/") and "manipulation" not in e)
         base_split = "val" if split != "val" else "test"
         candidates = [(f"real ({base_split})", f"real/{dataset}", base_split)]
         candidates += [(k.split("/")[2], k, split) for k in fakes]

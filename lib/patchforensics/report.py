@@ -34,6 +34,8 @@ REFERENCE_TABLES: dict[str, tuple[tuple[str, ...], dict[str, float]]] = {
     "top_patch_counts": (("model", "generator", "part"), {"top": 15.0, "random": 15.0}),
     "finetune_summary": (("quantity",), {"value": 0.15}),
     "exaggerate_scores": (("shift", "alpha"), {"score": 0.15}),
+    "localization": (("method", "model", "manipulation"),
+                     {"pointing_game": 0.2, "pixel_auc": 0.1, "mass_inside": 0.1}),
 }
 # Key columns whose values a smoke run may add: it trains a second seed and the samples-only
 # setting (to run those code paths) that the default profile leaves to the full one.
@@ -49,7 +51,10 @@ FIGURES = (("03_patch_vs_full", "AUC(patch) - AUC(full) per unseen generator (no
            ("05_finetune_log", "Finetuning the generator against the frozen classifier (05)"),
            ("05_top_patch_hist", "Top patches before and after finetuning"),
            ("06_score_along_shift", "The classifier's score along the latent shift (06)"),
-           ("06_strips_all_lam1", "Exaggeration strips G(z - a w), G(z), G(z + a w)"))
+           ("06_strips_all_lam1", "Exaggeration strips G(z - a w), G(z), G(z + a w)"),
+           ("07_manipulation_examples", "The four manipulations with their masks (07)"),
+           ("07_localization_pointing_game", "Pointing game: patch maps vs. Grad-CAM (07)"),
+           ("07_localization_examples", "Patch maps, Grad-CAM and gradients against masks"))
 
 
 def table_path(name: str, world: str, folder: Path | None = None) -> Path:

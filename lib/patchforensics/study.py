@@ -102,7 +102,9 @@ class Study:
         return f"{base}_{self.name}"
 
 
-def _find_root(data_root: str | os.PathLike) -> Path:
+def find_root(data_root: str | os.PathLike) -> Path:
+    """A data root given as a path, or below the working directory, the project root or the
+    data dir (the first that exists); ``FileNotFoundError`` naming where it looked."""
     p = Path(data_root).expanduser()
     bases = [Path.cwd(), paths.root(), paths.data_dir()]
     for cand in ([p] if p.is_absolute() else [b / p for b in bases]):
@@ -149,6 +151,6 @@ def open_study(data_root: str | os.PathLike = "", dataset: str = "celeba",
 
             training_pair(cfg, dataset, generator, device=str(dev))
         return Study(paths.world_dir(cfg.name), cfg.name, dataset, generator, dev, smoke, cfg)
-    root = _find_root(data_root)
+    root = find_root(data_root)
     _check_pair(root, dataset, generator)
     return Study(root, root.name, dataset, generator, dev, smoke, None)

@@ -73,8 +73,9 @@ def world_grid(world_root: str | os.PathLike, dataset: str, *, split: str = "tes
     """Reals and every generator's fakes of one dataset side by side: a row per set, n each."""
 
     root = Path(world_root)
-    keys = [f"real/{dataset}"] + sorted(k for k in read_manifest(root)["sets"]
-                                        if k.startswith(f"fake/{dataset}/"))
+    keys = [f"real/{dataset}"] + sorted(k for k, e in read_manifest(root)["sets"].items()
+                                        if k.startswith(f"fake/{dataset}/")
+                                        and "manipulation" not in e)  # notebook 07 shows those
     rows, titles = [], []
     for key in keys:
         images, _, _ = load_folder(root / key / split)
@@ -645,3 +646,104 @@ def top_patch_grid(images: np.ndarray, frame: pd.DataFrame, rf, *, per_part: int
     if not tiles:
         raise ValueError("no top patches to show")
     return image_grid(tiles, ncols=per_part, titles=titles, title=title, scale=1.0)
+
+
+# --- notebook 07: manipulated faces and localization -------------------------------------------
+
+def _mask_outline(image: np.ndarray, mask: np.ndarray, zoom: int = 4) -> np.ndarray:
+    """``image`` enlarged ``zoom`` times with the edge of ``mask >= 0.5`` drawn in yellow."""
+    big = np.repeat(np.repeat(image, zoom, 0), zoom, 1).copy()
+    inside = np.repeat(np.repeat(mask >= 0.5, zoom, 0), zoom, 1)
+    edge = inside & ~(np.roll(inside, 1, 0) & np.roll(inside, -1, 0)
+                      & np.roll(inside, 1, 1) & np.roll(inside, -1, 1))
+    big[edge] = (255, 220, 0)
+    return big
+
+
+def manipulation_examples(examples: dict[str, list[dict]], *,
+                          title: str | None = None) -> matplotlib.figure.Figure:
+    """One row per example of each manipulation: the real target, the manipulated face, its
+    mask (blend weight 0..1, white = changed) and |fake - target| (x4, clipped). ``examples``:
+    ``{method: [{"name", "target", "fake", "mask"}, ...]}`` (S x S x 3 uint8 images, S x S
+    float masks), as ``manipulate.examples`` returns them."""
+    rows = [(m, e) for m, items in examples.items() for e in items]
+    if not rows:
+        raise ValueError("manipulation_examples needs at least one example")
+    fig, axes = plt.subplots(len(rows), 4, figsize=(6.4, 1.7 * len(rows) + 0.4 * bool(title)),
+                             squeeze=False)
+    heads = ("real (target)", "manipulated", "mask", "|difference| x4")
+    for r, (method, e) in enumerate(rows):
+        diff = np.abs(e["fake"].astype(np.int16) - e["target"].astype(np.int16)).max(axis=2)
+        tiles = (e["target"], e["fake"], e["mask"], np.clip(diff * 4, 0, 255))
+        for c, (ax, tile) in enumerate(zip(axes[r], tiles, strict=True)):
+            gray = tile.ndim == 2
+            ax.imshow(tile, cmap="gray" if gray else None, vmin=0,
+                      vmax=1 if c == 2 else 255, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(heads[c], fontsize=8)
+        axes[r, 0].set_ylabel(f"{method}\n{e['name']}", fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def localization_examples(examples: list[dict], *, title: str | None = None,
+                          alpha: float = 0.55) -> matplotlib.figure.Figure:
+    """Localizers side by side, one row per example: the image with its mask's outline, then
+    each map (``{"maps": {name: S x S in [0, 1], NaN = unseen}}``) over the image with the
+    same outline. ``examples``: dicts with ``image`` (S x S x 3 uint8), ``mask`` (S x S in
+    [0, 1]), ``maps`` and an optional ``title``."""
+    if not examples:
+        raise ValueError("localization_examples needs at least one example")
+    names = list(examples[0]["maps"])
+    ncols = 1 + len(names)
+    fig, axes = plt.subplots(len(examples), ncols, figsize=(1.75 * ncols,
+                             1.85 * len(examples) + 0.4 * bool(title)), squeeze=False)
+    for r, e in enumerate(examples):
+        tiles = [_mask_outline(e["image"], e["mask"])]
+        for name in names:
+            over = heatmap_overlay(e["image"], e["maps"][name], alpha=alpha, cmap="inferno",
+                                   zoom=1)
+            tiles.append(_mask_outline(over, e["mask"]))
+        for c, (ax, tile) in enumerate(zip(axes[r], tiles, strict=True)):
+            ax.imshow(tile, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title("image + mask" if c == 0 else names[c - 1], fontsize=7)
+        if e.get("title"):
+            axes[r, 0].set_ylabel(e["title"], fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def localization_bars(table: pd.DataFrame,
+                      metric: str = "pointing_game") -> matplotlib.figure.Figure:
+    """``metric`` with its interval per localizer and model, one panel per manipulation
+    (``localize.localization_table``'s columns); the dashed line is each panel's mask area
+    (the pointing game's and the mass's chance level)."""
+    methods = list(dict.fromkeys(table["manipulation"]))
+    fig, axes = plt.subplots(1, len(methods), figsize=(3.0 * len(methods), 3.0), squeeze=False,
+                             sharey=True)
+    for ax, m in zip(axes[0], methods, strict=True):
+        t = table[table["manipulation"] == m]
+        labels = [f"{a}\n{b}".replace("xception_", "") for a, b in zip(t["method"], t["model"],
+                                                                        strict=True)]
+        y = t[metric].to_numpy(float)
+        err = np.vstack([y - t[f"{metric}_low"].to_numpy(float),
+                         t[f"{metric}_high"].to_numpy(float) - y])
+        ax.bar(range(len(t)), y, yerr=err, color="#4c72b0", capsize=3)
+        if metric != "pixel_auc":
+            ax.axhline(float(t["mask_area"].mean()), ls="--", color="gray", lw=1)
+        else:
+            ax.axhline(0.5, ls="--", color="gray", lw=1)
+        ax.set_xticks(range(len(t)), labels, fontsize=6, rotation=0)
+        ax.set_title(m, fontsize=9)
+    axes[0, 0].set_ylabel(metric.replace("_", " "))
+    fig.tight_layout()
+    return fig

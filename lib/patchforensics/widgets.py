@@ -159,3 +159,27 @@ def shift_explorer(gen, classifier, shifts: dict[str, object], z) -> w.VBox:
     alpha.observe(redraw, names="value")
     redraw()
     return w.VBox([w.HBox([pick, alpha]), out])
+
+
+def localization_browser(loc) -> w.VBox:
+    """Browse the manipulated test images of notebook 07: a dropdown over manipulations and a
+    slider over images; shows the image with its mask's outline beside every localizer's map
+    (``viz.localization_examples``, the figure the notebook saves). ``loc``: a
+    ``manipulation_study.Localization``."""
+    methods = list(loc.images)
+    if not methods:
+        raise ValueError("localization_browser needs at least one manipulation")
+    pick = w.Dropdown(options=methods, value=methods[0], description="method")
+    k = w.IntSlider(min=0, max=len(loc.images[methods[0]]) - 1, value=0, description="image")
+    out = w.Output()
+
+    def redraw(*_: object) -> None:
+        k.max = len(loc.images[pick.value]) - 1
+        e = loc.example(pick.value, min(k.value, k.max))
+        show_figure(out, viz.localization_examples(
+            [e], title=f"{pick.value} #{k.value}: mask outlined in yellow"))
+
+    pick.observe(redraw, names="value")
+    k.observe(redraw, names="value")
+    redraw()
+    return w.VBox([w.HBox([pick, k]), out])

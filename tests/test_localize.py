@@ -1,0 +1,327 @@
+"""Localizing manipulations (``localize``): local image scores (top-k), patch maps in pixels,
+Grad-CAM and input gradients, the per-image metrics and their table; and the claim on a planted
+manipulation: a briefly trained patch model points at a pasted textured square."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+from scipy.special import expit
+from sklearn.metrics import roc_auc_score
+from torch import nn
+
+from patchforensics import localize as loc
+from patchforensics.evaluate import MODES, load_checkpoint, log_odds_from_maps
+from patchforensics.models import ModelConfig, build_model
+from patchforensics.receptive_field import receptive_field
+
+from conftest import face_like
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+SIZE = 32  # the planted images' side; xception block1 at 32 px has a packaged field (7 x 7)
+
+
+# --- top-k image scores ------------------------------------------------------------------------
+
+def test_topk_spans_max_to_mean_logit():
+    maps = np.random.default_rng(0).normal(size=(5, 4, 6))
+    flat = maps.reshape(5, -1)
+    np.testing.assert_allclose(loc.topk_log_odds(maps, 1), flat.max(1))
+    np.testing.assert_allclose(loc.topk_log_odds(maps, 24), log_odds_from_maps(maps, "mean_logit"))
+    np.testing.assert_allclose(loc.topk_log_odds(maps, 500), flat.mean(1))  # clipped to h w
+    np.testing.assert_allclose(loc.topk_log_odds(maps, 3), np.sort(flat, 1)[:, -3:].mean(1))
+    np.testing.assert_allclose(loc.topk_scores(maps, 3), expit(loc.topk_log_odds(maps, 3)))
+    assert loc.default_ks(24) == [1, 2, 4, 8, 16, 24] and loc.default_ks(16) == [1, 2, 4, 8, 16]
+    with pytest.raises(ValueError, match="k must be"):
+        loc.topk_log_odds(maps, 0)
+
+
+def one_hot_cell_maps(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """8 x 8 maps of cold cells (d ~ N(-2, 1)); each fake has one hot cell (d = 6): the mean
+    over 64 cells dilutes it, the top cell shows it."""
+    rng = np.random.default_rng(seed)
+    real = rng.normal(-2, 1, (n, 8, 8))
+    fake = rng.normal(-2, 1, (n, 8, 8))
+    fake[np.arange(n), rng.integers(0, 8, n), rng.integers(0, 8, n)] = 6.0
+    return real, fake
+
+
+def test_choose_k_picks_a_local_k_on_a_planted_case_and_ties_go_to_the_larger():
+    real, fake = one_hot_cell_maps(200, 0)
+    k = loc.choose_k(real, fake)
+    y = np.r_[np.zeros(200), np.ones(200)]
+    auc = {c: roc_auc_score(y, np.r_[loc.topk_log_odds(real, c), loc.topk_log_odds(fake, c)])
+           for c in loc.default_ks(64)}
+    assert k < 64 and auc[k] == max(auc.values())
+    assert all(auc[c] < auc[k] for c in auc if c > k)  # the largest of the best
+    assert auc[k] > auc[64] + 0.2  # the mean dilutes one hot cell
+    assert loc.choose_k(real, fake, ks=[1, 2]) == 2  # both separate perfectly: the larger
+
+
+def test_aggregation_table_mean_calls_one_hot_fakes_real_topk_calls_them_fake():
+    real, fake = one_hot_cell_maps(100, 1)
+    table = loc.aggregation_table(real, fake, 1, n_boot=200).set_index("mode")
+    assert list(table.index) == [*MODES, "topk"]
+    assert "topk" not in MODES
+    assert table.loc["topk", "k"] == 1 and pd.isna(table.loc["mean_softmax", "k"])
+    assert table.loc["mean_softmax", "fake_called_fake"] < 0.1
+    assert table.loc["topk", "fake_called_fake"] > 0.9
+    assert table.loc["topk", "real_called_real"] > 0.5  # the max of 64 cold cells
+    assert table.loc["topk", "auc"] > table.loc["mean_softmax", "auc_high"]
+    for metric in ("auc", "fake_called_fake", "real_called_real"):
+        assert (table[f"{metric}_low"] <= table[metric]).all()
+        assert (table[metric] <= table[f"{metric}_high"]).all()
+    again = loc.aggregation_table(real, fake, 1, n_boot=200).set_index("mode")
+    pd.testing.assert_frame_equal(table, again)
+
+
+# --- metrics -----------------------------------------------------------------------------------
+
+def square_masks(n: int, size: int, side: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    masks = np.zeros((n, size, size))
+    for m, (r, c) in zip(masks, rng.integers(0, size - side + 1, (n, 2)), strict=True):
+        m[r: r + side, c: c + side] = 1.0
+    return masks
+
+
+def test_metrics_of_perfect_inverted_and_random_maps():
+    masks = square_masks(300, 16, 6, 0)
+    perfect = masks * 0.9 + 0.05
+    assert (loc.pixel_auc(perfect, masks) == 1).all()
+    assert loc.pointing_game(loc.max_points(perfect), masks).all()
+    np.testing.assert_allclose(loc.mass_inside(masks, masks), 1.0)
+    assert (loc.pixel_auc(1 - perfect, masks) == 0).all()
+    assert not loc.pointing_game(loc.max_points(1 - perfect), masks).any()
+    noise = loc.random_maps(300, 16, seed=1)
+    area = masks.mean()
+    assert abs(np.nanmean(loc.pixel_auc(noise, masks)) - 0.5) < 0.02
+    assert abs(loc.pointing_game(loc.max_points(noise), masks).mean() - area) < 0.06
+    assert abs(loc.mass_inside(noise, masks).mean() - area) < 0.01
+    flat = np.ones_like(masks)  # ranks nothing, points at its first pixel
+    assert (loc.pixel_auc(flat, masks) == 0.5).all()
+    assert (loc.max_points(flat) == 0).all()
+
+
+def test_metrics_binarise_masks_and_handle_nan():
+    mask = np.zeros((1, 4, 4))
+    mask[0, 1:3, 1:3] = 0.6
+    mask[0, 0, 0] = 0.4  # below the threshold: not manipulated
+    heat = np.full((1, 4, 4), 0.1)
+    heat[0, 1:3, 1:3] = 0.8
+    heat[0, 3, :] = np.nan  # pixels no patch sees: left out
+    heat[0, 0, 3] = 5.0 * np.nan
+    assert loc.pixel_auc(heat, mask)[0] == 1.0
+    assert loc.mass_inside(heat, mask)[0] == pytest.approx(3.2 / (3.2 + 0.1 * 7))
+    assert tuple(loc.max_points(heat)[0]) == (1, 1)  # first maximum in raster order
+    assert np.isnan(loc.max_points(np.full((1, 4, 4), np.nan))).all()
+    points = np.array([[1.4, 2.5], [0.5, 0.4], [np.nan, 1.0]])
+    masks = np.repeat(mask, 3, 0)
+    # (1.4, 2.5) -> pixel (1, 3): outside; (0.5, 0.4) -> (1, 0): outside; NaN: a miss
+    assert loc.pointing_game(points, masks).tolist() == [False, False, False]
+    assert loc.pointing_game(np.array([[1.49, 2.49]]), mask).tolist() == [True]
+    empty = np.zeros((1, 4, 4))
+    assert np.isnan(loc.pixel_auc(heat, empty)[0]) and np.isnan(loc.pixel_auc(heat, 1 - empty)[0])
+    assert np.isnan(loc.mass_inside(np.zeros((1, 4, 4)), mask)[0])
+    with pytest.raises(ValueError, match="masks are"):
+        loc.pixel_auc(heat, np.zeros((1, 5, 5)))
+
+
+def test_localization_table_means_intervals_chance_and_nans():
+    masks = square_masks(40, 16, 8, 2)
+    good = loc.localization_frame("patch", "m", "square", masks, loc.max_points(masks), masks)
+    noise = loc.random_maps(40, 16, seed=3)
+    bad = loc.localization_frame("random", "m", "square", noise, loc.max_points(noise), masks)
+    bad.loc[:4, "pixel_auc"] = np.nan
+    frames = pd.concat([good, bad])
+    table = loc.localization_table(frames, n_boot=300, seed=0).set_index("method")
+    assert list(table.index) == ["patch", "random"]
+    assert table.loc["patch", "pointing_game"] == 1.0 == table.loc["patch", "pixel_auc"]
+    assert table.loc["patch", "pointing_game_low"] == 1.0  # no spread to resample
+    assert table.loc["random", "n"] == 40
+    r = table.loc["random"]
+    assert r["pixel_auc"] == pytest.approx(bad["pixel_auc"].iloc[5:].mean())  # NaNs dropped
+    assert r["pointing_game_low"] < r["pointing_game"] < r["pointing_game_high"]
+    assert r["mask_area"] == pytest.approx(0.25)
+    pd.testing.assert_frame_equal(table, loc.localization_table(frames, n_boot=300, seed=0)
+                                  .set_index("method"))
+    assert not loc.localization_table(frames, n_boot=300, seed=1).equals(table.reset_index())
+
+
+# --- patch maps in pixels ----------------------------------------------------------------------
+
+def test_patch_points_and_pixel_maps_follow_the_receptive_fields():
+    rf = receptive_field(ModelConfig("xception", "block1"), SIZE)
+    h, w = rf.output_size
+    rows, cols = loc.cell_centres(rf)
+    # interior cells: the middle of their field; border cells continue the grid, inside the box
+    assert rows[3] == (rf.rows[3][0] + rf.rows[3][1] - 1) / 2
+    np.testing.assert_allclose(np.diff(rows), rf.stride * rf.scale)
+    maps = np.full((h * w, h, w), -3.0)
+    for n, (i, j) in enumerate(np.ndindex(h, w)):
+        maps[n, i, j] = 4.0
+    points = loc.patch_points(maps, rf)
+    heat = loc.patch_pixel_maps(maps, rf)
+    assert heat.shape == (h * w, SIZE, SIZE)
+    for n, (i, j) in enumerate(np.ndindex(h, w)):
+        top, left, bottom, right = rf.box(i, j)
+        r, c = points[n]
+        assert top <= r < bottom and left <= c < right
+        inside = rf.mask(i, j)
+        seen = ~np.isnan(heat[n])
+        # the hot cell's P(fake) reaches exactly the pixels it sees
+        assert (heat[n][inside & seen] > expit(-3.0) + 1e-9).all()
+        assert np.allclose(heat[n][~inside & seen], expit(-3.0))
+    assert np.isnan(heat[:, :, -1]).all()  # block1 at 32 px never reads the last column
+    with pytest.raises(ValueError, match="model's output"):
+        loc.patch_points(np.zeros((1, 3, 3)), rf)
+
+
+# --- attributions ------------------------------------------------------------------------------
+
+class Square(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * x
+
+
+class Region(nn.Module):
+    """Zero outside the top-right quadrant of the network's input grid."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        keep = torch.zeros_like(x)
+        keep[..., : x.shape[-2] // 2, x.shape[-1] // 2:] = 1
+        return x * keep
+
+
+def region_model() -> nn.Module:
+    """A "full-image" classifier upsampling 32 -> 64 px whose fake logit is the high-frequency
+    energy of the top-right quadrant only (a real PatchClassifier's resize, hand-built
+    features)."""
+    model = build_model(ModelConfig("xception", "block1", load_size=64))
+    conv = nn.Conv2d(3, 4, 3, padding=1, bias=False)
+    with torch.no_grad():
+        lap = torch.tensor([[0.0, -1, 0], [-1, 4, -1], [0, -1, 0]])
+        conv.weight.copy_(lap.expand(4, 3, 3, 3) * torch.tensor([1.0, 0.5, 0.25, 2])[:, None,
+                                                                                     None, None])
+    model.features = nn.Sequential(OrderedDict(highpass=conv, square=Square(), region=Region()))
+    model.pool = nn.AdaptiveAvgPool2d(1)
+    model.head = nn.Conv2d(4, 2, 1)
+    with torch.no_grad():
+        model.head.weight.zero_()
+        model.head.weight[1] = 1.0  # fake = energy, real = 0
+        model.head.bias.zero_()
+    return model
+
+
+def test_gradcam_and_input_gradient_find_the_region_the_logit_reads():
+    model = region_model().train()
+    images = np.stack([np.asarray(Image.fromarray(np.random.default_rng(i).integers(
+        0, 256, (SIZE, SIZE, 3), dtype=np.uint8))) for i in range(3)])
+    region = np.zeros((3, SIZE, SIZE))
+    region[:, : SIZE // 2, SIZE // 2:] = 1
+    for heat in (loc.gradcam(model, images, batch_size=2),
+                 loc.input_gradient(model, images, batch_size=2)):
+        assert heat.shape == (3, SIZE, SIZE) and heat.dtype == np.float64
+        assert heat.min() >= 0 and np.allclose(heat.max(axis=(1, 2)), 1)
+        assert (loc.mass_inside(heat, region) > 0.95).all()  # not transposed, not flipped
+        assert loc.pointing_game(loc.max_points(heat), region).all()
+    assert model.training  # the model's mode is restored
+    with pytest.raises(ValueError, match="no block 'block4'"):
+        loc.gradcam(model, images, layer="block4")
+    # an earlier block: the squared high-pass response is positive and region-free there
+    assert loc.gradcam(model, images, layer="square").shape == (3, SIZE, SIZE)
+    with torch.no_grad():
+        model.head.weight[1] = -1.0  # more energy = more real: no fake evidence anywhere
+    assert (loc.gradcam(model, images) == 0).all()  # all-zero stays zero, no NaN
+
+
+def test_gradcam_of_a_full_xception_at_64px_is_a_2x2_map_upsampled():
+    model = build_model(ModelConfig("xception", "full"), seed=0)
+    images = np.stack([face_like(i, 64) for i in range(2)])
+    heat = loc.gradcam(model, images)
+    assert heat.shape == (2, 64, 64) and 0 <= heat.min() and heat.max() <= 1
+    # bilinear from 2 x 2 cell centres (16, 48): flat outside them, linear between
+    for h in heat:
+        assert np.allclose(h[:16, :16], h[0, 0]) and np.allclose(h[48:, 48:], h[63, 63])
+    finer = loc.gradcam(model, images, layer="block4")  # 4 x 4 activations
+    assert finer.shape == (2, 64, 64) and not np.allclose(finer, heat)
+    grad = loc.input_gradient(model, images)
+    assert grad.shape == (2, 64, 64) and np.allclose(grad.max(axis=(1, 2)), 1)
+
+
+# --- the claim: a patch model points at a planted manipulation ---------------------------------
+
+SIDE = 12  # the pasted square, px (a 19 px block1 field containing it is centred inside it)
+
+
+def planted(seed: int, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(reals, fakes, masks)``: smooth random images; the fakes are the same images with a
+    +-40 gray-level checkerboard of 2 x 2 px tiles added inside a SIDE px square at a random
+    position; the mask is the square. (Single-pixel tiles would alias to a flat shift under the
+    stride-2 stem, leaving only the square's edges to detect.)"""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:SIDE, :SIDE]
+    board = np.where((yy // 2 + xx // 2) % 2 == 0, 40, -40)[..., None]
+    reals = np.stack([face_like(seed * 10_000 + i, SIZE) for i in range(n)])
+    fakes, masks = reals.astype(np.int16), np.zeros((n, SIZE, SIZE))
+    for f, m, (r, c) in zip(fakes, masks, rng.integers(0, SIZE - SIDE + 1, (n, 2)), strict=True):
+        f[r: r + SIDE, c: c + SIDE] += board
+        m[r: r + SIDE, c: c + SIDE] = 1.0
+    return reals, np.clip(fakes, 0, 255).astype(np.uint8), masks
+
+
+@pytest.fixture(scope="module")
+def planted_run(tmp_path_factory) -> Path:
+    """Xception block1 trained 8 epochs on 128 planted pairs at 32 px (about 4 s)."""
+    from patchforensics.train import TrainConfig, train
+
+    base = tmp_path_factory.mktemp("localize")
+    for split, seed, n in (("train", 1, 128), ("val", 2, 16)):
+        reals, fakes, _ = planted(seed, n)
+        for kind, images in (("real", reals), ("fake", fakes)):
+            (base / kind / split).mkdir(parents=True)
+            for i, im in enumerate(images):
+                Image.fromarray(im).save(base / kind / split / f"{i}.png")
+    cfg = TrainConfig(arch="xception", depth="block1", epochs=8, patience=8, batch_size=16)
+    train(cfg, base / "real", base / "fake", base / "run", device="cpu", progress=False)
+    return base / "run"
+
+
+def test_a_patch_model_points_at_a_planted_square(planted_run):
+    _, fakes, masks = planted(3, 64)  # held-out test fakes
+    out = loc.localize_set(planted_run, fakes, masks, kind="patch", manipulation="square")
+    assert out.heat.shape == (64, SIZE, SIZE) and out.points.shape == (64, 2)
+    row = loc.localization_table(out.frame, n_boot=1000).iloc[0]
+    chance = row["mask_area"]
+    assert chance == pytest.approx(SIDE**2 / SIZE**2)
+    assert row["pointing_game"] >= max(0.6, 2 * chance)
+    assert row["pointing_game_low"] > chance
+    assert row["pixel_auc"] > 0.75 and row["pixel_auc_low"] > 0.5
+    assert row["mass_inside"] > chance
+    chance_row = loc.localization_table(loc.localize_set(
+        planted_run, fakes, masks, kind="random").frame).iloc[0]
+    assert chance_row["pixel_auc_low"] < 0.5 < chance_row["pixel_auc_high"] < row["pixel_auc"]
+
+
+def test_localize_set_names_methods_and_refuses_what_cannot_localize(planted_run):
+    ck = load_checkpoint(planted_run, device="cpu")
+    _, fakes, masks = planted(4, 4)
+    frame = loc.localize_set(ck, fakes, masks, kind="gradcam", layer="block1", name="b1").frame
+    assert set(frame["method"]) == {"gradcam:block1"} and set(frame["model"]) == {"b1"}
+    assert list(frame.columns) == ["method", "model", "manipulation", "image",
+                                   "pointing_game", "pixel_auc", "mass_inside", "mask_area"]
+    with pytest.raises(ValueError, match="trained on 32 px"):
+        loc.localize_set(ck, np.zeros((1, 48, 48, 3), np.uint8), np.zeros((1, 48, 48)),
+                         kind="patch")
+    with pytest.raises(ValueError, match="full-image model"):
+        loc.localize_set(build_model(ModelConfig("xception", "full")), fakes, masks,
+                         kind="patch")
+    with pytest.raises(ValueError, match="kind must be"):
+        loc.localize_set(ck, fakes, masks, kind="saliency")

@@ -73,7 +73,10 @@ def test_aggregation_table_mean_calls_one_hot_fakes_real_topk_calls_them_fake():
     assert table.loc["topk", "k"] == 1 and pd.isna(table.loc["mean_softmax", "k"])
     assert table.loc["mean_softmax", "fake_called_fake"] < 0.1
     assert table.loc["topk", "fake_called_fake"] > 0.9
-    assert table.loc["topk", "real_called_real"] > 0.5  # the max of 64 cold cells
+    # the price at the fixed 0.5: the hottest of 64 cold cells (about -2 + 2.4) is often > 0,
+    # so top-1 needs a threshold chosen on validation data, like any other score
+    assert table.loc["mean_softmax", "real_called_real"] == 1.0
+    assert table.loc["topk", "real_called_real"] < 0.5
     assert table.loc["topk", "auc"] > table.loc["mean_softmax", "auc_high"]
     for metric in ("auc", "fake_called_fake", "real_called_real"):
         assert (table[f"{metric}_low"] <= table[metric]).all()
@@ -244,14 +247,18 @@ def test_gradcam_and_input_gradient_find_the_region_the_logit_reads():
 
 def test_gradcam_of_a_full_xception_at_64px_is_a_2x2_map_upsampled():
     model = build_model(ModelConfig("xception", "full"), seed=0)
+    with torch.no_grad():  # fake logit = mean of the (post-ReLU) features: positive weights
+        model.head.weight.zero_()
+        model.head.weight[1] = 1.0 / model.head.weight.shape[1]
     images = np.stack([face_like(i, 64) for i in range(2)])
     heat = loc.gradcam(model, images)
-    assert heat.shape == (2, 64, 64) and 0 <= heat.min() and heat.max() <= 1
+    assert heat.shape == (2, 64, 64) and np.allclose(heat.max(axis=(1, 2)), 1)
+    assert heat.min() >= 0
     # bilinear from 2 x 2 cell centres (16, 48): flat outside them, linear between
     for h in heat:
         assert np.allclose(h[:16, :16], h[0, 0]) and np.allclose(h[48:, 48:], h[63, 63])
     finer = loc.gradcam(model, images, layer="block4")  # 4 x 4 activations
-    assert finer.shape == (2, 64, 64) and not np.allclose(finer, heat)
+    assert finer.shape == (2, 64, 64) and 0 <= finer.min() and finer.max() <= 1
     grad = loc.input_gradient(model, images)
     assert grad.shape == (2, 64, 64) and np.allclose(grad.max(axis=(1, 2)), 1)
 
@@ -290,7 +297,12 @@ def planted_run(tmp_path_factory) -> Path:
             for i, im in enumerate(images):
                 Image.fromarray(im).save(base / kind / split / f"{i}.png")
     cfg = TrainConfig(arch="xception", depth="block1", epochs=8, patience=8, batch_size=16)
-    train(cfg, base / "real", base / "fake", base / "run", device="cpu", progress=False)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # module fixtures start before `one_thread`; 2 threads on a busy
+    try:  #                     2-core machine made this 10x slower
+        train(cfg, base / "real", base / "fake", base / "run", device="cpu", progress=False)
+    finally:
+        torch.set_num_threads(threads)
     return base / "run"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -18,6 +19,11 @@ def test_world_smoke_into_a_root(project_env, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "real/celeba: train 160, val 20, test 20" in out
     assert (tmp_path / "w" / "manifest.json").exists()
+    manifest = json.loads((tmp_path / "w" / "manifest.json").read_text())
+    for method in ("faceswap", "deepfake", "reenact", "neuraltex"):  # notebook 07's sets
+        entry = manifest["sets"][f"fake/celeba/{method}"]
+        assert entry["manipulation"] == method and set(entry["skipped"]) == {"train", "val", "test"}
+        assert (tmp_path / "w" / "fake" / "celeba" / method / entry["masks"]["file"]).exists()
 
 
 def test_import_skip_and_fail_modes(tmp_path, capsys):

@@ -275,7 +275,8 @@ def project_subenv(root: Path) -> dict[str, str]:
 
 def test_world_killed_at_random_points_and_mid_write_rebuilds_the_same_world(project_env,
                                                                               tmp_path):
-    args = ["world", "--smoke", "--quiet"]
+    # The manipulated-face sets go through the same atomic write_set; left out to save time.
+    args = ["world", "--smoke", "--quiet", "--no-manipulations"]
     whole = project_subenv(tmp_path / "whole")
     subprocess.run(cli_cmd(*args), env=whole, check=True, capture_output=True)
     ref = tree_digest(tmp_path / "whole" / "data" / "smoke32")

@@ -5,9 +5,10 @@ The sets are ``manipulate``'s four methods applied to the world's real CelebA fa
 with the exact mask of what was changed. The study, fixed before its results were seen:
 
 - **Training.** One classifier grid per manipulation (``protocol`` profile ``manipulations``:
-  Xception block1 and block2 at the paper-protocol patch sizes, and the full model), reals vs.
-  that manipulation's training split, samples setting (a manipulated face already is an edited
-  real, so there are no inversions to add).
+  Xception block2 at the paper-protocol patch size, and the full model; ``manipulations_full``
+  adds block1 and block3), reals vs. that manipulation's training split, every batch pairing
+  reals with their own manipulated faces (setting ``paired``, as FaceForensics++ pairs each
+  manipulated video with its original).
 - **Detection.** Train on one manipulation, test on each: ROC AUC of the mean patch softmax
   (``protocol.PRIMARY_MODE``), real test faces vs. manipulated test faces, with a 95 %
   stratified bootstrap interval over images.
@@ -46,7 +47,7 @@ from .receptive_field import receptive_field
 from .study import find_root
 from .train import training_pair
 
-SETTING = "samples"  # manipulations train without inversions (see the module docstring)
+SETTING = "paired"  # each real with its own manipulated face (see the module docstring)
 PROFILE = "manipulations"
 
 

@@ -40,7 +40,9 @@ CALIBRATION = "calibration.json"
 MAPS = "maps"
 RUN_FILES = (CONFIG, LATEST, BEST, HISTORY, DONE, CALIBRATION, MAPS)
 TRAINING_FILES = (LATEST, BEST, HISTORY, DONE, CONFIG, CALIBRATION)  # removed on a restart
-SETTINGS = ("samples_inversions", "samples")
+# "paired" (notebook 07): every real's counterpart is the fake of the same name in the fake set
+# itself (a manipulated face and the real it was made from), half of each batch's fakes paired.
+SETTINGS = ("samples_inversions", "samples", "paired")
 # Fields of a training config that do not change what a finished epoch holds: a higher epoch
 # cap continues a run, it does not make another one.
 CONTINUABLE = ("epochs",)

@@ -16,7 +16,9 @@ samples **plus its inversions of the real training images** (the original's
 ``inverted_and_unpaired`` sets), so content cannot separate the classes. With an inversions
 folder, every batch's fake half holds the inversions of half of that batch's reals
 (index-paired by file name, as the original's ``paired_dataset.py``) and samples for the rest;
-``"samples"`` is the ablation. ``crop`` trains fully convolutional patch models on random windows
+``"samples"`` is the ablation. ``"paired"`` (notebook 07's manipulated faces) pairs each real
+with the fake of its own name in the fake set itself (the face edited from it), the same way.
+``crop`` trains fully convolutional patch models on random windows
 of the (upsampled) images: the per-patch loss is the same for every window a cell sees, at a
 fraction of the cost; validation and evaluation always see whole images.
 
@@ -124,7 +126,8 @@ class TrainConfig:
     blur_sigma: tuple[float, float] = (0.0, 3.0)  # Gaussian blur sigma range, px (CNNDetection)
     jpeg_quality: tuple[int, int] = (30, 100)  # JPEG quality range (CNNDetection)
     steps_per_epoch: int = 0  # cap on steps per epoch (smoke runs); 0 = a full pass
-    setting: str = "samples"  # fakes: "samples_inversions" (the paper's) or "samples"
+    setting: str = "samples"  # fakes: "samples_inversions" (the paper's), "samples", or
+    #                           "paired" (each real with the fake of its name: manipulations)
     crop: int = 0  # train on random windows of this side, in network-input px; 0 = whole
     limit: int = 0  # use only the first N images of each folder split (smoke runs); 0 = all
     precision: str = "fp32"  # forward passes of training steps: "fp32", or "bf16" autocast
@@ -270,10 +273,17 @@ def to_input(x: torch.Tensor, device: torch.device, channels_last: bool) -> torc
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
-def _pair_index(reals: Sequence[Path], inversions: Sequence[Path]) -> np.ndarray:
-    """For each real file, the index of its inversion (same file name) in ``inversions``."""
+def _pair_index(reals: Sequence[Path], inversions: Sequence[Path], *,
+                missing_ok: bool = False) -> np.ndarray:
+    """For each real file, the index of its inversion (same file name) in ``inversions``.
+    ``missing_ok`` (the ``paired`` setting: a manipulation skips faces the mesh misses): a real
+    without a counterpart gets the counterpart ``k mod len(inversions)`` of its position ``k``,
+    an unpaired fake of the same set, so the batches keep their shape."""
     where = {p.name: k for k, p in enumerate(inversions)}
     missing = [p.name for p in reals if p.name not in where]
+    if missing and missing_ok and inversions:
+        return np.array([where.get(p.name, k % len(inversions)) for k, p in enumerate(reals)],
+                        dtype=np.int64)
     if missing:
         folder = inversions[0].parent if inversions else "the inversions folder"
         raise ValueError(f"{folder}: no inversion of {len(missing)} real image(s), e.g. "
@@ -316,11 +326,12 @@ def _train_images(data: dict[str, dict[str, tuple[Images, list[Path]]]],
 
 
 def _val_images(data: dict[str, dict[str, tuple[Images, list[Path]]]],
-                pairs: dict[str, np.ndarray]) -> tuple[Images, Images]:
-    """``(real, fake)`` of the val split; paired, the inversions of the val reals are fakes
-    to tell apart too (after the samples)."""
+                pairs: dict[str, np.ndarray], setting: str = "") -> tuple[Images, Images]:
+    """``(real, fake)`` of the val split; paired with inversions, the inversions of the val
+    reals are fakes to tell apart too (after the samples). In the ``paired`` setting they
+    already are the fake set."""
     real, fake = data["real"]["val"][0], data["fake"]["val"][0]
-    if pairs:
+    if pairs and setting != "paired":
         inv = data["inversions"]["val"][0]
         fake = fake + inv.subset(pairs["val"]) if isinstance(fake, ImageFiles) \
             else torch.cat([fake, inv[pairs["val"]]])
@@ -604,7 +615,12 @@ def _prepare(cfg: TrainConfig, real_dir: Path, fake_dir: Path, out: Path, d: _Di
         raise ValueError(f"batch_size {cfg.batch_size} must split into {d.world_size} "
                          "balanced per-process batches")
     runs.check_roles(real_dir, fake_dir)
-    paired = cfg.setting == "samples_inversions"
+    paired = cfg.setting in ("samples_inversions", "paired")
+    if cfg.setting == "paired":  # the counterparts are the fake set's own files
+        if inv_dir is not None and Path(inv_dir).resolve() != Path(fake_dir).resolve():
+            raise ValueError(f"{inv_dir}: setting 'paired' pairs each real with the fake of the "
+                             f"same name in {fake_dir}; no inversions folder is taken")
+        inv_dir = fake_dir
     if paired and inv_dir is None:
         raise ValueError(f"setting {cfg.setting!r} needs the inversions folder of {fake_dir} "
                          "(inversions_dir, e.g. fake/<dataset>/<generator>_inverted)")
@@ -615,7 +631,8 @@ def _prepare(cfg: TrainConfig, real_dir: Path, fake_dir: Path, out: Path, d: _Di
         folders["inversions"] = inv_dir
     files = {k: {s: list_images(folders[k] / s)[: cfg.limit or None] for s in SPLITS}
              for k in folders}
-    pairs = {s: _pair_index(files["real"][s], files["inversions"][s]) for s in SPLITS} \
+    pairs = {s: _pair_index(files["real"][s], files["inversions"][s],
+                            missing_ok=cfg.setting == "paired") for s in SPLITS} \
         if paired else {}
     record = data_record(real_dir, fake_dir, files, inv_dir)
     identity = {"config": runs.identity(to_dict(cfg)), "data": record,
@@ -847,7 +864,8 @@ def _train(cfg: TrainConfig, real_dir: Path, fake_dir: Path, out: Path, d: _Dist
         net = DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
     half = cfg.batch_size // (2 * d.world_size)
     loop = _Loop(cfg, out, d, dev, model, net, optim, state,
-                 _train_images(data, prep.pairs, dev, cfg), _val_images(data, prep.pairs),
+                 _train_images(data, prep.pairs, dev, cfg),
+                 _val_images(data, prep.pairs, cfg.setting),
                  torch.cat([torch.full((half,), REAL), torch.full((half,), FAKE)]).to(dev),
                  half // 2 if prep.pairs else 0, channels_last, checkpoint_every, callback,
                  progress, clock=time.perf_counter())

@@ -400,3 +400,30 @@ def test_random_windows_cut_one_window_per_image_and_crop_training_runs(planted,
                       load_size=64, crop=40)
     res = train(cfg, real, fake, tmp_path / "run", device="cpu", progress=False)
     assert res.best_epoch == 1 and 0 <= res.best["patch_acc"] <= 1
+
+
+def test_paired_setting_pairs_each_real_with_the_fake_of_its_name(tmp_path):
+    from patchforensics.train import _pair_index
+
+    # A manipulated set: the same contents plus a pattern, named like its reals; the mesh
+    # "missed" one face, so one real has no counterpart.
+    real = write_planted(tmp_path / "real", 0, 0, n_train=16, n_val=8)
+    fake = write_planted(tmp_path / "fake", 0, 10, n_train=16, n_val=8)
+    (fake / "train" / "3.png").unlink()
+    reals = sorted((real / "train").glob("*.png"))
+    fakes = sorted((fake / "train").glob("*.png"))
+    index = _pair_index(reals, fakes, missing_ok=True)
+    named = [fakes[k].name for k in index]
+    assert [n for r, n in zip(reals, named, strict=True) if r.name != "3.png"] == \
+        [r.name for r in reals if r.name != "3.png"]  # every other real with its own fake
+    with pytest.raises(ValueError, match="no inversion"):
+        _pair_index(reals, fakes)  # the inversions setting still insists on every pair
+    cfg = TrainConfig(arch="xception", depth="block1", epochs=1, batch_size=8,
+                      setting="paired")
+    res = train(cfg, real, fake, tmp_path / "run", device="cpu", progress=False)
+    record = json.loads((res.out_dir / "config.json").read_text())
+    assert record["config"]["setting"] == "paired"
+    assert record["data"]["inversions"]["dir"] == record["data"]["fake"]["dir"]
+    with pytest.raises(ValueError, match="pairs each real"):
+        train(cfg, real, fake, tmp_path / "run2", device="cpu", progress=False,
+              inversions_dir=real)

@@ -281,23 +281,20 @@ def _split_features(model: PatchClassifier, layer: str | None) -> tuple[nn.Modul
     return nn.Sequential(OrderedDict(blocks[:cut])), nn.Sequential(OrderedDict(blocks[cut:]))
 
 
-def gradcam(model: PatchClassifier, images: np.ndarray, *, layer: str | None = None,
-            device: Device = None, batch_size: int = 16) -> np.ndarray:
-    """Grad-CAM of the fake-minus-real logit: N x S x S x 3 uint8 images -> N x S x S float64
-    in [0, 1] (1 = most "fake" evidence; an image with none stays all zero).
+def gradcam_cells(model: PatchClassifier, images: np.ndarray, *, layer: str | None = None,
+                  device: Device = None, batch_size: int = 16) -> np.ndarray:
+    """Grad-CAM of the fake-minus-real logit on its own grid: N x S x S x 3 uint8 images ->
+    N x h x w float64 >= 0 (unnormalised; all zero where the model sees no "fake" evidence).
 
     At the output of block ``layer`` of ``model.features`` (default: all of them, the last
     convolutional block), with activations A (C x h x w): channel weights = the spatial mean of
-    d(logit_fake - logit_real)/dA, map = relu(sum_c weight_c A_c), upsampled bilinearly to
-    S x S and divided by its maximum. The activations live on the network's input grid (the
-    load size when the model upsamples), which spans the whole S x S image, so one bilinear
-    step from h x w to S x S places them. Coarse by construction: a 64 px image gives a full
-    Xception a 2 x 2 map (stride 32); an earlier ``layer`` (e.g. ``"block4"``) is finer.
-    A patch model's score is the mean of its logit map. fp32 with autograd (not the folded
-    inference twin), model in eval mode on ``device`` (moved in place)."""
+    d(logit_fake - logit_real)/dA, map = relu(sum_c weight_c A_c). Coarse by construction: a
+    64 px image gives a full Xception a 2 x 2 map (stride 32); an earlier ``layer`` (e.g.
+    ``"block4"``) is finer. A patch model's score is the mean of its logit map. fp32 with
+    autograd (not the folded inference twin), model in eval mode on ``device`` (moved in
+    place)."""
     images = _check_images(images)
     dev = resolve_device(device)
-    size = images.shape[1]
     out = []
     with _EvalMode(model, dev):
         head, tail = _split_features(model, layer)
@@ -310,10 +307,52 @@ def gradcam(model: PatchClassifier, images: np.ndarray, *, layer: str | None = N
             score = _fake_minus_real(model.head(model.pool(tail(acts.clone()))).float())
             (grad,) = torch.autograd.grad(score.sum(), acts)
             cam = torch.relu((grad.mean(dim=(2, 3), keepdim=True) * acts).sum(dim=1))
-            cam = F.interpolate(cam[:, None].detach(), size=(size, size), mode="bilinear",
-                                align_corners=False)[:, 0]
-            out.append(_normalise(cam.clamp_min(0)))
-    return np.concatenate(out) if out else np.zeros((0, size, size))
+            out.append(cam.detach().double().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, 1, 1))
+
+
+def cells_to_pixels(cells: np.ndarray, size: int) -> np.ndarray:
+    """N x h x w cell maps (>= 0) -> N x S x S, upsampled bilinearly and divided per image by
+    its maximum (in [0, 1]; an all-zero map stays zero). The activations live on the network's
+    input grid (the load size when the model upsamples), which spans the whole S x S image, so
+    one bilinear step from h x w to S x S places them (to within the stem's few px)."""
+    t = torch.from_numpy(np.asarray(cells, np.float64))[:, None]
+    up = F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False)[:, 0]
+    return _normalise(up.clamp_min(0))
+
+
+def cell_points(cells: np.ndarray, size: int, seed: int = 0) -> np.ndarray:
+    """The centre, in S x S image px (row, col), of each map's top cell, the cells tiling the
+    image evenly (cell i covers rows [i S/h, (i+1) S/h)): N x h x w -> N x 2. The Grad-CAM
+    counterpart of :func:`patch_points` (the top patch's field centre); ties (e.g. an all-zero
+    map) are broken at random (seeded), so a map without evidence scores chance."""
+    cells = np.asarray(cells, np.float64)
+    n, h, w = cells.shape
+    flat = _tie_break(cells.reshape(n, -1), seed)
+    i, j = np.unravel_index(flat, (h, w))
+    return np.stack([(i + 0.5) * size / h - 0.5, (j + 0.5) * size / w - 0.5], axis=1)
+
+
+def _tie_break(flat: np.ndarray, seed: int) -> np.ndarray:
+    """Per row of ``flat`` (N x K, NaN ignored), the index of a maximum, uniformly at random
+    among equal maxima (seeded); -1 for an all-NaN row."""
+    rng = np.random.default_rng(seed)
+    vals = np.where(np.isnan(flat), -np.inf, flat)
+    top = vals.max(axis=1, keepdims=True)
+    # random keys on the maxima only: argmax picks one of them uniformly
+    keys = np.where(vals == top, rng.random(vals.shape), -1.0)
+    idx = keys.argmax(axis=1)
+    idx[np.isnan(flat).all(axis=1)] = -1
+    return idx
+
+
+def gradcam(model: PatchClassifier, images: np.ndarray, *, layer: str | None = None,
+            device: Device = None, batch_size: int = 16) -> np.ndarray:
+    """Grad-CAM (:func:`gradcam_cells`) in image pixels (:func:`cells_to_pixels`): N x S x S x 3
+    uint8 images -> N x S x S float64 in [0, 1] (1 = most "fake" evidence; an image with none
+    stays all zero)."""
+    cells = gradcam_cells(model, images, layer=layer, device=device, batch_size=batch_size)
+    return cells_to_pixels(cells, _check_images(images).shape[1])
 
 
 def input_gradient(model: PatchClassifier, images: np.ndarray, *, device: Device = None,
@@ -339,17 +378,16 @@ def random_maps(n: int, size: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).random((n, size, size))
 
 
-def max_points(heat: np.ndarray) -> np.ndarray:
+def max_points(heat: np.ndarray, seed: int = 0) -> np.ndarray:
     """Each map's maximum pixel, N x S x S -> N x 2 float64 (row, col). NaN pixels are ignored;
-    ties go to the first in raster order (a constant map, e.g. an all-zero Grad-CAM, points at
-    its top-left pixel: a deterministic, and almost always missing, guess); an all-NaN map
-    gives a NaN point (never a hit)."""
+    ties are broken uniformly at random (seeded), so a constant map (e.g. an all-zero
+    Grad-CAM) scores the pointing game's chance level, the mask's area; an all-NaN map gives a
+    NaN point (never a hit)."""
     heat = _check_heat(heat)
-    flat = heat.reshape(len(heat), -1)
-    empty = np.isnan(flat).all(axis=1)
-    idx = np.where(np.isnan(flat), -np.inf, flat).argmax(axis=1)
-    pts = np.stack(np.unravel_index(idx, heat.shape[1:]), axis=1).astype(np.float64)
-    pts[empty] = np.nan
+    idx = _tie_break(heat.reshape(len(heat), -1), seed)
+    pts = np.stack(np.unravel_index(np.maximum(idx, 0), heat.shape[1:]),
+                   axis=1).astype(np.float64)
+    pts[idx < 0] = np.nan
     return pts
 
 
@@ -439,7 +477,8 @@ def localization_table(frames: pd.DataFrame, *, n_boot: int = 1000, seed: int = 
     NaNs are dropped per metric. Resamples are seeded by ``seed``, the manipulation and the
     metric only, so methods and models scored on the same images share them (paired)."""
     rows = []
-    keys = ["method", "model", "manipulation"]
+    # an ``images`` column (e.g. manipulated faces vs. their reals, the control) splits too
+    keys = ["method", "model", "manipulation"] + (["images"] if "images" in frames else [])
     for key, g in frames.groupby(keys, sort=False):
         row = dict(zip(keys, key, strict=True)) | {"n": len(g)}
         for metric in METRICS:
@@ -503,12 +542,14 @@ def localize_set(source: Checkpoint | PatchClassifier | str | os.PathLike, image
         heat, points = patch_pixel_maps(maps, rf), patch_points(maps, rf)
     else:
         if kind == "gradcam":
-            heat = gradcam(model, images, layer=layer, device=device, batch_size=batch_size)
+            # the top activation cell's centre, as a patch model's top field centre
+            cells = gradcam_cells(model, images, layer=layer, device=device,
+                                  batch_size=batch_size)
+            heat, points = cells_to_pixels(cells, size), cell_points(cells, size, seed)
             method = "gradcam" if layer is None else f"gradcam:{layer}"
-        elif kind == "gradient":
-            heat = input_gradient(model, images, device=device, batch_size=batch_size)
         else:
-            heat = random_maps(len(images), size, seed)
-        points = max_points(heat)
+            heat = (input_gradient(model, images, device=device, batch_size=batch_size)
+                    if kind == "gradient" else random_maps(len(images), size, seed))
+            points = max_points(heat, seed)
     frame = localization_frame(method, name or label, manipulation, heat, points, masks)
     return Localized(heat, points, frame)

@@ -233,37 +233,56 @@ def test_masks(ms: ManipulationStudy, method: str) -> tuple[np.ndarray, np.ndarr
     return images, masks[[where[f.name] for f in files]]
 
 
+IMAGES = ("manipulated", "real")  # what a localizer is run on (real: the control, see below)
+
+
 def localization(ms: ManipulationStudy, runs: dict[str, dict[str, Path]], *,
                  n_boot: int = N_BOOT, seed: int = 0, progress: bool = True) -> Localization:
     """Every localizer on every manipulated test image (see the module docstring): the patch
     models' maps (P(fake) through the exact receptive fields; point = the top fake patch's
-    field centre), the full model's Grad-CAM (last block) and input gradient (point = the
-    map's maximum), and a random map. ``localize.localization_table`` summarises them with
+    field centre), the full model's Grad-CAM (last block; point = the top cell's centre) and
+    input gradient (point = the map's maximum), and a random map.
+
+    **The control** (column ``images``): the same localizers on the *real* faces the
+    manipulations were made from, scored against the same masks. A map that lands in the mask
+    as often on the untouched face points at what the mask covers (eyes, mouth, the face's
+    centre), not at the manipulation. ``localize.localization_table`` summarises both with
     bootstrap intervals over images."""
     images, masks, heat, frames = {}, {}, {}, []
+    reals, real_files = load_folder(ms.real_dir / "test")[:2]
+    real_at = {f.name: i for i, f in enumerate(real_files)}
     for m, models in runs.items():
         images[m], masks[m] = test_masks(ms, m)
+        files = sorted(p.name for p in (ms.fake_dir(m) / "test").glob("*.png"))
+        pair = np.array([real_at[name] for name in files])  # the real each fake was made from
         n, size = len(images[m]), images[m].shape[1]
         for model, run in models.items():
             ck = load_checkpoint(run, device=ms.device)
-            if ck.model.config.depth == "full":
-                for loc, fn in (("gradcam", localize.gradcam),
-                                ("gradient", localize.input_gradient)):
-                    h = fn(ck.model, images[m], device=ms.device)
-                    heat[(m, loc, model)] = h
-                    frames.append(localize.localization_frame(
-                        loc, model, m, h, localize.max_points(h), masks[m]))
-            else:
-                maps = folder_maps(ck, ms.fake_dir(m) / "test", device=ms.device)
+            for on, imgs in (("manipulated", images[m]), ("real", reals[pair])):
+                if ck.model.config.depth == "full":
+                    for kind in ("gradcam", "gradient"):
+                        r = localize.localize_set(ck, imgs, masks[m], kind=kind,
+                                                  manipulation=m, name=model, seed=seed,
+                                                  device=ms.device)
+                        if on == "manipulated":
+                            heat[(m, kind, model)] = r.heat
+                        frames.append(r.frame.assign(images=on))
+                    continue
+                folder = ms.fake_dir(m) if on == "manipulated" else ms.real_dir
+                maps = folder_maps(ck, folder / "test", device=ms.device)
+                maps = maps if on == "manipulated" else maps[pair]
                 rf = receptive_field(ck.model.config, ck.input_size)
                 h = localize.patch_pixel_maps(maps, rf)
-                heat[(m, "patch", model)] = h
+                if on == "manipulated":
+                    heat[(m, "patch", model)] = h
                 frames.append(localize.localization_frame(
-                    "patch", model, m, h, localize.patch_points(maps, rf), masks[m]))
+                    "patch", model, m, h, localize.patch_points(maps, rf), masks[m])
+                    .assign(images=on))
         h = localize.random_maps(n, size, seed)
         heat[(m, "random", "-")] = h
-        frames.append(localize.localization_frame("random", "-", m, h, localize.max_points(h),
-                                                  masks[m]))
+        frames.append(localize.localization_frame("random", "-", m, h,
+                                                  localize.max_points(h, seed), masks[m])
+                      .assign(images="manipulated"))
     frame = pd.concat(frames, ignore_index=True)
     table = localize.localization_table(frame, n_boot=n_boot, seed=seed)
     return Localization(images, masks, heat, frame, table)
@@ -288,31 +307,42 @@ PRIMARY_FULL = "xception_full"
 
 
 def paired_difference(frame: pd.DataFrame, *, metric: str = PRIMARY_LOCALIZATION,
-                      a: tuple[str, str] = ("patch", PRIMARY_PATCH),
-                      b: tuple[str, str] = ("gradcam", PRIMARY_FULL), n_boot: int = N_BOOT,
+                      a: tuple[str, ...] = ("patch", PRIMARY_PATCH),
+                      b: tuple[str, ...] = ("gradcam", PRIMARY_FULL), n_boot: int = N_BOOT,
                       seed: int = 0) -> pd.DataFrame:
-    """The pre-registered comparison: ``metric`` of localizer ``a`` minus that of ``b`` (each
-    ``(localizer, model)``) on the same test images, per manipulation, with a 95 % paired
-    percentile bootstrap interval over images and a verdict (``a better`` when the interval
-    lies above 0, ``b better`` below, else ``no difference``). Images where either value is
-    NaN are left out. ``frame``: :attr:`Localization.frame`."""
+    """The pre-registered comparison: ``metric`` of localizer ``a`` minus that of ``b`` on the
+    same test images, per manipulation, with a 95 % paired percentile bootstrap interval over
+    images and a verdict (``<a> better`` when the interval lies above 0, ``<b> better`` below,
+    else ``no difference``). ``a``, ``b``: ``(localizer, model[, images])``, images
+    ``"manipulated"`` unless given (``"real"``: the control, :func:`localization`). Images
+    where either value is NaN are left out. ``frame``: :attr:`Localization.frame`."""
     rows = []
     rng = np.random.default_rng(seed)
+
+    def pick(g: pd.DataFrame, who: tuple[str, ...]) -> pd.Series:
+        on = who[2] if len(who) > 2 else "manipulated"
+        sel = (g["method"] == who[0]) & (g["model"] == who[1])
+        if "images" in g.columns:
+            sel &= g["images"] == on
+        return g[sel].set_index("image")[metric].astype(float)
+
+    def label(who: tuple[str, ...]) -> str:
+        return " ".join(who[:2]) + (f" on {who[2]}" if len(who) > 2 else "")
+
     for m, g in frame.groupby("manipulation", sort=False):
-        va = g[(g["method"] == a[0]) & (g["model"] == a[1])].set_index("image")[metric]
-        vb = g[(g["method"] == b[0]) & (g["model"] == b[1])].set_index("image")[metric]
-        d = (va.astype(float) - vb.astype(float)).dropna()
+        va, vb = pick(g, a), pick(g, b)
+        d = (va - vb).dropna()
         if d.empty:
             continue
         x = d.to_numpy()
         boots = x[rng.integers(0, len(x), (n_boot, len(x)))].mean(axis=1)
         lo, hi = np.percentile(boots, [2.5, 97.5])
-        verdict = "a better" if lo > 0 else "b better" if hi < 0 else "no difference"
-        rows.append({"manipulation": m, "metric": metric, "a": " ".join(a), "b": " ".join(b),
+        verdict = (f"{label(a)} better" if lo > 0 else f"{label(b)} better" if hi < 0
+                   else "no difference")
+        rows.append({"manipulation": m, "metric": metric, "a": label(a), "b": label(b),
                      "n": len(x), "a_mean": float(va.loc[d.index].mean()),
                      "b_mean": float(vb.loc[d.index].mean()), "diff": float(x.mean()),
-                     "ci_low": float(lo), "ci_high": float(hi),
-                     "verdict": verdict.replace("a ", f"{a[0]} ").replace("b ", f"{b[0]} ")})
+                     "ci_low": float(lo), "ci_high": float(hi), "verdict": verdict})
     return pd.DataFrame(rows)
 
 

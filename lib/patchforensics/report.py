@@ -34,7 +34,7 @@ REFERENCE_TABLES: dict[str, tuple[tuple[str, ...], dict[str, float]]] = {
     "top_patch_counts": (("model", "generator", "part"), {"top": 15.0, "random": 15.0}),
     "finetune_summary": (("quantity",), {"value": 0.15}),
     "exaggerate_scores": (("shift", "alpha"), {"score": 0.15}),
-    "localization": (("method", "model", "manipulation"),
+    "localization": (("method", "model", "manipulation", "images"),
                      {"pointing_game": 0.2, "pixel_auc": 0.1, "mass_inside": 0.1}),
 }
 # Key columns whose values a smoke run may add: it trains a second seed and the samples-only

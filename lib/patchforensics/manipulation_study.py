@@ -22,6 +22,7 @@ with the exact mask of what was changed. The study, fixed before its results wer
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -35,6 +36,7 @@ from .config import WorldConfig, world_config
 from .data import load_folder
 from .evaluate import (
     N_BOOT,
+    Checkpoint,
     evaluate_maps,
     folder_maps,
     load_checkpoint,
@@ -139,9 +141,21 @@ def trained_runs(ms: ManipulationStudy, p: protocol.Profile, seed: int = 0
     return out
 
 
+@functools.lru_cache(maxsize=16)
+def _checkpoint(run: Path, device: Any, mtime_ns: int) -> Checkpoint:
+    """A run's checkpoint, loaded once per (run, device, file version): the tables below ask
+    for the same few models many times."""
+    return load_checkpoint(run, device=device)
+
+
+def _load(run: Path, device: Any) -> Checkpoint:
+    run = Path(run)
+    best = run / "best.pt" if run.is_dir() else run
+    return _checkpoint(run, device, best.stat().st_mtime_ns if best.exists() else 0)
+
+
 def _maps(ms: ManipulationStudy, run: Path, key: str, split: str) -> np.ndarray:
-    ck = load_checkpoint(run, device=ms.device)
-    return folder_maps(ck, ms.root / key / split, device=ms.device)
+    return folder_maps(_load(run, ms.device), ms.root / key / split, device=ms.device)
 
 
 def _key(ms: ManipulationStudy, name: str) -> str:
@@ -257,7 +271,7 @@ def localization(ms: ManipulationStudy, runs: dict[str, dict[str, Path]], *,
         pair = np.array([real_at[name] for name in files])  # the real each fake was made from
         n, size = len(images[m]), images[m].shape[1]
         for model, run in models.items():
-            ck = load_checkpoint(run, device=ms.device)
+            ck = _load(run, ms.device)
             for on, imgs in (("manipulated", images[m]), ("real", reals[pair])):
                 if ck.model.config.depth == "full":
                     for kind in ("gradcam", "gradient"):

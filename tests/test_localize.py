@@ -334,7 +334,8 @@ def test_localize_set_names_methods_and_refuses_what_cannot_localize(planted_run
     frame = loc.localize_set(ck, fakes, masks, kind="gradcam", layer="block1", name="b1").frame
     assert set(frame["method"]) == {"gradcam:block1"} and set(frame["model"]) == {"b1"}
     assert list(frame.columns) == ["method", "model", "manipulation", "image",
-                                   "pointing_game", "pixel_auc", "mass_inside", "mask_area"]
+                                   "pointing_game", "pixel_auc", "mass_inside", "mask_area",
+                                   "pointing_chance", "flat"]
     with pytest.raises(ValueError, match="trained on 32 px"):
         loc.localize_set(ck, np.zeros((1, 48, 48, 3), np.uint8), np.zeros((1, 48, 48)),
                          kind="patch")
@@ -343,3 +344,28 @@ def test_localize_set_names_methods_and_refuses_what_cannot_localize(planted_run
                          kind="patch")
     with pytest.raises(ValueError, match="kind must be"):
         loc.localize_set(ck, fakes, masks, kind="saliency")
+
+
+def test_pointing_chance_is_the_share_of_a_localizers_points_inside_the_mask():
+    masks = np.zeros((2, 16, 16))
+    masks[0, 5:11, 5:11] = 1  # a centred square: none of a 2 x 2 grid's centres
+    masks[1, :8, :8] = 1  # the top-left quadrant: one of four
+    grid = loc.grid_candidates((2, 2), 16)
+    np.testing.assert_allclose(loc.pointing_chance(grid, masks), [0.0, 0.25])
+    np.testing.assert_allclose(loc.pointing_chance(None, masks), [36 / 256, 0.25])  # area
+    frame = loc.localization_frame("gradcam", "m", "sq", np.zeros((2, 16, 16)),
+                                   loc.cell_points(np.zeros((2, 2, 2)), 16), masks,
+                                   candidates=grid)
+    assert frame["flat"].all() and list(frame["pointing_chance"]) == [0.0, 0.25]
+    table = loc.localization_table(frame, n_boot=50)
+    assert table.loc[0, "flat_share"] == 1.0 and table.loc[0, "n_mass_inside"] == 0
+
+
+def test_aggregation_reports_each_modes_auc_against_the_mean_paired():
+    rng = np.random.default_rng(0)
+    real = rng.normal(-1, 1, (40, 4, 4))
+    fake = rng.normal(-1, 1, (40, 4, 4))
+    fake[:, 0, 0] += 6  # one hot cell: the mean dilutes it, the top-1 sees it
+    t = loc.aggregation_table(real, fake, 1, n_boot=200).set_index("mode")
+    assert t.loc["mean_softmax", "auc_minus_mean"] == 0
+    assert t.loc["topk", "auc_minus_mean_low"] > 0  # top-1 ranks the fakes better, decided

@@ -240,3 +240,22 @@ def test_bad_requests_are_refused(world, tmp_path):
         M.build_manipulation_sets(CFG, tmp_path, progress=False)
     with pytest.raises(FileNotFoundError, match="no manipulation set"):
         M.load_masks(tmp_path, "faceswap", "test")
+
+
+def test_the_study_aligns_each_fake_with_its_mask_and_the_real_it_was_made_from(world):
+    from patchforensics import manipulation_study as ms_
+
+    ms = ms_.ManipulationStudy(world, world.name, "celeba", M.MANIPULATIONS, "cpu", smoke=True)
+    for method in M.MANIPULATIONS:
+        fakes, masks, names = ms_.test_masks(ms, method)
+        reals, index = ms_.real_counterparts(ms, names)
+        assert len(fakes) == len(masks) == len(reals) == len(names) > 0
+        diff = np.abs(fakes.astype(np.int16) - reals.astype(np.int16)).max(axis=3)
+        outside = masks < 1 / 255  # untouched pixels (a resize ring aside) are the real's
+        inside = masks >= 0.5
+        # aligned: the fakes differ from their reals where the masks say, hardly elsewhere
+        assert (diff[outside] > 8).mean() < 0.01, method
+        assert (diff[inside] > 2).mean() > 0.05, method
+        shifted = np.roll(masks, 1, axis=0) < 1 / 255  # a one-image misalignment shows
+        assert (diff[shifted] > 8).mean() > (diff[outside] > 8).mean(), method
+        assert [n for n in names] == sorted(names)

@@ -131,7 +131,9 @@ def aggregation_table(real_maps: np.ndarray, fake_maps: np.ndarray, k: int, *,
     mode of ``evaluate.MODES`` and ``"topk"`` (:func:`topk_log_odds` with ``k``).
 
     Columns: ``mode``, ``k`` (topk only), ``n_real``, ``n_fake``, ``auc`` (fake positive, on the
-    order-keeping scores) with ``auc_low``/``auc_high``, ``fake_called_fake`` and
+    order-keeping scores) with ``auc_low``/``auc_high``, ``auc_minus_mean`` (this mode's AUC
+    minus that of ``MODES[0]``, the paper's mean patch softmax, with a paired interval
+    ``auc_minus_mean_low``/``_high``), ``fake_called_fake`` and
     ``real_called_real`` (shares with probability score > 0.5 / <= 0.5) with ``_low``/``_high``.
     Intervals: ``evaluate.LEVEL`` percentile bootstrap over images, reals and fakes resampled
     separately, the same ``n_boot`` resamples for every mode (seeded by ``seed``), so modes
@@ -145,6 +147,8 @@ def aggregation_table(real_maps: np.ndarray, fake_maps: np.ndarray, k: int, *,
         return (float(called.mean()), *_interval(w @ called / len(called)))
 
     rows = []
+    base_boot: np.ndarray | None = None
+    base_auc = 0.0
     for mode in (*MODES, "topk"):
         if mode == "topk":
             rank_r, rank_f = topk_log_odds(real, k), topk_log_odds(fake, k)
@@ -154,12 +158,17 @@ def aggregation_table(real_maps: np.ndarray, fake_maps: np.ndarray, k: int, *,
             prob_r, prob_f = scores_from_maps(real, mode), scores_from_maps(fake, mode)
         ff, ff_lo, ff_hi = share(prob_f > 0.5, w_fake)
         rr, rr_lo, rr_hi = share(prob_r <= 0.5, w_real)
+        auc = float(weighted_auc(rank_r, rank_f)[0])
+        boot = weighted_auc(rank_r, rank_f, w_real, w_fake)
+        if base_boot is None:  # the first mode, the paper's mean patch softmax
+            base_boot, base_auc = boot, auc
         rows.append({"mode": mode, "k": int(k) if mode == "topk" else pd.NA,
-                     "n_real": len(real), "n_fake": len(fake),
-                     "auc": float(weighted_auc(rank_r, rank_f)[0]),
-                     **dict(zip(("auc_low", "auc_high"),
-                                _interval(weighted_auc(rank_r, rank_f, w_real, w_fake)),
-                                strict=True)),
+                     "n_real": len(real), "n_fake": len(fake), "auc": auc,
+                     **dict(zip(("auc_low", "auc_high"), _interval(boot), strict=True)),
+                     # paired over the shared resamples: this mode's AUC minus the mean's
+                     "auc_minus_mean": auc - base_auc,
+                     **dict(zip(("auc_minus_mean_low", "auc_minus_mean_high"),
+                                _interval(boot - base_boot), strict=True)),
                      "fake_called_fake": ff, "fake_called_fake_low": ff_lo,
                      "fake_called_fake_high": ff_hi,
                      "real_called_real": rr, "real_called_real_low": rr_lo,
@@ -222,6 +231,22 @@ def patch_points(maps: np.ndarray, rf: ReceptiveField) -> np.ndarray:
 
 
 # --- attributions of a classifier --------------------------------------------------------------
+
+def patch_candidates(rf: ReceptiveField) -> np.ndarray:
+    """Every cell's field centre (:func:`cell_centres`): (h w) x 2, the points a patch map's
+    pointing game can pick (:func:`pointing_chance`)."""
+    rows, cols = cell_centres(rf)
+    return np.stack(np.meshgrid(rows, cols, indexing="ij"), axis=-1).reshape(-1, 2)
+
+
+def grid_candidates(shape: tuple[int, int], size: int) -> np.ndarray:
+    """The centres, in S x S image px, of an h x w grid of cells tiling the image evenly (as
+    :func:`cell_points` places a Grad-CAM's point): (h w) x 2."""
+    h, w = shape
+    rows = (np.arange(h) + 0.5) * size / h - 0.5
+    cols = (np.arange(w) + 0.5) * size / w - 0.5
+    return np.stack(np.meshgrid(rows, cols, indexing="ij"), axis=-1).reshape(-1, 2)
+
 
 def _as_input(images: np.ndarray, device: torch.device) -> torch.Tensor:
     """N x S x S x 3 uint8 -> N x 3 x S x S float32 in [-1, 1] (as ``evaluate.logit_maps``)."""
@@ -325,7 +350,9 @@ def cell_points(cells: np.ndarray, size: int, seed: int = 0) -> np.ndarray:
     """The centre, in S x S image px (row, col), of each map's top cell, the cells tiling the
     image evenly (cell i covers rows [i S/h, (i+1) S/h)): N x h x w -> N x 2. The Grad-CAM
     counterpart of :func:`patch_points` (the top patch's field centre); ties (e.g. an all-zero
-    map) are broken at random (seeded), so a map without evidence scores chance."""
+    map) are broken at random (seeded), so a map without evidence scores the grid's chance
+    (:func:`pointing_chance` of :func:`grid_candidates`), which for a coarse grid can be far
+    from the mask's area (a centred mask may hold none of a 2 x 2 grid's centres)."""
     cells = np.asarray(cells, np.float64)
     n, h, w = cells.shape
     flat = _tie_break(cells.reshape(n, -1), seed)
@@ -453,29 +480,59 @@ def mass_inside(heat: np.ndarray, masks: np.ndarray) -> np.ndarray:
         return np.where(total > 0, (mass * binary).sum(axis=(1, 2)) / total, np.nan)
 
 
+def pointing_chance(candidates: np.ndarray | None, masks: np.ndarray) -> np.ndarray:
+    """The pointing game's chance level per image: the share of the points a localizer can
+    pick (``candidates``: K x 2, e.g. every cell centre of a patch map or of a Grad-CAM grid)
+    that fall inside the mask; ``None`` (a pixel-resolution map) gives the mask's area. A 2 x 2
+    Grad-CAM can only point at four quadrant centres, which a centred face mask may not
+    contain at all: its chance is then 0, not the mask's area. N floats in [0, 1]."""
+    binary = _binary_masks(masks, np.asarray(masks).shape)
+    if candidates is None:
+        return binary.mean(axis=(1, 2))
+    cand = np.asarray(candidates, np.float64).reshape(-1, 2)
+    hits = [pointing_game(np.repeat(c[None], len(binary), 0), masks) for c in cand]
+    return np.mean(hits, axis=0)
+
+
+def _is_flat(heat: np.ndarray) -> np.ndarray:
+    """N bool: the map holds one value only (no evidence anywhere, e.g. an all-zero Grad-CAM)."""
+    flat = heat.reshape(len(heat), -1)
+    return np.nanmax(flat, axis=1) == np.nanmin(flat, axis=1)
+
+
 def localization_frame(method: str, model: str, manipulation: str, heat: np.ndarray,
-                       points: np.ndarray, masks: np.ndarray) -> pd.DataFrame:
+                       points: np.ndarray, masks: np.ndarray, *,
+                       candidates: np.ndarray | None = None,
+                       flat: np.ndarray | None = None) -> pd.DataFrame:
     """One row per image: ``method``, ``model``, ``manipulation``, ``image`` (index),
-    ``pointing_game`` (bool), ``pixel_auc``, ``mass_inside`` (float, NaN where undefined) and
-    ``mask_area`` (share of pixels in the binarised mask). ``heat``: N x S x S; ``points``:
-    N x 2; ``masks``: N x S x S in [0, 1]."""
+    ``pointing_game`` (bool), ``pixel_auc``, ``mass_inside`` (float, NaN where undefined),
+    ``mask_area`` (share of pixels in the binarised mask), ``pointing_chance``
+    (:func:`pointing_chance` of ``candidates``, the localizer's possible points; ``None``: the
+    mask area) and ``flat`` (the map holds one value: no evidence; default from ``heat``, or
+    given, e.g. from a Grad-CAM's cells). ``heat``: N x S x S; ``points``: N x 2; ``masks``:
+    N x S x S in [0, 1]."""
     heat = _check_heat(heat)
     area = _binary_masks(masks, heat.shape).mean(axis=(1, 2))
     return pd.DataFrame({"method": method, "model": model, "manipulation": manipulation,
                          "image": np.arange(len(heat)),
                          "pointing_game": pointing_game(points, masks),
                          "pixel_auc": pixel_auc(heat, masks),
-                         "mass_inside": mass_inside(heat, masks), "mask_area": area})
+                         "mass_inside": mass_inside(heat, masks), "mask_area": area,
+                         "pointing_chance": pointing_chance(candidates, masks),
+                         "flat": _is_flat(heat) if flat is None else np.asarray(flat, bool)})
 
 
-def localization_table(frames: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0,
+def localization_table(frames: pd.DataFrame, *, n_boot: int = N_BOOT, seed: int = 0,
                        level: float | None = None) -> pd.DataFrame:
-    """Per (method, model, manipulation) of :func:`localization_frame` rows: ``n`` images, the
-    mean of each metric (pointing game: the hit rate) with a percentile bootstrap interval over
-    images (``<metric>_low``/``_high``, ``evaluate.LEVEL`` unless ``level``) and ``mask_area``
-    (the mean mask share: the chance level of the pointing game and of ``mass_inside``).
-    NaNs are dropped per metric. Resamples are seeded by ``seed``, the manipulation and the
-    metric only, so methods and models scored on the same images share them (paired)."""
+    """Per (method, model, manipulation[, images]) of :func:`localization_frame` rows: ``n``
+    images, the mean of each metric (pointing game: the hit rate) with a percentile bootstrap
+    interval over images (``<metric>_low``/``_high``, ``evaluate.LEVEL`` unless ``level``) and
+    the images it was computed on (``n_<metric>``: NaNs are dropped per metric), ``mask_area``
+    (the mean mask share: the chance level of ``mass_inside`` and of a pixel-resolution
+    pointing game), ``pointing_chance`` (the localizer's own chance level of the pointing game,
+    :func:`pointing_chance`) and ``flat_share`` (images whose map holds no evidence).
+    Resamples are seeded by ``seed``, the manipulation and the metric only, so methods and
+    models scored on the same images share them (paired)."""
     rows = []
     # an ``images`` column (e.g. manipulated faces vs. their reals, the control) splits too
     keys = ["method", "model", "manipulation"] + (["images"] if "images" in frames else [])
@@ -484,6 +541,7 @@ def localization_table(frames: pd.DataFrame, *, n_boot: int = 1000, seed: int = 
         for metric in METRICS:
             v = g[metric].to_numpy(np.float64)
             v = v[~np.isnan(v)]
+            row[f"n_{metric}"] = len(v)
             if len(v) == 0:
                 row |= {metric: np.nan, f"{metric}_low": np.nan, f"{metric}_high": np.nan}
                 continue
@@ -492,6 +550,9 @@ def localization_table(frames: pd.DataFrame, *, n_boot: int = 1000, seed: int = 
                 _interval(w @ v / len(v), level)
             row |= {metric: float(v.mean()), f"{metric}_low": lo, f"{metric}_high": hi}
         row["mask_area"] = float(g["mask_area"].mean())
+        if "pointing_chance" in g:
+            row["pointing_chance"] = float(g["pointing_chance"].mean())
+            row["flat_share"] = float(g["flat"].mean())
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -540,16 +601,19 @@ def localize_set(source: Checkpoint | PatchClassifier | str | os.PathLike, image
         rf = receptive_field(model, size)
         maps = logit_maps(model, images, device=device)
         heat, points = patch_pixel_maps(maps, rf), patch_points(maps, rf)
+        candidates, flat = patch_candidates(rf), None
     else:
         if kind == "gradcam":
             # the top activation cell's centre, as a patch model's top field centre
             cells = gradcam_cells(model, images, layer=layer, device=device,
                                   batch_size=batch_size)
             heat, points = cells_to_pixels(cells, size), cell_points(cells, size, seed)
+            candidates, flat = grid_candidates(cells.shape[1:], size), _is_flat(cells)
             method = "gradcam" if layer is None else f"gradcam:{layer}"
         else:
             heat = (input_gradient(model, images, device=device, batch_size=batch_size)
                     if kind == "gradient" else random_maps(len(images), size, seed))
-            points = max_points(heat, seed)
-    frame = localization_frame(method, name or label, manipulation, heat, points, masks)
+            points, candidates, flat = max_points(heat, seed), None, None
+    frame = localization_frame(method, name or label, manipulation, heat, points, masks,
+                               candidates=candidates, flat=flat)
     return Localized(heat, points, frame)

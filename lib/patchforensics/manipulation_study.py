@@ -37,6 +37,9 @@ from .data import load_folder
 from .evaluate import (
     N_BOOT,
     Checkpoint,
+    _interval,
+    _set_rng,
+    boot_counts,
     evaluate_maps,
     folder_maps,
     load_checkpoint,
@@ -74,7 +77,8 @@ class ManipulationStudy:
 
     def profile(self, name: str = PROFILE, epochs: int = 0) -> protocol.Profile:
         """The manipulation profile ``name`` (its smoke twin in smoke mode), epoch cap replaced
-        when ``epochs``."""
+        when ``epochs``; any profile is trained in the ``paired`` setting here (another
+        profile's settings are replaced: manipulations have no inversions)."""
         p = protocol.with_epochs(protocol.profile(name, smoke=self.smoke), epochs)
         if p.settings != (SETTING,):
             p = replace(p, settings=(SETTING,))
@@ -112,7 +116,7 @@ def open_manipulations(data_root: str | os.PathLike = "", dataset: str = "celeba
         raise FileNotFoundError(
             f"{root}: no manipulation set {missing} of {dataset!r} in its manifest (it has "
             f"{have or 'none'}); the embedded world makes them with `patchforensics world "
-            "--manipulations`")
+            "(without --no-manipulations)` or notebook 01")
     return ManipulationStudy(root, root.name, dataset, tuple(methods), dev, smoke, cfg)
 
 
@@ -234,9 +238,10 @@ class Localization:
                          if m == method}}
 
 
-def test_masks(ms: ManipulationStudy, method: str) -> tuple[np.ndarray, np.ndarray]:
-    """``(images N x S x S x 3 uint8, masks N x S x S float32)`` of a manipulation's test split,
-    in the sorted file order every map uses."""
+def test_masks(ms: ManipulationStudy, method: str
+               ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """``(images N x S x S x 3 uint8, masks N x S x S float32, file names)`` of a
+    manipulation's test split, in the sorted file order every map of it uses."""
     images, files, _ = load_folder(ms.fake_dir(method) / "test")
     names, masks = manipulate.load_masks(ms.root, method, "test")
     where = {n: i for i, n in enumerate(names)}
@@ -244,14 +249,28 @@ def test_masks(ms: ManipulationStudy, method: str) -> tuple[np.ndarray, np.ndarr
     if missing:
         raise ValueError(f"{ms.fake_dir(method)}: no mask for {missing[:3]} "
                          f"({len(missing)} image(s)); rebuild the manipulation sets")
-    return images, masks[[where[f.name] for f in files]]
+    return images, masks[[where[f.name] for f in files]], [f.name for f in files]
+
+
+def real_counterparts(ms: ManipulationStudy, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """``(reals N x S x S x 3 uint8, index N)``: the real test face each manipulated file of
+    ``names`` was made from (same name), and its position in the real test split's sorted
+    order (to pick its row from the real split's cached maps)."""
+    reals, files, _ = load_folder(ms.real_dir / "test")
+    at = {f.name: i for i, f in enumerate(files)}
+    missing = [n for n in names if n not in at]
+    if missing:
+        raise ValueError(f"{ms.real_dir / 'test'}: no real face named {missing[:3]}; the "
+                         "manipulation sets were made from another real set")
+    index = np.array([at[n] for n in names], dtype=np.int64)
+    return reals[index], index
 
 
 IMAGES = ("manipulated", "real")  # what a localizer is run on (real: the control, see below)
 
 
 def localization(ms: ManipulationStudy, runs: dict[str, dict[str, Path]], *,
-                 n_boot: int = N_BOOT, seed: int = 0, progress: bool = True) -> Localization:
+                 n_boot: int = N_BOOT, seed: int = 0) -> Localization:
     """Every localizer on every manipulated test image (see the module docstring): the patch
     models' maps (P(fake) through the exact receptive fields; point = the top fake patch's
     field centre), the full model's Grad-CAM (last block; point = the top cell's centre) and
@@ -263,16 +282,13 @@ def localization(ms: ManipulationStudy, runs: dict[str, dict[str, Path]], *,
     centre), not at the manipulation. ``localize.localization_table`` summarises both with
     bootstrap intervals over images."""
     images, masks, heat, frames = {}, {}, {}, []
-    reals, real_files = load_folder(ms.real_dir / "test")[:2]
-    real_at = {f.name: i for i, f in enumerate(real_files)}
     for m, models in runs.items():
-        images[m], masks[m] = test_masks(ms, m)
-        files = sorted(p.name for p in (ms.fake_dir(m) / "test").glob("*.png"))
-        pair = np.array([real_at[name] for name in files])  # the real each fake was made from
+        images[m], masks[m], names = test_masks(ms, m)
+        reals, pair = real_counterparts(ms, names)  # the real each fake was made from
         n, size = len(images[m]), images[m].shape[1]
         for model, run in models.items():
             ck = _load(run, ms.device)
-            for on, imgs in (("manipulated", images[m]), ("real", reals[pair])):
+            for on, imgs in (("manipulated", images[m]), ("real", reals)):
                 if ck.model.config.depth == "full":
                     for kind in ("gradcam", "gradient"):
                         r = localize.localize_set(ck, imgs, masks[m], kind=kind,
@@ -290,8 +306,8 @@ def localization(ms: ManipulationStudy, runs: dict[str, dict[str, Path]], *,
                 if on == "manipulated":
                     heat[(m, "patch", model)] = h
                 frames.append(localize.localization_frame(
-                    "patch", model, m, h, localize.patch_points(maps, rf), masks[m])
-                    .assign(images=on))
+                    "patch", model, m, h, localize.patch_points(maps, rf), masks[m],
+                    candidates=localize.patch_candidates(rf)).assign(images=on))
         h = localize.random_maps(n, size, seed)
         heat[(m, "random", "-")] = h
         frames.append(localize.localization_frame("random", "-", m, h,
@@ -325,20 +341,23 @@ def paired_difference(frame: pd.DataFrame, *, metric: str = PRIMARY_LOCALIZATION
                       b: tuple[str, ...] = ("gradcam", PRIMARY_FULL), n_boot: int = N_BOOT,
                       seed: int = 0) -> pd.DataFrame:
     """The pre-registered comparison: ``metric`` of localizer ``a`` minus that of ``b`` on the
-    same test images, per manipulation, with a 95 % paired percentile bootstrap interval over
-    images and a verdict (``<a> better`` when the interval lies above 0, ``<b> better`` below,
-    else ``no difference``). ``a``, ``b``: ``(localizer, model[, images])``, images
+    same test images, per manipulation, with a paired percentile bootstrap interval over images
+    (``evaluate.LEVEL``; resamples seeded per manipulation and comparison) and a verdict
+    (``<a> better`` when the interval lies above 0, ``<b> better`` below, else no difference
+    detected; "uninformative" when every map of ``b`` is flat). For the pointing game the
+    localizers' own chance levels (``a_chance``, ``b_chance``: ``localize.pointing_chance``)
+    come along: a coarse Grad-CAM grid can have a chance far below the mask's area.
+    ``a``, ``b``: ``(localizer, model[, images])``, images
     ``"manipulated"`` unless given (``"real"``: the control, :func:`localization`). Images
     where either value is NaN are left out. ``frame``: :attr:`Localization.frame`."""
     rows = []
-    rng = np.random.default_rng(seed)
 
-    def pick(g: pd.DataFrame, who: tuple[str, ...]) -> pd.Series:
+    def pick(g: pd.DataFrame, who: tuple[str, ...], col: str = metric) -> pd.Series:
         on = who[2] if len(who) > 2 else "manipulated"
         sel = (g["method"] == who[0]) & (g["model"] == who[1])
         if "images" in g.columns:
             sel &= g["images"] == on
-        return g[sel].set_index("image")[metric].astype(float)
+        return g[sel].set_index("image")[col].astype(float)
 
     def label(who: tuple[str, ...]) -> str:
         return " ".join(who[:2]) + (f" on {who[2]}" if len(who) > 2 else "")
@@ -349,14 +368,22 @@ def paired_difference(frame: pd.DataFrame, *, metric: str = PRIMARY_LOCALIZATION
         if d.empty:
             continue
         x = d.to_numpy()
-        boots = x[rng.integers(0, len(x), (n_boot, len(x)))].mean(axis=1)
-        lo, hi = np.percentile(boots, [2.5, 97.5])
+        w = boot_counts(len(x), n_boot, _set_rng(seed, str(m), metric, label(a), label(b)))
+        lo, hi = _interval(w @ x / len(x))
         verdict = (f"{label(a)} better" if lo > 0 else f"{label(b)} better" if hi < 0
-                   else "no difference")
-        rows.append({"manipulation": m, "metric": metric, "a": label(a), "b": label(b),
-                     "n": len(x), "a_mean": float(va.loc[d.index].mean()),
-                     "b_mean": float(vb.loc[d.index].mean()), "diff": float(x.mean()),
-                     "ci_low": float(lo), "ci_high": float(hi), "verdict": verdict})
+                   else "no difference detected (the interval includes 0)")
+        flat_b = float(pick(g, b, "flat").mean()) if "flat" in g else 0.0
+        if flat_b == 1.0:  # b's maps hold no evidence at all: nothing was compared
+            verdict = f"uninformative: every map of {label(b)} is flat"
+        row = {"manipulation": m, "metric": metric, "a": label(a), "b": label(b),
+               "n": len(x), "a_mean": float(va.loc[d.index].mean()),
+               "b_mean": float(vb.loc[d.index].mean()), "diff": float(x.mean()),
+               "ci_low": float(lo), "ci_high": float(hi), "verdict": verdict,
+               "b_flat_share": flat_b}
+        if metric == "pointing_game" and "pointing_chance" in g:
+            row["a_chance"] = float(pick(g, a, "pointing_chance").mean())
+            row["b_chance"] = float(pick(g, b, "pointing_chance").mean())
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
@@ -365,7 +392,11 @@ def reading(diff: pd.DataFrame) -> str:
     interval."""
     lines = []
     for r in diff.itertuples():
+        chance = ""
+        if "a_chance" in diff.columns and not pd.isna(r.a_chance):
+            chance = f" (chance {r.a_chance:.2f} and {r.b_chance:.2f})"
         lines.append(f"- **{r.manipulation}**: {r.metric.replace('_', ' ')} {r.a} "
-                     f"{r.a_mean:.2f} vs. {r.b} {r.b_mean:.2f}, difference {r.diff:+.2f} "
-                     f"[{r.ci_low:+.2f}, {r.ci_high:+.2f}] over {r.n} images: {r.verdict}.")
+                     f"{r.a_mean:.2f} vs. {r.b} {r.b_mean:.2f}{chance}, difference "
+                     f"{r.diff:+.2f} [{r.ci_low:+.2f}, {r.ci_high:+.2f}] over {r.n} images: "
+                     f"{r.verdict}.")
     return "\n".join(lines)

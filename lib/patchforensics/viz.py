@@ -725,23 +725,31 @@ def localization_examples(examples: list[dict], *, title: str | None = None,
 def localization_bars(table: pd.DataFrame,
                       metric: str = "pointing_game") -> matplotlib.figure.Figure:
     """``metric`` with its interval per localizer and model, one panel per manipulation
-    (``localize.localization_table``'s columns); the dashed line is each panel's mask area
-    (the pointing game's and the mass's chance level)."""
+    (``localize.localization_table``'s columns; the control rows, ``images == "real"``, in
+    orange). Chance: for the pointing game each localizer's own (a black tick,
+    ``pointing_chance``), for the mass the mask's area, for the pixel AUC 0.5 (dashed)."""
     methods = list(dict.fromkeys(table["manipulation"]))
     fig, axes = plt.subplots(1, len(methods), figsize=(3.0 * len(methods), 3.0), squeeze=False,
                              sharey=True)
     for ax, m in zip(axes[0], methods, strict=True):
         t = table[table["manipulation"] == m]
-        labels = [f"{a}\n{b}".replace("xception_", "") for a, b in zip(t["method"], t["model"],
-                                                                        strict=True)]
+        on = t["images"] if "images" in t else pd.Series("manipulated", index=t.index)
+        # the control (the same localizer on the real faces) is labelled "on real"
+        labels = [f"{a}\n{b}".replace("xception_", "") + ("\non real" if i == "real" else "")
+                  for a, b, i in zip(t["method"], t["model"], on, strict=True)]
         y = t[metric].to_numpy(float)
         err = np.vstack([y - t[f"{metric}_low"].to_numpy(float),
                          t[f"{metric}_high"].to_numpy(float) - y])
-        ax.bar(range(len(t)), y, yerr=err, color="#4c72b0", capsize=3)
-        if metric != "pixel_auc":
-            ax.axhline(float(t["mask_area"].mean()), ls="--", color="gray", lw=1)
+        colors = ["#dd8452" if i == "real" else "#4c72b0" for i in on]
+        ax.bar(range(len(t)), np.nan_to_num(y), yerr=np.nan_to_num(err), color=colors,
+               capsize=3)
+        if metric == "pointing_game" and "pointing_chance" in t:  # each localizer's own chance
+            ax.scatter(range(len(t)), t["pointing_chance"], marker="_", s=300, color="black",
+                       zorder=3, label="chance")
+            ax.legend(fontsize=6, loc="upper right")
         else:
-            ax.axhline(0.5, ls="--", color="gray", lw=1)
+            ax.axhline(0.5 if metric == "pixel_auc" else float(t["mask_area"].mean()), ls="--",
+                       color="gray", lw=1)
         ax.set_xticks(range(len(t)), labels, fontsize=6, rotation=0)
         ax.set_title(m, fontsize=9)
     axes[0, 0].set_ylabel(metric.replace("_", " "))

@@ -21,6 +21,7 @@ from IPython.display import Image
 from . import viz
 from .evaluate import logit_maps, patch_probabilities, scores_from_maps
 from .exaggerate import strip_images
+from .manipulation_study import Localization
 from .viz import folder_grid, heatmap_overlay, image_grid, project_map, training_curves
 
 
@@ -161,7 +162,7 @@ def shift_explorer(gen, classifier, shifts: dict[str, object], z) -> w.VBox:
     return w.VBox([w.HBox([pick, alpha]), out])
 
 
-def localization_browser(loc) -> w.VBox:
+def localization_browser(loc: Localization) -> w.VBox:
     """Browse the manipulated test images of notebook 07: a dropdown over manipulations and a
     slider over images; shows the image with its mask's outline beside every localizer's map
     (``viz.localization_examples``, the figure the notebook saves). ``loc``: a
@@ -175,9 +176,9 @@ def localization_browser(loc) -> w.VBox:
 
     def redraw(*_: object) -> None:
         k.max = len(loc.images[pick.value]) - 1
-        e = loc.example(pick.value, min(k.value, k.max))
+        at = min(k.value, k.max)
         show_figure(out, viz.localization_examples(
-            [e], title=f"{pick.value} #{k.value}: mask outlined in yellow"))
+            [loc.example(pick.value, at)], title=f"{pick.value} #{at}: mask outlined in yellow"))
 
     pick.observe(redraw, names="value")
     k.observe(redraw, names="value")

@@ -2,19 +2,26 @@
 and visualised patch classifiers on FaceForensics++'s four manipulations).
 
 The sets are ``manipulate``'s four methods applied to the world's real CelebA faces, each image
-with the exact mask of what was changed. The study, fixed before its results were seen:
+with the exact mask of what was changed. The study (notebook 07 says which parts were fixed
+before which result: the metrics and the primary comparison first; the pairing and the epoch cap
+after a pilot; Grad-CAM's point, the tie rule, the real-face control and the per-localizer
+chance after the first results):
 
 - **Training.** One classifier grid per manipulation (``protocol`` profile ``manipulations``:
-  Xception block2 at the paper-protocol patch size, and the full model; ``manipulations_full``
-  adds block1 and block3), reals vs. that manipulation's training split, every batch pairing
-  reals with their own manipulated faces (setting ``paired``, as FaceForensics++ pairs each
-  manipulated video with its original).
+  Xception block2 at the paper-protocol patch size, and the full model, 3 epochs;
+  ``manipulations_long`` 10 epochs; ``manipulations_full`` adds block1 and block3), reals vs.
+  that manipulation's training split, half of each batch's reals with their own manipulated
+  faces (setting ``paired``, as FaceForensics++ pairs each manipulated video with its
+  original).
 - **Detection.** Train on one manipulation, test on each: ROC AUC of the mean patch softmax
   (``protocol.PRIMARY_MODE``), real test faces vs. manipulated test faces, with a 95 %
   stratified bootstrap interval over images.
 - **Localization** (primary metric: the pointing game; also pixel AUC and heat mass inside the
   mask), on every manipulated test image, for each patch model's map, the full model's
-  Grad-CAM and input gradient, and a random map (chance), all trained on the same manipulation.
+  Grad-CAM and input gradient, and a random map, all trained on the same manipulation; each
+  localizer also on the real faces the fakes were made from (the control), and with its own
+  chance level (``localize.pointing_chance``). Primary comparison: block2's pointing game
+  minus Grad-CAM's, paired over images (:func:`paired_difference`).
 - **Local scores.** The three modes of the paper and the mean of the top-k patch logits (k
   chosen on the training manipulation's validation split, ``localize.choose_k``), on the
   manipulations and on notebook 02's whole-image fakes.

@@ -620,6 +620,8 @@ def _prepare(cfg: TrainConfig, real_dir: Path, fake_dir: Path, out: Path, d: _Di
         if inv_dir is not None and Path(inv_dir).resolve() != Path(fake_dir).resolve():
             raise ValueError(f"{inv_dir}: setting 'paired' pairs each real with the fake of the "
                              f"same name in {fake_dir}; no inversions folder is taken")
+        # The fake set is then read twice ("fake" and "inversions"): simple, and small next to
+        # the reals for the sets this setting is for (a few hundred manipulated faces).
         inv_dir = fake_dir
     if paired and inv_dir is None:
         raise ValueError(f"setting {cfg.setting!r} needs the inversions folder of {fake_dir} "

@@ -420,6 +420,16 @@ def test_paired_setting_pairs_each_real_with_the_fake_of_its_name(tmp_path):
         _pair_index(reals, fakes)  # the inversions setting still insists on every pair
     cfg = TrainConfig(arch="xception", depth="block1", epochs=1, batch_size=8,
                       setting="paired")
+    # What the batches draw from: each real's counterpart is its own manipulated image (the
+    # same content plus the pattern), the real without one gets another image of the set.
+    from patchforensics import train as T
+
+    prep = T._prepare(cfg, real, fake, tmp_path / "probe", T._Dist(), False, False, None)
+    data, _ = T._load_data(cfg, prep, False, tmp_path / "probe", T._Dist(), False)
+    r, _, inv = T._train_images(data, prep.pairs, torch.device("cpu"), cfg)
+    gap = (inv.float() - r.float()).abs().amax(dim=(1, 2, 3))
+    own = [i for i, f in enumerate(reals) if f.name != "3.png"]
+    assert (gap[own] <= 10).all() and gap[reals.index(real / "train" / "3.png")] > 10
     res = train(cfg, real, fake, tmp_path / "run", device="cpu", progress=False)
     record = json.loads((res.out_dir / "config.json").read_text())
     assert record["config"]["setting"] == "paired"

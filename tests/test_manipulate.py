@@ -247,7 +247,7 @@ def test_the_study_aligns_each_fake_with_its_mask_and_the_real_it_was_made_from(
 
     ms = ms_.ManipulationStudy(world, world.name, "celeba", M.MANIPULATIONS, "cpu", smoke=True)
     for method in M.MANIPULATIONS:
-        fakes, masks, names = ms_.test_masks(ms, method)
+        fakes, masks, names = ms_.masked_test_split(ms, method)
         reals, index = ms_.real_counterparts(ms, names)
         assert len(fakes) == len(masks) == len(reals) == len(names) > 0
         diff = np.abs(fakes.astype(np.int16) - reals.astype(np.int16)).max(axis=3)

@@ -571,7 +571,8 @@ class Localized:
 def localize_set(source: Checkpoint | PatchClassifier | str | os.PathLike, images: np.ndarray,
                  masks: np.ndarray, *, kind: str, manipulation: str = "",
                  name: str | None = None, layer: str | None = None, seed: int = 0,
-                 device: Device = None, batch_size: int = 16) -> Localized:
+                 device: Device = None, batch_size: int = 16,
+                 maps: np.ndarray | None = None) -> Localized:
     """Heat maps, points and per-image metrics of one localizer (``kind``, one of
     :data:`LOCALIZERS`) for one classifier on one set of manipulated images.
 
@@ -579,7 +580,9 @@ def localize_set(source: Checkpoint | PatchClassifier | str | os.PathLike, image
     S x 3 uint8 at the model's training size; ``masks``: N x S x S in [0, 1]. ``name``: the
     ``model`` column (default the checkpoint's or config's name). ``layer``: Grad-CAM's block
     (the method is then recorded as ``gradcam:<layer>``). ``seed``: the random maps'. ``patch``
-    needs a patch model (a full model has one cell and nothing to point with)."""
+    needs a patch model (a full model has one cell and nothing to point with); ``maps``: its
+    N x h x w logit maps of ``images`` when already computed (e.g. ``evaluate.folder_maps``'
+    cache), else they are computed here."""
     if kind not in LOCALIZERS:
         raise ValueError(f"kind must be one of {LOCALIZERS}, got {kind!r}")
     images = _check_images(images)
@@ -599,7 +602,10 @@ def localize_set(source: Checkpoint | PatchClassifier | str | os.PathLike, image
             raise ValueError(f"{model.config.name} is a full-image model (one cell); localize "
                              "it with 'gradcam' or 'gradient'")
         rf = receptive_field(model, size)
-        maps = logit_maps(model, images, device=device)
+        if maps is None:
+            maps = logit_maps(model, images, device=device)
+        elif maps.shape[0] != len(images):
+            raise ValueError(f"{len(maps)} maps for {len(images)} images")
         heat, points = patch_pixel_maps(maps, rf), patch_points(maps, rf)
         candidates, flat = patch_candidates(rf), None
     else:

@@ -55,7 +55,6 @@ from .evaluate import (
     save_world_table,
 )
 from .parts import PartsAnalysis, analyze
-from .receptive_field import receptive_field
 from .study import find_root
 from .train import training_pair
 
@@ -245,8 +244,8 @@ class Localization:
                          if m == method}}
 
 
-def test_masks(ms: ManipulationStudy, method: str
-               ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def masked_test_split(ms: ManipulationStudy, method: str
+                      ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """``(images N x S x S x 3 uint8, masks N x S x S float32, file names)`` of a
     manipulation's test split, in the sorted file order every map of it uses."""
     images, files, _ = load_folder(ms.fake_dir(method) / "test")
@@ -290,31 +289,25 @@ def localization(ms: ManipulationStudy, runs: dict[str, dict[str, Path]], *,
     bootstrap intervals over images."""
     images, masks, heat, frames = {}, {}, {}, []
     for m, models in runs.items():
-        images[m], masks[m], names = test_masks(ms, m)
+        images[m], masks[m], names = masked_test_split(ms, m)
         reals, pair = real_counterparts(ms, names)  # the real each fake was made from
         n, size = len(images[m]), images[m].shape[1]
         for model, run in models.items():
             ck = _load(run, ms.device)
+            full = ck.model.config.depth == "full"
             for on, imgs in (("manipulated", images[m]), ("real", reals)):
-                if ck.model.config.depth == "full":
-                    for kind in ("gradcam", "gradient"):
-                        r = localize.localize_set(ck, imgs, masks[m], kind=kind,
-                                                  manipulation=m, name=model, seed=seed,
-                                                  device=ms.device)
-                        if on == "manipulated":
-                            heat[(m, kind, model)] = r.heat
-                        frames.append(r.frame.assign(images=on))
-                    continue
-                folder = ms.fake_dir(m) if on == "manipulated" else ms.real_dir
-                maps = folder_maps(ck, folder / "test", device=ms.device)
-                maps = maps if on == "manipulated" else maps[pair]
-                rf = receptive_field(ck.model.config, ck.input_size)
-                h = localize.patch_pixel_maps(maps, rf)
-                if on == "manipulated":
-                    heat[(m, "patch", model)] = h
-                frames.append(localize.localization_frame(
-                    "patch", model, m, h, localize.patch_points(maps, rf), masks[m],
-                    candidates=localize.patch_candidates(rf)).assign(images=on))
+                maps = None
+                if not full:  # the patch maps notebook 03's cache may already hold
+                    folder = ms.fake_dir(m) if on == "manipulated" else ms.real_dir
+                    maps = folder_maps(ck, folder / "test", device=ms.device)
+                    maps = maps if on == "manipulated" else maps[pair]
+                for kind in ("gradcam", "gradient") if full else ("patch",):
+                    r = localize.localize_set(ck, imgs, masks[m], kind=kind, manipulation=m,
+                                              name=model, seed=seed, device=ms.device,
+                                              maps=maps)
+                    if on == "manipulated":
+                        heat[(m, kind, model)] = r.heat
+                    frames.append(r.frame.assign(images=on))
         h = localize.random_maps(n, size, seed)
         heat[(m, "random", "-")] = h
         frames.append(localize.localization_frame("random", "-", m, h,

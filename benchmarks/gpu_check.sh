@@ -3,6 +3,8 @@
 #
 #   bash benchmarks/gpu_check.sh          # on a machine with CUDA: the real check
 #   bash benchmarks/gpu_check.sh --cpu    # dry run of the same code on the CPU, tiny sizes
+#   bash benchmarks/gpu_check.sh --no-series   # skip step 1 (a GPU machine without the
+#                                              # notebook stack: papermill, mediapipe)
 #
 # What it does (everything in a temporary folder; data/, checkpoints/ and results/ untouched):
 #  1. the smoke series on CUDA: `patchforensics reproduce --smoke --force` (skipped with --cpu);
@@ -19,7 +21,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 MODE=cuda
-if [[ "${1:-}" == "--cpu" || "${1:-}" == "--dry-run" ]]; then MODE=cpu; fi
+SERIES=1
+for arg in "$@"; do
+  case $arg in
+    --cpu|--dry-run) MODE=cpu ;;
+    --no-series) SERIES=0 ;;
+    *) echo "gpu_check: unknown option $arg (--cpu, --no-series)" >&2; exit 2 ;;
+  esac
+done
 
 if [[ $MODE == cuda ]]; then
   if ! "$PY" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)'; then
@@ -36,7 +45,7 @@ export PATCHFORENSICS_RESULTS="$SCRATCH/results"
 mkdir -p "$PATCHFORENSICS_DATA" "$PATCHFORENSICS_CHECKPOINTS" "$PATCHFORENSICS_RESULTS"
 [[ -d data/packages ]] && ln -s "$(pwd)/data/packages" "$PATCHFORENSICS_DATA/packages"
 
-if [[ $MODE == cuda ]]; then
+if [[ $MODE == cuda && $SERIES == 1 ]]; then
   t0=$(date +%s)
   "$PY" -m patchforensics.cli reproduce --smoke --force
   echo "gpu_check: smoke series on CUDA: $(( $(date +%s) - t0 )) s"

@@ -21,7 +21,8 @@ from patchforensics import embedded, paths, world
 from patchforensics.config import WorldConfig
 from patchforensics.train import TrainConfig, train
 
-MODELS = (("full", 0), ("block2", 96), ("block1", 96))  # (depth, window at 192 px); cheapest rule first
+# (depth, training window at 192 px), the cheapest to stop first
+MODELS = (("full", 0), ("block2", 96), ("block1", 96))
 
 
 def emit(record: dict) -> None:
@@ -31,7 +32,8 @@ def emit(record: dict) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", default="cuda")
-    ap.add_argument("--epochs", type=int, default=300, help="epoch cap (the rule should stop first)")
+    ap.add_argument("--epochs", type=int, default=300,
+                    help="epoch cap (the rule should stop first)")
     ap.add_argument("--deadline", type=float, default=480.0, help="seconds for the whole script")
     ap.add_argument("--smoke", action="store_true", help="tiny world, 1 epoch (CPU dry run)")
     args = ap.parse_args()

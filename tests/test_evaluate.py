@@ -340,9 +340,9 @@ def test_evaluate_command_writes_one_row_per_set_and_mode(planted_world, planted
                                                           capsys):
     out = tmp_path / "eval.csv"
     w = planted_world
-    rc = cli.main(["evaluate", str(planted_run), "--real", str(w["real"] / "test"),
-                   "--fake", f"b={w['gen_b'] / 'test'}", "--fake", f"c={w['gen_c'] / 'test'}",
-                   "--out", str(out)])
+    rc = cli.main(["evaluate", str(planted_run), "--real-images", str(w["real"] / "test"),
+                   "--fake-images", f"b={w['gen_b'] / 'test'}",
+                   "--fake-images", f"c={w['gen_c'] / 'test'}", "--out", str(out)])
     assert rc == 0
     table = pd.read_csv(out)
     assert len(table) == 2 * len(MODES)
@@ -353,20 +353,21 @@ def test_evaluate_command_writes_one_row_per_set_and_mode(planted_world, planted
     assert "b " in capsys.readouterr().out
     # User mistakes: one line, exit 2.
     for argv, words in (
-            (["--fake", "b"], "NAME=DIR"),
-            (["--fake", f"b={w['real'] / 'test'}"], "is the real folder"),
-            (["--fake", f"b={tmp_path / 'nope'}"], "no such folder")):
-        rc = cli.main(["evaluate", str(planted_run), "--real", str(w["real"] / "test"), *argv])
+            (["--fake-images", "b"], "NAME=DIR"),
+            (["--fake-images", f"b={w['real'] / 'test'}"], "is the real folder"),
+            (["--fake-images", f"b={tmp_path / 'nope'}"], "no such folder")):
+        rc = cli.main(["evaluate", str(planted_run), "--real-images", str(w["real"] / "test"),
+                       *argv])
         err = capsys.readouterr().err
         assert rc == 2 and words in err and "Traceback" not in err, err
-    rc = cli.main(["evaluate", str(tmp_path / "nothing"), "--real", str(w["real"] / "test"),
-                   "--fake", f"b={w['gen_b'] / 'test'}"])
+    rc = cli.main(["evaluate", str(tmp_path / "nothing"), "--real-images", str(w["real"] / "test"),
+                   "--fake-images", f"b={w['gen_b'] / 'test'}"])
     assert rc == 2 and "no such checkpoint" in capsys.readouterr().err
     big = tmp_path / "big"
     big.mkdir()
     Image.fromarray(face_like(0, 48)).save(big / "0.png")
-    rc = cli.main(["evaluate", str(planted_run), "--real", str(w["real"] / "test"),
-                   "--fake", f"big={big}"])
+    rc = cli.main(["evaluate", str(planted_run), "--real-images", str(w["real"] / "test"),
+                   "--fake-images", f"big={big}"])
     assert rc == 2 and "patchforensics import --size 32" in capsys.readouterr().err
 
 

@@ -116,11 +116,11 @@ def test_every_command_meets_the_corpus_and_leaves_sources_untouched(inputs, cap
     assert not (tmp_path / "t4" / "best.pt").exists()
     # evaluate: a folder with bad or mixed files fails (a metric over a silently shrunk set
     # would be a wrong number), naming the file.
-    rc = cli.main(["evaluate", str(i["run"]), "--real", str(i["real"] / "test"), "--fake",
-                   f"c={i['corpus']}"])
+    rc = cli.main(["evaluate", str(i["run"]), "--real-images", str(i["real"] / "test"),
+                   "--fake-images", f"c={i['corpus']}"])
     one_line_error(capsys, rc, "bad inputs ü")
-    rc = cli.main(["evaluate", str(i["run"]), "--real", str(i["empty"]), "--fake",
-                   f"f={i['fake'] / 'test'}"])
+    rc = cli.main(["evaluate", str(i["run"]), "--real-images", str(i["empty"]),
+                   "--fake-images", f"f={i['fake'] / 'test'}"])
     one_line_error(capsys, rc, "no readable images")
     # score: skip and report (documented), a row per file; --strict fails on the first.
     assert cli.main(["score", str(i["run"]), str(i["corpus"]), "--quiet", "--out",
@@ -146,8 +146,8 @@ def test_outputs_never_replace_another_runs_outputs(inputs, capsys, tmp_path):
     assert out.read_text() == "somebody else's table\n"
     assert cli.main(["score", str(i["run"]), str(i["real"] / "test"), "--quiet", "--out",
                      str(out), "--force"]) == 0
-    rc = cli.main(["evaluate", str(i["run"]), "--real", str(i["real"] / "test"), "--fake",
-                   f"f={i['fake'] / 'test'}", "--out", str(out)])
+    rc = cli.main(["evaluate", str(i["run"]), "--real-images", str(i["real"] / "test"),
+                   "--fake-images", f"f={i['fake'] / 'test'}", "--out", str(out)])
     one_line_error(capsys, rc, "exists")
     # A run folder of another configuration is refused (train), an import folder too.
     rc = cli.main(["train", "--real", str(i["real"]), "--fake", str(i["fake"]), "--depth", "2",
@@ -165,15 +165,15 @@ def test_wrong_parameters_fail_early_and_clearly(inputs, capsys, tmp_path):
     rc = cli.main(["train", "--real", str(i["real"]), "--fake", str(i["fake"]), "--arch",
                    "resnet18", "--depth", "5"])
     one_line_error(capsys, rc, "depth of resnet18")
-    rc = cli.main(["evaluate", str(tmp_path / "nothing"), "--real", str(i["real"] / "test"),
-                   "--fake", f"f={i['fake'] / 'test'}"])
+    rc = cli.main(["evaluate", str(tmp_path / "nothing"), "--real-images", str(i["real"] / "test"),
+                   "--fake-images", f"f={i['fake'] / 'test'}"])
     one_line_error(capsys, rc, "no such checkpoint")
     # Real and fake swapped: the classifier knows which folders it was trained on.
-    rc = cli.main(["evaluate", str(i["run"]), "--real", str(i["fake"] / "test"), "--fake",
-                   f"r={i['real'] / 'test'}"])
+    rc = cli.main(["evaluate", str(i["run"]), "--real-images", str(i["fake"] / "test"),
+                   "--fake-images", f"r={i['real'] / 'test'}"])
     one_line_error(capsys, rc, "swapped")
-    rc = cli.main(["evaluate", str(i["run"]), "--real", str(i["real"] / "test"), "--fake",
-                   f"r={i['real'] / 'test'}"])
+    rc = cli.main(["evaluate", str(i["run"]), "--real-images", str(i["real"] / "test"),
+                   "--fake-images", f"r={i['real'] / 'test'}"])
     one_line_error(capsys, rc, "is the real folder")
     # A resolution the model cannot take, and images of another size than it was trained on.
     tiny = tmp_path / "tiny"
@@ -183,8 +183,8 @@ def test_wrong_parameters_fail_early_and_clearly(inputs, capsys, tmp_path):
                    "--arch", "xception", "--depth", "full", "--load-size", "2", "--epochs", "1",
                    "--quiet", "--out", str(tmp_path / "tiny_run")])
     one_line_error(capsys, rc, "cannot take")
-    rc = cli.main(["evaluate", str(i["run"]), "--real", str(tiny / "real" / "train"), "--fake",
-                   f"f={tiny / 'fake' / 'train'}"])
+    rc = cli.main(["evaluate", str(i["run"]), "--real-images", str(tiny / "real" / "train"),
+                   "--fake-images", f"f={tiny / 'fake' / 'train'}"])
     one_line_error(capsys, rc, "trained on 32x32")
     # A corrupt checkpoint is named, not unpickled.
     bad = tmp_path / "bad_run"

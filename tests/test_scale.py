@@ -157,11 +157,17 @@ def test_an_authors_checkpoint_scores_like_ours(tmp_path, capsys, one_thread):
     from patchforensics.models import ModelConfig, build_model
     from patchforensics.original import to_original
 
+    # A round trip cannot see a convention error (tests/test_original.py meets the original
+    # code's own output); it checks that the two ways of reading the same weights agree. An
+    # authors' checkpoint resizes as their code does (PIL LANCZOS on 8-bit images), so ours is
+    # saved with that filter to compare like with like.
     model = build_model(ModelConfig("xception", "block1", load_size=299), seed=3)
     ours = tmp_path / "ours" / "best.pt"
     ours.parent.mkdir()
+    lanczos = {"resize_filter": "lanczos_uint8"}
     torch.save({"model": model.state_dict(), "model_config": {"arch": "xception",
-                "depth": "block1", "load_size": 299, "init_gain": 0.02}, "input_size": 128}, ours)
+                "depth": "block1", "load_size": 299, "init_gain": 0.02, **lanczos},
+                "input_size": 128}, ours)
     # The original's save_networks: a DataParallel's inner state dict under "state_dict".
     theirs = tmp_path / "bestval_net_D.pth"
     torch.save({"state_dict": {f"module.{k}": v for k, v in to_original(model).items()},
@@ -179,7 +185,8 @@ def test_an_authors_checkpoint_scores_like_ours(tmp_path, capsys, one_thread):
     # receptive field is packaged: measuring one at 299 px takes minutes), and a bare state
     # dict under net_D loads too.
     torch.save({"model": model.state_dict(), "model_config": {"arch": "xception",
-                "depth": "block1", "load_size": 64, "init_gain": 0.02}, "input_size": 32}, ours)
+                "depth": "block1", "load_size": 64, "init_gain": 0.02, **lanczos},
+                "input_size": 32}, ours)
     torch.save({"net_D": to_original(model)}, theirs)
     for i in range(3):
         Image.fromarray(faces[i % 2]).resize((40 + i, 36)).save(tmp_path / f"{i}.png")

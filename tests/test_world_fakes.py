@@ -112,7 +112,7 @@ def test_updown_resampling_history():
 
 def test_world_name_and_manifest_record_the_resampling():
     assert WorldConfig().name == "default64" and WorldConfig().fake_resample == "updown"
-    assert WorldConfig(fake_resample="native").name == "default64-native"
+    assert WorldConfig(fake_resample="native", fake_history="none").name == "default64-native"
     with pytest.raises(ValueError, match="fake_resample"):
         WorldConfig(fake_resample="nearest")
 
@@ -135,6 +135,12 @@ def test_fakes_go_through_the_parity_pipeline(world):
         entry = manifest["sets"][key]
         assert entry["size"] == CFG.size and entry["kind"] == "fake"
         assert entry["resample"] == CFG.fake_resample == "updown"
+        # the reals' JPEG history (embedded.source_jpeg_history) where the reals were JPEGs
+        jpeg = entry["jpeg"]
+        assert (jpeg is not None) == key.startswith("fake/celeba/"), key
+        if jpeg is not None:
+            assert jpeg == manifest["sets"]["real/celeba"]["jpeg_source"]
+            assert (jpeg["height"], jpeg["width"], jpeg["quality"]) == (218, 178, 75)
         assert entry["generator"] == gen and len(entry["weights_sha256"]) == 64
         for split in embedded.SPLITS:
             first = sorted(entry["splits"][split]["files"])[0]

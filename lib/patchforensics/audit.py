@@ -31,6 +31,7 @@ from sklearn.tree import DecisionTreeClassifier
 from . import paths
 from .embedded import read_manifest
 from .images import MAX_PIXELS, ImageError, atomic_write_text, list_images, read_image
+from .jpeg import jpeg_quality  # re-exported: the audit's quality estimate lives with the history
 
 # Container facts: each alone separating the sets is a finding.
 CONTAINER = ("format", "size", "mode", "bit_depth", "exif", "metadata", "icc_profile",
@@ -41,12 +42,6 @@ _BITS = {"1": 1, "L": 8, "P": 8, "RGB": 8, "RGBA": 8, "CMYK": 8, "YCbCr": 8, "LA
          "I;16": 16, "I;16B": 16, "I;16L": 16, "I": 32, "F": 32}
 _OWN_KEYS = {"exif", "icc_profile", "progressive", "progression", "dpi", "jfif", "jfif_version",
              "jfif_unit", "jfif_density"}
-# Standard IJG luminance table (quality 50), for estimating a JPEG's quality setting.
-_IJG_LUMA = np.array([
-    16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69,
-    56, 14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81,
-    104, 113, 92, 49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99],
-    dtype=np.float64)
 
 
 @dataclass
@@ -67,14 +62,6 @@ class FileFacts:
     file_size: int = 0
     hf_energy: float = float("nan")  # share of spectral power above half the Nyquist frequency
     error: str = ""
-
-
-def jpeg_quality(quantization: dict[int, Any]) -> int:
-    """Estimate the IJG quality (1..100) that produced a JPEG's luminance table."""
-    table = np.asarray(quantization[0], dtype=np.float64)[:64]
-    scale = float(np.mean(table / _IJG_LUMA) * 100)
-    quality = (200 - scale) / 2 if scale <= 100 else 5000 / scale
-    return int(np.clip(round(quality), 1, 100))
 
 
 def hf_energy(arr: np.ndarray) -> float:

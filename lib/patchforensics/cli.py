@@ -98,7 +98,7 @@ def _cmd_world(args: argparse.Namespace) -> int:
     from .embedded import build_real_world, counts
 
     cfg = world_config(smoke=args.smoke, seed=args.seed, size=args.size,
-                       fake_resample=args.fake_resample)
+                       fake_resample=args.fake_resample, fake_history=args.fake_history)
     root = Path(args.root) if args.root else None
     manifest = build_real_world(cfg, root, force=args.force, progress=not args.quiet)
     if not args.reals_only:
@@ -254,6 +254,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _original_options(args: argparse.Namespace) -> dict[str, int | None]:
+    """``load_checkpoint``'s overrides for an original authors' checkpoint, from the CLI."""
+    return {"input_size": args.input_size, "load_size": args.load_size,
+            "fake_class_id": args.fake_class_id}
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import evaluate, save_csv
 
@@ -261,7 +267,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     fakes = _fake_sets(args.fake_images)
     table = evaluate(args.checkpoint, args.real_images, fakes, modes=args.modes,
                      val_real=args.val_real_images, val_fake=args.val_fake_images,
-                     device=_device(args), recursive=args.recursive)
+                     device=_device(args), recursive=args.recursive,
+                     **_original_options(args))
     if args.out:
         print(f"wrote {save_csv(table, args.out)}")
     cols = ["fake_set", "mode", "ap", "auc", "acc", "real_acc", "fake_acc", "acc_at_threshold",
@@ -286,7 +293,8 @@ def _cmd_score(args: argparse.Namespace) -> int:
     table = score_files(args.checkpoint, args.paths, mode=args.mode, heatmaps=args.heatmaps,
                         strict=args.strict, batch_size=args.batch_size,
                         device=_device(args), progress=not args.quiet,
-                        on_skip=skipped, recursive=args.recursive, force=args.force)
+                        on_skip=skipped, recursive=args.recursive, force=args.force,
+                        **_original_options(args))
     bad = int((table["error"] != "").sum())
     if bad == len(table):  # nothing scorable: one line, status 2, no empty table written
         print(f"patchforensics score: error: none of the {bad} file(s) could be scored "
@@ -401,6 +409,22 @@ def _add_common(p: argparse.ArgumentParser, *, recursive: bool = False, device: 
         p.add_argument("--quiet", action="store_true", help=quiet)
     if force:
         p.add_argument("--force", action="store_true", help=force)
+
+
+def _add_original_flags(p: argparse.ArgumentParser) -> None:
+    """Overrides for checkpoints of the original authors' code (what its ``opt.yml`` says)."""
+    g = p.add_argument_group(
+        "original authors' checkpoints (*_net_D.pth)",
+        "read from the opt.yml/opt.txt beside the checkpoint when present, else the original's "
+        "defaults; these flags override both")
+    g.add_argument("--fake-class-id", type=int, choices=(0, 1), default=None,
+                   help="the network output that means fake (the original's --fake_class_id; "
+                        "its default 0)")
+    g.add_argument("--input-size", type=int, default=None, metavar="PX",
+                   help="side of the images it was trained on (the original's faces: 128)")
+    g.add_argument("--load-size", type=int, default=None, metavar="PX",
+                   help="its network input, reached by LANCZOS (the original's loadSize: 299 "
+                        "for Xception, 224 for ResNet)")
 
 
 def add_train_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -519,6 +543,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fake-resample", default="", choices=["", "updown", "native"],
                    help="resampling history of generated sets (default updown: the reals' "
                         "LANCZOS step; native gets its own world, e.g. default64-native)")
+    p.add_argument("--fake-history", default="", choices=["", "reals", "none"],
+                   help="JPEG history of CelebA fakes (default reals: rendered at the reals' "
+                        "178x218, JPEG with their tables, then their crop and resize; none: the "
+                        "former world, named e.g. default64-nojpeg)")
     p.add_argument("--retrain", action="store_true", help="retrain cached generators")
     p.add_argument("--reals-only", action="store_true", help="build only the real sets")
     p.add_argument("--no-manipulations", action="store_true",
@@ -585,6 +613,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "data's val split)")
     p.add_argument("--val-fake-images", metavar="DIR",
                    help="validation fakes (with --val-real-images); both read flat")
+    _add_original_flags(p)
     _add_common(p, recursive=True, device=True,
                 quiet="accepted for scripts (evaluate has no progress bar)",
                 force="replace an existing --out file")
@@ -608,6 +637,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strict", action="store_true", help="stop at the first bad file")
     p.add_argument("--batch-size", type=int, default=0,
                    help="images per forward pass (0: by the network's input size)")
+    _add_original_flags(p)
     _add_common(p, recursive=True, device=True, quiet="no progress bar",
                 force="replace an existing --out file, and another model's --heatmaps folder "
                       "(its heatmaps are removed)")

@@ -13,6 +13,8 @@ from typing import Any
 
 FAKE_RESAMPLE = ("updown", "native")  # see WorldConfig.fake_resample
 FAKE_RESAMPLE_DEFAULT = "updown"
+FAKE_HISTORY = ("reals", "none")  # see WorldConfig.fake_history
+FAKE_HISTORY_DEFAULT = "reals"
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,15 @@ class WorldConfig:
     difference of preprocessing. The default follows this parity argument, not a result;
     ``world.resampling_ablation`` measures what the choice changes. Non-default choices get
     their own world name (``default64-native``), so sets of the two never mix.
+
+    ``fake_history`` adds the rest of the reals' history. The CelebA reals are decoded JPEGs
+    (178 x 218, one quality and subsampling, read from their headers: ``jpeg.py``); with
+    ``"reals"`` (default) every generated, inverted and manipulated CelebA image is rendered
+    at that frame, JPEG round-tripped with the reals' tables, then cropped and resized like
+    them (for those sets this replaces ``fake_resample``: the native frame *is* the up-down).
+    Reals that never were JPEGs (Olivetti) keep ``fake_resample`` alone. ``"none"`` is the
+    former world, for the ablation: named ``default64-nojpeg``. ``fake_resample="native"``
+    keeps pixels unresampled, which the native frame cannot, so it needs ``"none"``.
     """
 
     size: int = 64  # side in px of every prepared image (smoke: 32)
@@ -43,6 +54,7 @@ class WorldConfig:
     split: tuple[float, float, float] = (0.8, 0.1, 0.1)  # train/val/test fractions
     test_fakes: int = 500  # fake test images per generator (0: as many as the real test split)
     fake_resample: str = "updown"  # resampling history of generated sets: "updown" | "native"
+    fake_history: str = "reals"  # the reals' JPEG history for fakes: "reals" | "none"
     invert: tuple[str, ...] = ("dcgan", "upconv", "vae")  # generators whose inversions are made
     # Inversion budget, measured on a 2-core EPYC Zen 4 (celeba dcgan, 128 train reals, mean
     # PSNR dB: random latent 11.0; best of 8 random 11.4; + 10 steps 12.0; 25 steps 12.3; 50
@@ -62,8 +74,11 @@ class WorldConfig:
     @property
     def name(self) -> str:
         """Folder name under ``paths.data_dir()``, e.g. ``default64`` or ``smoke32``; a
-        non-default ``fake_resample`` is a suffix (``default64-native``)."""
+        non-default ``fake_resample`` is a suffix (``default64-native``), and so is a world
+        without the reals' JPEG history (``default64-nojpeg``; ``-native`` implies it)."""
         suffix = "" if self.fake_resample == FAKE_RESAMPLE_DEFAULT else f"-{self.fake_resample}"
+        if self.fake_history != FAKE_HISTORY_DEFAULT and self.fake_resample != "native":
+            suffix += "-nojpeg"
         return f"{'smoke' if self.smoke else 'default'}{self.size}{suffix}"
 
     def __post_init__(self) -> None:
@@ -74,6 +89,13 @@ class WorldConfig:
         if self.fake_resample not in FAKE_RESAMPLE:
             raise ValueError(f"fake_resample must be one of {FAKE_RESAMPLE}, "
                              f"got {self.fake_resample!r}")
+        if self.fake_history not in FAKE_HISTORY:
+            raise ValueError(f"fake_history must be one of {FAKE_HISTORY}, "
+                             f"got {self.fake_history!r}")
+        if self.fake_resample == "native" and self.fake_history != "none":
+            raise ValueError("fake_resample='native' keeps generated pixels unresampled, but "
+                             "the reals' JPEG history renders them at the reals' native frame: "
+                             "use fake_history='none' with it")
         if self.test_fakes < 0 or self.invert_steps < 0 or self.invert_restarts < 1:
             raise ValueError("test_fakes >= 0, invert_steps >= 0 and invert_restarts >= 1 please")
 
@@ -99,11 +121,14 @@ def fingerprint(data: Any) -> str:
 
 
 def world_config(*, smoke: bool = False, seed: int = 0, size: int = 0,
-                 fake_resample: str = "") -> WorldConfig:
-    """The default or smoke world config; ``size=0`` keeps that world's default size and
-    ``fake_resample=""`` its default resampling history."""
+                 fake_resample: str = "", fake_history: str = "") -> WorldConfig:
+    """The default or smoke world config; ``size=0`` keeps that world's default size,
+    ``fake_resample=""`` its default resampling history and ``fake_history=""`` its JPEG
+    history (``"none"`` when ``fake_resample="native"``, which cannot have it)."""
     extra: dict[str, Any] = {"size": size} if size else {}
     if fake_resample:
         extra["fake_resample"] = fake_resample
+    if fake_history or fake_resample == "native":
+        extra["fake_history"] = fake_history or "none"
     return WorldConfig.smoke_default(seed=seed, **extra) if smoke else WorldConfig(seed=seed,
                                                                                   **extra)

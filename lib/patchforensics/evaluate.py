@@ -46,6 +46,7 @@ from PIL import Image, ImageFilter
 from scipy.special import expit, logsumexp
 
 from . import original, paths, runs
+from .config import to_dict
 from .data import FAKE, REAL, load_folder
 from .embedded import read_manifest
 from .generators.training import native_bf16
@@ -464,16 +465,20 @@ class Checkpoint:
 
 
 def load_checkpoint(ckpt: str | os.PathLike, *, device: Device = None,
-                    input_size: int | None = None, load_size: int | None = None) -> Checkpoint:
+                    input_size: int | None = None, load_size: int | None = None,
+                    fake_class_id: int | None = None) -> Checkpoint:
     """A classifier from a run folder or its ``best.pt``, with its training image size and data
     folders (from the run's ``config.json`` when present). Raises ``FileNotFoundError`` or
     ``ValueError`` with the file's name when it is missing or not a classifier checkpoint.
 
     The original authors' files (``bestval_net_D.pth``: ``state_dict``/``net_D`` in their key
-    layout) load too (``original.read``): backbone and cut from the keys, ``input_size`` (px of
-    the images it saw) and ``load_size`` (its network input) as given, else the original's
-    128 px faces upsampled to 299 (Xception) / 224 (ResNet) px; one line on stderr says what
-    was assumed. ``input_size`` also serves our checkpoints that do not record their size."""
+    layout) load too (``original.read``): backbone and cut from the keys; ``fake_class_id``
+    (its output row of "fake"), ``load_size`` (its network input) and ``input_size`` (px of the
+    images it saw) as given, else from the ``opt.yml``/``opt.txt`` beside it, else the
+    original's defaults (row 0 is fake; 128 px faces, LANCZOS to 299 px for Xception, 224 px for
+    ResNet); one line on stderr says what was read and what assumed. Their caches (patch maps)
+    go below ``paths.cache_dir()``, never beside the user's file. ``input_size`` also serves our
+    checkpoints that do not record their size."""
     import sys
 
 
@@ -490,12 +495,20 @@ def load_checkpoint(ckpt: str | os.PathLike, *, device: Device = None,
     except Exception as err:  # noqa: BLE001 - any unpickling failure means a bad file
         raise ValueError(f"{path}: cannot be read as a checkpoint ({type(err).__name__}: "
                          f"{str(err).strip().splitlines()[0]})") from err
-    authors = original.read(raw, path, input_size=input_size, load_size=load_size)
+    authors = original.read(raw, path, input_size=input_size, load_size=load_size,
+                            fake_class_id=fake_class_id)
     if authors is not None:
         model, size, said = authors
         print(said, file=sys.stderr)
-        return Checkpoint(path, path.parent, model.to(resolve_device(device)), size, None, None,
-                          None, model.config.name)
+        # a folder of our own for its caches, keyed by the file's bytes and how it was read
+        key = hashlib.sha256(json.dumps([checkpoint_sha256(path), to_dict(model.config),
+                                         size]).encode()).hexdigest()[:16]
+        return Checkpoint(path, paths.cache_dir() / "original" / key,
+                          model.to(resolve_device(device)), size, None, None, None,
+                          model.config.name)
+    if fake_class_id is not None:
+        raise ValueError(f"{path}: a patchforensics checkpoint (output 1 is fake); "
+                         "fake_class_id is for the original authors' files only")
     if not isinstance(raw, dict) or "model_config" not in raw:
         raise ValueError(f"{path}: not a classifier checkpoint (neither patchforensics' "
                          "best.pt nor the original authors' net_D layout)")
@@ -638,13 +651,17 @@ def evaluate(ckpt: str | os.PathLike, real_dir: str | os.PathLike,
              fake_dirs: dict[str, str | os.PathLike], *, modes: Sequence[str] = MODES,
              val_real: str | os.PathLike | None = None,
              val_fake: str | os.PathLike | None = None,
-             device: Device = None, n_boot: int = 0, recursive: bool = True) -> pd.DataFrame:
+             device: Device = None, n_boot: int = 0, recursive: bool = True,
+             input_size: int | None = None, load_size: int | None = None,
+             fake_class_id: int | None = None) -> pd.DataFrame:
     """Evaluate one checkpoint on a folder of reals and named folders of fakes (prepared images
     of the training size, in each folder and, when ``recursive``, its subfolders; the
     validation folders are read flat). One row per (fake set, mode); columns of
     :func:`evaluate_maps` (with AUC intervals when ``n_boot`` > 0) plus ``model``,
-    ``checkpoint``, ``calibrated_on``."""
-    ck = load_checkpoint(ckpt, device=device)
+    ``checkpoint``, ``calibrated_on``. ``input_size``, ``load_size``, ``fake_class_id``: see
+    :func:`load_checkpoint` (the original authors' files)."""
+    ck = load_checkpoint(ckpt, device=device, input_size=input_size, load_size=load_size,
+                         fake_class_id=fake_class_id)
     names = list(fake_dirs)
     for folder in [real_dir, *fake_dirs.values()]:
         if not Path(folder).is_dir():
@@ -1275,9 +1292,10 @@ def score_files(ckpt: str | os.PathLike, inputs: Sequence[str | os.PathLike], *,
                 device: Device = None, progress: bool = True,
                 on_skip: Callable[[Path, str], None] | None = None,
                 recursive: bool = True, input_size: int | None = None,
-                load_size: int | None = None) -> pd.DataFrame:
+                load_size: int | None = None,
+                fake_class_id: int | None = None) -> pd.DataFrame:
     """Score images of any size, format and mode with a checkpoint (folders searched
-    recursively unless not ``recursive``; ``input_size``/``load_size``: see
+    recursively unless not ``recursive``; ``input_size``/``load_size``/``fake_class_id``: see
     :func:`load_checkpoint`, for the original authors' files).
 
     Each file goes through the training pipeline (``preprocess.prepare_array``: centre square,
@@ -1306,7 +1324,8 @@ def score_files(ckpt: str | os.PathLike, inputs: Sequence[str | os.PathLike], *,
     files = [f for f, _ in named]
     if not files:
         raise ValueError(f"no images found in {[str(i) for i in inputs]}")
-    ck = load_checkpoint(ckpt, device=device, input_size=input_size, load_size=load_size)
+    ck = load_checkpoint(ckpt, device=device, input_size=input_size, load_size=load_size,
+                         fake_class_id=fake_class_id)
     if out_dir is not None:
         claim_heatmap_folder(out_dir, ck, force=force)
     cal = calibration(ck, device=device)

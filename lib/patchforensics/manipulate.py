@@ -24,7 +24,9 @@ As in FaceForensics++, the four methods share one seeded (target, source) pairin
 (a cyclic shift of a random order of the faces the mesh found, so no face is its own source and
 each is the source of exactly one other); ``neuraltex`` uses only the target. Every fake keeps
 its target's file name and goes through the reals' own pipeline (``embedded.write_set``,
-history ``native``: a manipulated photo has the reals' resampling history), so the parity audit
+history ``native``: a manipulated photo has the reals' resampling history; with
+``WorldConfig.fake_history="reals"`` it is also JPEG round-tripped with the reals' own tables at
+its native size, so the edited region carries the reals' JPEG history too), so the parity audit
 finds nothing. Each set has one mask file, ``<world>/fake/celeba/<method>/masks.npz``: per
 image the blend weight in [0, 1] (the share of each pixel that came from the manipulation),
 computed at native size and brought to the world size by the images' own centre square and
@@ -55,6 +57,7 @@ from .embedded import (
     SPLITS,
     _record_set,
     config_diff,
+    fake_jpeg_history,
     read_manifest,
     real_splits,
     set_is_complete,
@@ -510,9 +513,10 @@ def build_manipulation_sets(cfg: WorldConfig, root: str | Path | None = None, *,
                          f"(field: (built, requested)) {diff}")
     real = manifest["sets"][real_key]
     seeds = {s: split_seed(cfg.seed, DATASET, PAIRING, s) for s in SPLITS}
+    jpeg = fake_jpeg_history(cfg, real)
     base = {"version": MANIPULATE_VERSION, "params": to_dict(p), "size": cfg.size,
             "seeds": seeds, "real": real.get("fingerprint"), "pipeline": PIPELINE,
-            "mediapipe": _mediapipe().__version__}
+            "mediapipe": _mediapipe().__version__, "jpeg": jpeg.to_dict() if jpeg else None}
     gen: TorchGenerator | None = None
     renderer: dict[str, Any] | None = None
     if any(m in LEARNED for m in methods):
@@ -616,8 +620,11 @@ def _build_one(root: Path, method: str, cfg: WorldConfig, p: ManipulationConfig,
                 "found": {s: int(sum(m is not None for m in marks[s])) for s in SPLITS},
                 "seconds": round(detect_s, 2)},
             "seconds": round(time.perf_counter() - t0, 2), "provenance": run_record()}
+    # The JPEG round trip moves no pixel, so the masks (made at native size above) stay
+    # aligned: a manipulated photo is re-encoded whole, as the source photo was.
     write_set(root, key, splits, size=cfg.size, meta=meta, world=world, progress=progress,
-              history="native")
+              history="native", jpeg=fake_jpeg_history(cfg, read_manifest(root)["sets"][
+                  f"real/{DATASET}"]))
     # write_set replaced the whole folder, so the mask file goes in after it.
     buf = io.BytesIO()
     np.savez_compressed(buf, **masks)

@@ -29,8 +29,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import nn
 from torchvision.models import resnet18
 
@@ -41,6 +43,7 @@ DEPTHS = {
     "xception": ("block1", "block2", "block3", "block4", "block5", "full"),
     "resnet18": ("layer1", "layer2", "layer3", "layer4", "full"),
 }
+RESIZE_FILTERS = ("bicubic", "lanczos_uint8")
 # Xception channel widths: input, stem (2), block1..block12, conv3, conv4 (Chollet 2017, Fig. 5).
 XCEPTION_CHANNELS = (3, 32, 64, 128, 256, 728, 728, 728, 728, 728, 728, 728, 728, 728, 1024,
                      1536, 2048)
@@ -54,6 +57,10 @@ class ModelConfig:
     depth: str = "block2"  # cut after block1..block5 (xception) / layer1..layer4, or "full"
     load_size: int = 0  # upsample inputs to this side (bicubic) inside forward; 0 = as given
     init_gain: float = 0.02  # xavier-normal gain of conv weights (the original code's value)
+    resize_filter: str = "bicubic"  # how inputs reach load_size: "bicubic" on float tensors
+    #   (differentiable, on the device), or "lanczos_uint8": PIL LANCZOS on the 8-bit image,
+    #   the original code's test transform (its checkpoints are read so, see ``original``)
+    centre_crop: int = 0  # then keep the centre c x c (the original's full models); 0 = all
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
@@ -63,6 +70,11 @@ class ModelConfig:
                              f"got {self.depth!r}")
         if self.load_size < 0:
             raise ValueError(f"load_size must be >= 0, got {self.load_size}")
+        if self.resize_filter not in RESIZE_FILTERS:
+            raise ValueError(f"resize_filter must be one of {RESIZE_FILTERS}, got "
+                             f"{self.resize_filter!r}")
+        if self.centre_crop < 0 or (self.centre_crop and self.centre_crop > self.load_size):
+            raise ValueError(f"centre_crop must be in [0, load_size], got {self.centre_crop}")
 
     @property
     def name(self) -> str:
@@ -192,6 +204,8 @@ class PatchClassifier(nn.Module):
         """N x 3 x H x W -> N x 3 x L x L at the load size L (unchanged when it is 0)."""
         if x.ndim != 4 or x.shape[1] != 3:
             raise ValueError(f"expected N x 3 x H x W images, got shape {tuple(x.shape)}")
+        if self.config.resize_filter == "lanczos_uint8" and self.config.load_size:
+            return lanczos_uint8(x, self.config.load_size, self.config.centre_crop)
         if self.config.load_size and x.shape[-1] != self.config.load_size:
             # The paper upsampled 128 px images to the net's load size (LANCZOS in PIL); bicubic
             # on the batch is the closest differentiable, on-device equivalent.
@@ -207,6 +221,31 @@ class PatchClassifier(nn.Module):
         elif x.ndim != 4 or x.shape[1] != 3:
             raise ValueError(f"expected N x 3 x H x W images, got shape {tuple(x.shape)}")
         return self.head(self.pool(self.features(x)))
+
+
+def lanczos_uint8(x: torch.Tensor, size: int, crop: int = 0) -> torch.Tensor:
+    """The original code's test transform on a batch: N x 3 x H x W float in [-1, 1] (8-bit
+    images scaled by ``u / 127.5 - 1``) -> N x 3 x S x S in [-1, 1], each image back to 8 bits,
+    its shorter side resized to ``size`` by PIL LANCZOS (torchvision ``Resize(size)``), then
+    the centre ``crop`` x ``crop`` (``crop`` 0: ``size``). Not differentiable: ``ValueError``
+    when ``x`` needs a gradient (use ``resize_filter="bicubic"`` for that)."""
+    if x.requires_grad:
+        raise ValueError("the original's LANCZOS resize works on 8-bit images and passes no "
+                         "gradient; use a model with resize_filter='bicubic' for gradients")
+    h, w = x.shape[-2:]
+    # torchvision's Resize(int): the shorter side becomes size, the longer keeps the ratio
+    new = (size, int(size * w / h)) if h <= w else (int(size * h / w), size)
+    side = crop or size
+    top, left = (int(round((n - side) / 2.0)) for n in new)  # torchvision CenterCrop's
+    u8 = ((x.detach().float().cpu() + 1.0) * 127.5).round_().clamp_(0, 255).to(torch.uint8)
+    out = []
+    for img in u8.permute(0, 2, 3, 1).numpy():
+        big = Image.fromarray(np.ascontiguousarray(img)).resize(new[::-1], Image.LANCZOS)
+        out.append(np.asarray(big)[top: top + side, left: left + side])
+    y = torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+    return y.to(x.device, x.dtype).contiguous(memory_format=torch.channels_last
+                                      if x.is_contiguous(memory_format=torch.channels_last)
+                                      else torch.contiguous_format)
 
 
 def init_weights(model: nn.Module, gain: float = 0.02,

@@ -33,6 +33,7 @@ from .images import (
     sha256_bytes,
     sha256_file,
 )
+from .jpeg import JpegHistory, apply_jpeg_history
 from .progress import bar as progress_bar
 
 PNG_COMPRESS_LEVEL = 6  # fixed so that the same pixels always give the same bytes
@@ -80,9 +81,16 @@ def resample_history(arr: np.ndarray, history: str = "native") -> np.ndarray:
     return np.asarray(im, dtype=np.uint8)
 
 
-def prepare_generated(arr: np.ndarray, size: int, history: str = "native") -> np.ndarray:
-    """``prepare_array`` after ``resample_history``: the pixels a generated image is stored
-    with (size x size x 3 uint8)."""
+def prepare_generated(arr: np.ndarray, size: int, history: str = "native",
+                      jpeg: JpegHistory | None = None) -> np.ndarray:
+    """The pixels a generated or manipulated image is stored with (size x size x 3 uint8).
+
+    With ``jpeg`` (the reals' JPEG history, ``jpeg.JpegHistory``), the image gets the reals'
+    whole history, rendered at their native frame, JPEG round trip, then ``prepare_array``;
+    the resampling ``history`` is then moot (the native frame is the resampling). Without it,
+    ``prepare_array`` after :func:`resample_history`."""
+    if jpeg is not None:
+        return prepare_array(apply_jpeg_history(arr, jpeg), size)
     return prepare_array(resample_history(arr, history), size)
 
 
@@ -96,10 +104,11 @@ def encode_png(arr: np.ndarray) -> bytes:
 
 
 def write_prepared(arr: np.ndarray, dst: str | os.PathLike, size: int, *,
-                   history: str = "native") -> str:
-    """Prepare ``arr`` (HxWx3 uint8; generated images with resampling ``history``, see
-    :func:`resample_history`) and write it atomically as PNG; returns its SHA-256."""
-    data = encode_png(prepare_generated(arr, size, history))
+                   history: str = "native", jpeg: JpegHistory | None = None) -> str:
+    """Prepare ``arr`` (HxWx3 uint8; generated images with resampling ``history`` or the
+    reals' ``jpeg`` history, see :func:`prepare_generated`) and write it atomically as PNG;
+    returns its SHA-256."""
+    data = encode_png(prepare_generated(arr, size, history, jpeg))
     atomic_write_bytes(dst, data)
     return sha256_bytes(data)
 
@@ -218,6 +227,9 @@ PIPELINE = {
     "crop": "centre square",
     "resize": "PIL LANCZOS",
     "generated": "fake_resample 'updown': PIL BICUBIC 2x up before the resize; 'native': none",
+    "jpeg": "fake_history 'reals' (sets whose reals are JPEGs): BICUBIC up to the reals' native "
+            "frame (reflect-padded), JPEG with their tables and subsampling, decode, then the "
+            "crop and resize; 'none': no JPEG",
     "format": f"PNG 8-bit RGB, no metadata, compress_level={PNG_COMPRESS_LEVEL}",
 }
 

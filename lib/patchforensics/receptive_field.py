@@ -179,8 +179,12 @@ def receptive_field(model: PatchClassifier | ModelConfig,
     if not isinstance(cfg, ModelConfig):
         raise TypeError(f"expected a PatchClassifier or ModelConfig, got {type(model).__name__}")
     height, width = (input_size, input_size) if isinstance(input_size, int) else input_size
-    # init_gain does not change the architecture: one cache entry for all gains.
-    return _cached(replace(cfg, init_gain=0.0), int(height), int(width))
+    # init_gain does not change the architecture: one cache entry for all gains. A model that
+    # resizes like the original code (PIL LANCZOS on 8-bit images, no gradient) is measured
+    # through bicubic: the same upsampling, with a kernel 2 instead of 3 source px wide on each
+    # side, so its fields are at most 1 input px narrower on each side than LANCZOS's.
+    return _cached(replace(cfg, init_gain=0.0, resize_filter="bicubic", centre_crop=0),
+                   int(height), int(width))
 
 
 PACKAGED = Path(__file__).with_name("receptive_fields.json")
@@ -188,7 +192,8 @@ PACKAGED = Path(__file__).with_name("receptive_fields.json")
 
 @lru_cache(maxsize=1)
 def _packaged() -> dict[str, dict]:
-    """The fields of the profiles in ``protocol.PROFILES`` (default, seeds, full, smoke),
+    """The fields of the profiles in ``protocol.PROFILES`` (default, seeds, full, smoke) and of
+    the original code's xception_block2 at its 128 -> 299 px (``tests/test_original.py``),
     measured once and shipped with the package (``tests/test_receptive_field.py`` re-measures
     them), so a first run does not spend a minute measuring them."""
     import json

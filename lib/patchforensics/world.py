@@ -41,6 +41,7 @@ from .embedded import (
     REAL_DATASETS,
     SPLITS,
     config_diff,
+    fake_jpeg_history,
     read_manifest,
     set_is_complete,
     write_set,
@@ -120,9 +121,11 @@ def build_fake_world(cfg: WorldConfig, root: str | Path | None = None, *, force:
         gen = get_generator(dataset, name, world_root=root, smoke=cfg.smoke, device=device,
                             force=retrain, progress=progress)
         key = f"fake/{dataset}/{name}"
+        jpeg = fake_jpeg_history(cfg, real)
         fp = fingerprint({"set": key, "size": cfg.size, "counts": counts, "seeds": seeds,
                           "weights": gen.checkpoint_sha256, "pipeline": PIPELINE,
-                          "resample": cfg.fake_resample, "real": real.get("fingerprint")})
+                          "resample": cfg.fake_resample, "real": real.get("fingerprint"),
+                          "jpeg": jpeg.to_dict() if jpeg else None})
         if force or not set_is_complete(root, key, fp):
             meta = {"kind": "fake", "dataset": dataset, "generator": name, "fingerprint": fp,
                     "seeds": seeds, "native_size": gen.size, "channels": gen.channels,
@@ -132,7 +135,7 @@ def build_fake_world(cfg: WorldConfig, root: str | Path | None = None, *, force:
                     "real_counts": real_counts, "provenance": run_record()}
             splits = {s: fake_items(gen, counts[s], seeds[s], s) for s in SPLITS}
             write_set(root, key, splits, size=cfg.size, meta=meta, world=world,
-                      progress=progress, history=cfg.fake_resample)
+                      progress=progress, history=cfg.fake_resample, jpeg=jpeg)
         if name in cfg.invert and isinstance(gen, TorchGenerator):
             build_inversion_set(cfg, root, gen, force=force, recompute=retrain,
                                 progress=progress)
@@ -219,16 +222,18 @@ def build_inversion_set(cfg: WorldConfig, root: str | Path, gen: TorchGenerator,
     real = manifest["sets"][real_key]
     inv = inversion_config(cfg)
     key = f"fake/{gen.dataset}/{gen.name}{INVERTED}"
+    jpeg = fake_jpeg_history(cfg, real)
     fp = fingerprint({"set": key, "size": cfg.size, "inversion": to_dict(inv),
                       "weights": gen.checkpoint_sha256, "pipeline": PIPELINE,
-                      "resample": cfg.fake_resample, "real": real.get("fingerprint")})
+                      "resample": cfg.fake_resample, "real": real.get("fingerprint"),
+                      "jpeg": jpeg.to_dict() if jpeg else None})
     if not force and not recompute and set_is_complete(root, key, fp):
         return manifest["sets"][key]
     result, cache = invert_reals(gen, root, inv, recompute=recompute, progress=progress)
     psnr: dict[str, dict[str, float]] = {}
     for split in SPLITS:
         reals, _ = _real_split(root, gen.dataset, split)
-        stored = np.stack([prepare_generated(a, cfg.size, cfg.fake_resample)
+        stored = np.stack([prepare_generated(a, cfg.size, cfg.fake_resample, jpeg)
                            for a in result[split]["images"]])
         p = psnr_uint8(stored, reals)
         psnr[split] = {"mean": float(p.mean()), "median": float(np.median(p)),
@@ -247,7 +252,7 @@ def build_inversion_set(cfg: WorldConfig, root: str | Path, gen: TorchGenerator,
                                                        strict=True)] for s in SPLITS}
     return write_set(root, key, splits, size=cfg.size, meta=meta,
                      world=read_manifest(root)["world"], progress=progress,
-                     history=cfg.fake_resample)
+                     history=cfg.fake_resample, jpeg=jpeg)
 
 
 def world_config_of(root: str | Path) -> WorldConfig:

@@ -1,0 +1,131 @@
+"""The reals' JPEG history: read it from their files, and give it to generated images.
+
+Chai et al. (Sec. 3) prepare reals and fakes identically so that a classifier cannot learn the
+preprocessing; DESIGN.md ("Protocol parity") extends that to the *whole* history. The embedded
+CelebA reals are decoded JPEGs (178 x 218 px, one quality and chroma subsampling for all), so
+every fake of CelebA is rendered at that native frame, JPEG-encoded with the reals' own
+quantisation tables and subsampling, decoded, and only then put through the reals' crop and
+LANCZOS step (``preprocess.prepare_generated``). Everything here reads headers or encodes in
+memory; nothing is written.
+"""
+
+from __future__ import annotations
+
+import io
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from PIL import Image, JpegImagePlugin
+
+# Standard IJG luminance table (quality 50), for estimating a JPEG's quality setting.
+_IJG_LUMA = np.array([
+    16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69,
+    56, 14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81,
+    104, 113, 92, 49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99],
+    dtype=np.float64)
+SUBSAMPLING = {0: "4:4:4", 1: "4:2:2", 2: "4:2:0"}  # PIL's codes (JpegImagePlugin.get_sampling)
+UPSAMPLE = Image.Resampling.BICUBIC  # generated -> native frame; see render_native
+
+
+def jpeg_quality(quantization: dict[int, Any]) -> int:
+    """Estimate the IJG quality (1..100) that produced a JPEG's luminance table."""
+    table = np.asarray(quantization[0], dtype=np.float64)[:64]
+    scale = float(np.mean(table / _IJG_LUMA) * 100)
+    quality = (200 - scale) / 2 if scale <= 100 else 5000 / scale
+    return int(np.clip(round(quality), 1, 100))
+
+
+@dataclass(frozen=True)
+class JpegHistory:
+    """One JPEG encoding of a real dataset's source files, as read from their headers."""
+
+    height: int  # native frame of the source photos, px (CelebA aligned crops: 218)
+    width: int  # (CelebA: 178)
+    quality: int  # estimated IJG quality of the luminance table (CelebA: 75)
+    subsampling: int  # PIL code: 0 = 4:4:4, 1 = 4:2:2, 2 = 4:2:0
+    tables: tuple[tuple[int, ...], ...]  # the quantisation tables themselves (natural order)
+    files: int  # source files read
+    agree: float  # share of them with exactly this frame, tables and subsampling (0..1]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready, with the subsampling also spelled out (``"4:2:0"``)."""
+        return {"height": self.height, "width": self.width, "quality": self.quality,
+                "subsampling": self.subsampling,
+                "subsampling_name": SUBSAMPLING.get(self.subsampling, "?"),
+                "tables": [list(t) for t in self.tables], "files": self.files,
+                "agree": self.agree}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> JpegHistory:
+        return cls(int(data["height"]), int(data["width"]), int(data["quality"]),
+                   int(data["subsampling"]), tuple(tuple(int(v) for v in t)
+                                                   for t in data["tables"]),
+                   int(data["files"]), float(data["agree"]))
+
+
+def estimate_jpeg_history(blobs: Iterable[bytes]) -> JpegHistory | None:
+    """The most common (frame, tables, subsampling) among JPEG files given as bytes.
+
+    Only headers are parsed (no pixel decode). Returns ``None`` when none of them is a JPEG
+    (e.g. Olivetti's raw arrays): such reals have no JPEG history to copy. ``agree`` < 1 says
+    the files were not all encoded alike; the commonest encoding is the estimate.
+    """
+    seen: Counter[tuple[Any, ...]] = Counter()
+    files = 0
+    for blob in blobs:
+        with Image.open(io.BytesIO(blob)) as im:
+            if im.format != "JPEG":
+                continue
+            tables = tuple(tuple(int(v) for v in im.quantization[k])
+                           for k in sorted(im.quantization))
+            seen[(im.height, im.width, tables, JpegImagePlugin.get_sampling(im))] += 1
+            files += 1
+    if not files:
+        return None
+    (h, w, tables, sub), n = seen.most_common(1)[0]
+    return JpegHistory(h, w, jpeg_quality(dict(enumerate(tables))), int(sub), tables, files,
+                       round(n / files, 4))
+
+
+def render_native(arr: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Put an image into the reals' native frame so the reals' crop gives it back whole.
+
+    ``arr``: HxWx3 uint8. An image already ``height x width`` (a manipulated photo) is
+    returned as it is. A square generated image is upsampled (PIL BICUBIC, as the resampling
+    history ``updown``: a smooth interpolant without LANCZOS's overshoot, and the same choice
+    the resampling ablation measured) to the side of ``preprocess.center_square``'s crop,
+    min(height, width), and reflect-padded to the frame with the crop's own offsets: the
+    JPEG blocks then sit on it exactly where they sit on a real's crop (CelebA: 20 rows
+    above, so row 0 of the crop is row 4 of a block). Returns height x width x 3 uint8.
+    """
+    if arr.shape[:2] == (height, width):
+        return arr
+    if arr.ndim != 3 or arr.shape[0] != arr.shape[1]:
+        raise ValueError(f"expected a square HxWx3 image or one of {height}x{width}, "
+                         f"got shape {arr.shape}")
+    side = min(height, width)
+    up = np.asarray(Image.fromarray(arr, mode="RGB").resize((side, side), UPSAMPLE))
+    top, left = (height - side) // 2, (width - side) // 2
+    pad = ((top, height - side - top), (left, width - side - left), (0, 0))
+    return np.pad(up, pad, mode="reflect")
+
+
+def jpeg_round_trip(arr: np.ndarray, history: JpegHistory) -> np.ndarray:
+    """Encode HxWx3 uint8 with the reals' quantisation tables and chroma subsampling, and
+    decode it again (PIL/libjpeg, baseline, no metadata). Returns HxWx3 uint8."""
+    buf = io.BytesIO()
+    Image.fromarray(arr, mode="RGB").save(buf, format="JPEG", qtables=[list(t) for t in
+                                                                      history.tables],
+                                          subsampling=history.subsampling)
+    with Image.open(buf) as im:
+        return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
+
+
+def apply_jpeg_history(arr: np.ndarray, history: JpegHistory) -> np.ndarray:
+    """:func:`render_native` then :func:`jpeg_round_trip`: a generated (square) or
+    manipulated (native-frame) image with the reals' history up to their decode.
+    Returns history.height x history.width x 3 uint8, ready for ``prepare_array``."""
+    return jpeg_round_trip(render_native(arr, history.height, history.width), history)

@@ -146,3 +146,15 @@ def test_export_uses_the_originals_class_order():
     for key, value in state.items():
         if key in out:
             torch.testing.assert_close(out[key], value, msg=key)
+
+
+def test_the_api_reads_it_too(project_env, theirs, capsys):
+    from PIL import Image
+
+    from patchforensics import api
+
+    det = api.load(CKPT)
+    image = np.asarray(Image.open(FIXTURE / "images" / "real_003.png"))
+    want = theirs.set_index("name").loc["real_003.png", "p_fake_after_softmax"]
+    assert det.score(image) == pytest.approx(want, abs=1e-3)
+    assert api.load(CKPT, fake_class_id=1).score(image) == pytest.approx(1 - want, abs=1e-3)

@@ -123,13 +123,17 @@ class Detector:
 
 
 def load(run_or_checkpoint: str | os.PathLike, *, mode: str = "mean_softmax",
-         device: str | None = None) -> Detector:
+         device: str | None = None, **original: int) -> Detector:
     """A :class:`Detector` from a run folder or its ``best.pt`` (as ``train`` and notebook 02
-    write them). ``mode``: ``"mean_softmax"`` (the paper's), ``"mean_logit"`` or ``"vote"``;
-    ``device``: ``None`` = CUDA when present. A missing or foreign file raises an error that
-    names it."""
+    write them), or an original authors' ``*_net_D.pth`` (``original``: ``fake_class_id``,
+    ``input_size``, ``load_size`` override its ``opt.yml``; see ``evaluate.load_checkpoint``).
+    ``mode``: ``"mean_softmax"`` (the paper's), ``"mean_logit"`` or ``"vote"``; ``device``:
+    ``None`` = CUDA when present. A missing or foreign file raises an error that names it."""
 
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    ck = load_checkpoint(run_or_checkpoint, device=device)
+    unknown = set(original) - {"fake_class_id", "input_size", "load_size"}
+    if unknown:
+        raise TypeError(f"load() got unexpected keyword arguments {sorted(unknown)}")
+    ck = load_checkpoint(run_or_checkpoint, device=device, **original)
     return Detector(ck, calibration(ck, device=device), mode, device)

@@ -107,3 +107,67 @@ def test_cli_strict_exit_codes_and_json(reals, fakes, tmp_path, capsys):
     assert payload["clean"] is False and payload["n_fake"] == 40
     assert main(["audit", str(reals), str(tmp_path / "nope")]) == 2
     assert "no such folder" in capsys.readouterr().err
+
+
+# --- the JPEG block grid (issue 23) ---------------------------------------------------------------
+
+GRID_FACES = 40  # real CelebA crops a side; the effect (AUC ~0.9) is ~6 null SDs above 0.5
+
+
+@pytest.fixture(scope="module")
+def grid_sets(tmp_path_factory):
+    """The issue's pair from real CelebA crops: the world's 64 px reals upsampled to the native
+    frame, with (``jpeg``) and without (``none``) the reals' JPEG round trip, both cropped and
+    LANCZOS'd to 64 px; ``jpeg2``: other faces with the same JPEG history."""
+    from patchforensics.embedded import load_celeba, source_jpeg_history
+    from patchforensics.jpeg import jpeg_round_trip, render_native
+    from patchforensics.preprocess import prepare_array
+
+    history = source_jpeg_history("celeba")
+    faces = [arr for _, arr in load_celeba(limit=2 * GRID_FACES)]
+    folders = {k: tmp_path_factory.mktemp(k) for k in ("jpeg", "none", "jpeg2")}
+    for i, arr in enumerate(faces):
+        frame = render_native(prepare_array(arr, 64), history.height, history.width)
+        jpeg = prepare_array(jpeg_round_trip(frame, history), 64)
+        if i < GRID_FACES:
+            write_prepared(jpeg, folders["jpeg"] / f"{i:03d}.png", 64)
+            write_prepared(prepare_array(frame, 64), folders["none"] / f"{i:03d}.png", 64)
+        else:
+            write_prepared(jpeg, folders["jpeg2"] / f"{i:03d}.png", 64)
+    return folders
+
+
+def test_flags_a_jpeg_history_mismatch_by_its_grid(grid_sets):
+    report = au.audit(grid_sets["none"], grid_sets["jpeg"])
+    grid = [f for f in report.findings if f.startswith("jpeg_grid")]
+    assert grid and "JPEG block grid" in grid[0], report.summary()
+    assert report.frame().set_index("fact").loc["jpeg_grid", "auc"] >= 0.8
+    # the images are PNGs of one size on both sides: only the grid tells them apart
+    assert [f.split(":")[0] for f in report.findings] == ["jpeg_grid"]
+
+
+def test_quiet_on_two_sets_with_the_same_jpeg_history(grid_sets):
+    report = au.audit(grid_sets["jpeg"], grid_sets["jpeg2"])
+    assert report.clean, report.summary()
+    assert report.frame().set_index("fact").loc["jpeg_grid", "auc"] < 0.65
+
+
+def test_grid_score_sees_the_blocks_where_the_frame_puts_them(grid_sets):
+    """The score is phase-locked: the JPEG set scores higher than the same faces without JPEG,
+    and shifting the assumed frame by half a block (4 rows) loses that."""
+    from patchforensics.jpeg import block_grid_score
+
+    def scores(folder, frame):
+        return np.array([block_grid_score(np.asarray(Image.open(f).convert("RGB")), frame)
+                         for f in sorted(folder.iterdir())])
+
+    right = scores(grid_sets["jpeg"], (218, 178)) - scores(grid_sets["none"], (218, 178))
+    wrong = scores(grid_sets["jpeg"], (226, 178)) - scores(grid_sets["none"], (226, 178))
+    assert np.mean(right > 0) >= 0.8 and np.median(right) > 0.2
+    assert np.median(wrong) < np.median(right) / 2
+
+
+def test_cli_strict_fails_on_the_issue_pair(grid_sets, capsys):
+    assert main(["audit", str(grid_sets["none"]), str(grid_sets["jpeg"]), "--strict"]) == 1
+    assert "JPEG block grid" in capsys.readouterr().out
+    assert main(["audit", str(grid_sets["jpeg"]), str(grid_sets["jpeg2"]), "--strict"]) == 0

@@ -10,6 +10,10 @@ together, separate the two sets: the "cheat" AUC. A fact whose AUC reaches ``fla
 *finding*. Two facts are reported but never flagged, since they depend on image content and
 differ even at perfect parity: the file size (smooth fakes compress better) and the share of
 high-frequency energy (sensitive to the resampling method, so a resize mismatch shows there).
+One content fact *is* a finding: ``jpeg_grid`` (``jpeg.block_grid_score``), the amplitude of a
+JPEG block grid at the fixed phase of the reals' crop. A set whose images were JPEG-compressed
+at their native frame carries it after the resize to 64 px; one that was not does not (issue 23;
+``benchmarks/jpeg_grid_probe.py`` measures it: per-image AUC ~0.9 on the issue's pair).
 """
 
 from __future__ import annotations
@@ -31,13 +35,20 @@ from sklearn.tree import DecisionTreeClassifier
 from . import paths
 from .embedded import read_manifest
 from .images import MAX_PIXELS, ImageError, atomic_write_text, list_images, read_image
-from .jpeg import jpeg_quality  # re-exported: the audit's quality estimate lives with the history
+from .jpeg import (
+    GRID_FRAME,
+    block_grid_score,
+    jpeg_quality,  # re-exported: the audit's quality estimate lives with the history
+)
+from .preprocess import center_square
 
 # Container facts: each alone separating the sets is a finding.
 CONTAINER = ("format", "size", "mode", "bit_depth", "exif", "metadata", "icc_profile",
              "jpeg_quality", "jpeg_subsampling", "progressive")
 # Content-dependent facts: reported, never a finding.
 CONTENT = ("file_size", "hf_energy")
+# Content facts that are findings: a JPEG block grid in one set only is a history mismatch.
+GRID = ("jpeg_grid",)
 _BITS = {"1": 1, "L": 8, "P": 8, "RGB": 8, "RGBA": 8, "CMYK": 8, "YCbCr": 8, "LA": 8,
          "I;16": 16, "I;16B": 16, "I;16L": 16, "I": 32, "F": 32}
 _OWN_KEYS = {"exif", "icc_profile", "progressive", "progression", "dpi", "jfif", "jfif_version",
@@ -61,6 +72,7 @@ class FileFacts:
     progressive: bool = False
     file_size: int = 0
     hf_energy: float = float("nan")  # share of spectral power above half the Nyquist frequency
+    jpeg_grid: float = float("nan")  # jpeg.block_grid_score of the centre square
     error: str = ""
 
 
@@ -75,8 +87,10 @@ def hf_energy(arr: np.ndarray) -> float:
     return float(power[np.hypot(fy, fx) > 0.25].sum() / total) if total > 0 else 0.0
 
 
-def inspect_file(path: str | os.PathLike, *, max_pixels: int = MAX_PIXELS) -> FileFacts:
-    """Container and content facts of one image file; ``error`` is set when it can't be read."""
+def inspect_file(path: str | os.PathLike, *, max_pixels: int = MAX_PIXELS,
+                 grid_frame: tuple[int, int] = GRID_FRAME) -> FileFacts:
+    """Container and content facts of one image file; ``error`` is set when it can't be read.
+    ``grid_frame``: the native (H, W) frame whose JPEG blocks ``jpeg_grid`` looks for."""
     path = Path(path)
     facts = FileFacts(path=str(path))
     try:
@@ -96,6 +110,7 @@ def inspect_file(path: str | os.PathLike, *, max_pixels: int = MAX_PIXELS) -> Fi
                                          im.info.get("progression"))
         arr, _ = read_image(path, max_pixels=max_pixels, min_side=1)
         facts.hf_energy = hf_energy(arr)
+        facts.jpeg_grid = block_grid_score(center_square(arr), grid_frame)
     except ImageError as err:
         facts.error = err.problem
     except Exception as err:  # noqa: BLE001 - any unreadable file is reported, not fatal
@@ -169,6 +184,16 @@ def _auc(values: pd.DataFrame, y: np.ndarray, seed: int = 0, max_groups: int = 1
     return max(auc, 1 - auc)  # a fact that separates "backwards" separates all the same
 
 
+def _score_auc(scores: pd.Series, y: np.ndarray) -> float:
+    """AUC in [0.5, 1] of a fixed per-file score (no fitting, so no cross-validation needed);
+    0.5 when it is undefined on either side."""
+    ok = scores.notna().to_numpy()
+    if len(np.unique(y[ok])) < 2:
+        return 0.5
+    auc = float(roc_auc_score(y[ok], scores.to_numpy()[ok]))
+    return max(auc, 1 - auc)
+
+
 def _describe(series: pd.Series) -> str:
     if series.dtype.kind in "fi" and series.nunique() > 5:
         lo, hi = series.quantile(0.1), series.quantile(0.9)
@@ -179,8 +204,14 @@ def _describe(series: pd.Series) -> str:
 
 
 def audit(real_dir: str | os.PathLike, fake_dir: str | os.PathLike, *, flag_auc: float = 0.7,
-          max_files: int | None = 2000, recursive: bool = False, seed: int = 0) -> AuditReport:
-    """Audit two image folders for container differences that alone separate them.
+          max_files: int | None = 2000, recursive: bool = False, seed: int = 0,
+          grid_frame: tuple[int, int] = GRID_FRAME) -> AuditReport:
+    """Audit two image folders for container differences, and a JPEG block grid, that alone
+    separate them.
+
+    ``flag_auc`` is the one threshold: a container fact or ``jpeg_grid`` whose AUC reaches it
+    is a finding. ``grid_frame``: the native (H, W) frame the images are centre crops of
+    (default CelebA's 218 x 178), which fixes where a JPEG grid would sit.
 
     ``max_files`` caps the files read per folder (a seeded random subset; ``None`` reads all).
     Raises ``FileNotFoundError`` / ``ValueError`` naming the folder when one is missing or holds
@@ -194,7 +225,7 @@ def audit(real_dir: str | os.PathLike, fake_dir: str | os.PathLike, *, flag_auc:
         if max_files is not None and len(files) > max_files:
             pick = np.random.default_rng(seed).choice(len(files), max_files, replace=False)
             files = [files[i] for i in sorted(pick)]
-        sides.append([inspect_file(f) for f in files])
+        sides.append([inspect_file(f, grid_frame=grid_frame) for f in files])
     rows = [asdict(f) | {"label": lab} for lab, side in enumerate(sides) for f in side]
     df = pd.DataFrame(rows)
     report = AuditReport(real=str(real_dir), fake=str(fake_dir), n_real=len(sides[0]),
@@ -207,14 +238,19 @@ def audit(real_dir: str | os.PathLike, fake_dir: str | os.PathLike, *, flag_auc:
         return report
     if np.bincount(y).min() < 5:
         report.notes.append("fewer than 5 readable files on a side: AUCs are in-sample/unstable")
-    for fact in CONTAINER + CONTENT:
-        auc = _auc(ok[[fact]], y, seed)
-        kind = "container" if fact in CONTAINER else "content"
+    for fact in CONTAINER + CONTENT + GRID:
+        kind = "container" if fact in CONTAINER else "grid" if fact in GRID else "content"
+        auc = _auc(ok[[fact]], y, seed) if kind != "grid" else _score_auc(ok[fact], y)
         real_s, fake_s = _describe(ok[ok.label == 0][fact]), _describe(ok[ok.label == 1][fact])
-        finding = kind == "container" and auc >= flag_auc
+        finding = kind != "content" and auc >= flag_auc
         report.table.append({"fact": fact, "kind": kind, "real": real_s, "fake": fake_s,
                              "auc": round(auc, 3), "finding": finding})
-        if finding:
+        if finding and kind == "grid":
+            report.findings.append(
+                f"{fact}: the JPEG block grid (8/16 px blocks of a {grid_frame[0]}x"
+                f"{grid_frame[1]} frame) differs: real {real_s} vs fake {fake_s} alone "
+                f"separates the sets (AUC {auc:.2f}); give both the same JPEG history")
+        elif finding:
             report.findings.append(f"{fact}: real {real_s} vs fake {fake_s} alone separates the "
                                    f"sets (AUC {auc:.2f})")
         elif kind == "content" and auc >= flag_auc:

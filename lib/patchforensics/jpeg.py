@@ -129,3 +129,49 @@ def apply_jpeg_history(arr: np.ndarray, history: JpegHistory) -> np.ndarray:
     manipulated (native-frame) image with the reals' history up to their decode.
     Returns history.height x history.width x 3 uint8, ready for ``prepare_array``."""
     return jpeg_round_trip(render_native(arr, history.height, history.width), history)
+
+
+# --- detecting the block grid ------------------------------------------------------------------
+
+GRID_FRAME = (218, 178)  # native frame (H, W) whose centre crop the audited images are (CelebA)
+# JFIF RGB -> (Cb, Cr) without offsets. Chroma, not luma: at 64 px the luma grid of the issue-23
+# pair is not measurable (AUC ~0.5) while 4:2:0 chroma's is (benchmarks/jpeg_grid_probe.py).
+_CHROMA = np.array([[-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]])
+
+
+def block_grid_score(arr: np.ndarray, frame: tuple[int, int] = GRID_FRAME) -> float:
+    """Amplitude of a JPEG block grid at the reals' fixed phase in one prepared image.
+
+    ``arr``: S x S x 3 uint8, the centre square of a ``frame`` (H, W) photo resized to S px (as
+    ``preprocess.prepare_array`` makes it). JPEG blocks of that photo (8 px luma, 16 px 4:2:0
+    chroma) raise the |second difference| of the chroma at their edges; their positions in the
+    crop are fixed by the frame (CelebA: 20 rows off the top, so row 0 is row 4 of a block), so
+    the edge profile along each axis is projected on cosines at min(H, W) / 16 and / 8 cycles
+    per image, with the phase that peaks on the block edges (frequencies at or above S / 2
+    are skipped: aliased). Returns the summed amplitude in grey levels of |second difference|;
+    content and resampling give it a baseline (64 px faces without JPEG: median ~0.7), so it
+    is meant for comparing two sets (``audit``), not for thresholding one image. NaN when
+    S < 8, the image is not square, or it is grey (no chroma to carry the grid).
+    """
+    s = arr.shape[0]
+    if arr.ndim != 3 or arr.shape[1] != s or s < 8:
+        return float("nan")
+    native = min(frame)
+    offsets = ((frame[1] - native) // 2, (frame[0] - native) // 2)  # left, top of the crop
+    chroma = arr.astype(np.float64) @ _CHROMA.T  # S x S x 2
+    if np.abs(chroma).max() < 0.5:  # R = G = B: a grey image has no chroma blocks to measure
+        return float("nan")
+    x = np.arange(s - 2) + 1.0  # a second difference is centred on the middle pixel
+    window = np.hanning(s - 2)
+    total = 0.0
+    for axis, offset in ((1, offsets[0]), (0, offsets[1])):
+        profile = np.abs(np.diff(chroma, n=2, axis=axis)).mean(axis=(1 - axis, 2))
+        profile -= profile.mean()
+        for period in (16, 8):
+            cycles = native / period
+            if cycles >= s / 2:
+                continue
+            edge = ((-offset) % period) * s / native - 0.5  # first block edge, in S-px coordinates
+            basis = window * np.cos(2 * np.pi * cycles * (x - edge) / s)
+            total += 2 * float(profile @ basis) / window.sum()
+    return total

@@ -237,8 +237,20 @@ def test_resampling_ablation_has_a_row_per_generator_and_history(world):
     root, _ = world
     gens = [get_generator("olivetti", "gmm", world_root=root, device="cpu", progress=False)]
     table = resampling_ablation(root, generators=gens)
-    assert list(table.history) == ["native", "updown"]
+    assert list(table.history) == ["native", "updown"]  # gray Olivetti: no JPEG row
+    assert table.jpeg_grid_auc.isna().all()  # and no chroma to carry a grid
     assert (table.generator == "gmm").all() and (table.n_fake == table.n_real).all()
     assert table.spectrum_auc.between(0, 1).all() and (table.spectrum_distance > 0).all()
     # the two histories really differ (updown is not a no-op on the stored pixels)
     assert table.spectrum_distance_high.iloc[0] != table.spectrum_distance_high.iloc[1]
+
+
+def test_the_ablation_has_a_jpeg_row_for_jpeg_reals(world):
+    root, _ = world
+    gens = [get_generator("celeba", "gmm", world_root=root, device="cpu", progress=False)]
+    table = resampling_ablation(root, generators=gens).set_index("history")
+    assert list(table.index) == ["native", "updown", "jpeg"]
+    # (at the smoke world's 32 px only the 11-cycle chroma grid is below Nyquist and a blurry
+    # smoke GMM's content dominates it: tests/test_audit.py checks detection on real crops)
+    assert table.jpeg_grid_auc.between(0.5, 1).all()
+    assert table.loc["jpeg", "spectrum_distance"] != table.loc["updown", "spectrum_distance"]

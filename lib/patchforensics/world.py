@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from sklearn.metrics import roc_auc_score
 
 from . import paths
 from .config import WorldConfig, fingerprint, from_dict, to_dict
@@ -56,6 +57,7 @@ from .generators import (
     world_generators,
 )
 from .generators.training import load_torch, save_torch
+from .jpeg import JpegHistory, block_grid_score
 from .preprocess import PIPELINE, prepare_array, prepare_generated
 from .progress import bar as progress_bar
 from .provenance import run_record
@@ -287,25 +289,39 @@ def spectrum_auc(reals: np.ndarray, fakes: np.ndarray, *, folds: int = 5, seed: 
     return float(roc_auc_score(y, scores))
 
 
+def grid_auc(reals: np.ndarray, fakes: np.ndarray) -> float:
+    """AUC in [0.5, 1] of ``jpeg.block_grid_score`` between two N x S x S x 3 uint8 sets (the
+    audit's ``jpeg_grid`` fact, two-sided); NaN when either side has no measurable image."""
+    a = np.array([block_grid_score(x) for x in reals])
+    b = np.array([block_grid_score(x) for x in fakes])
+    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+    if not len(a) or not len(b):
+        return float("nan")
+    auc = float(roc_auc_score(np.r_[np.zeros(len(a)), np.ones(len(b))], np.r_[a, b]))
+    return max(auc, 1.0 - auc)
+
+
 def resampling_ablation(world_root: str | Path | None = None, *, split: str = "train",
-                        histories: tuple[str, ...] = ("native", "updown"), seed: int = 0,
-                        generators: list[Generator] | None = None, device: str | None = None,
-                        progress: bool = False) -> pd.DataFrame:
-    """What the fakes' resampling history changes: one row per (dataset, generator, history).
+                        histories: tuple[str, ...] = ("native", "updown", "jpeg"),
+                        seed: int = 0, generators: list[Generator] | None = None,
+                        device: str | None = None, progress: bool = False) -> pd.DataFrame:
+    """What the fakes' history changes: one row per (dataset, generator, history).
 
     For every generator of the default zoo, samples as many fakes as ``real/<dataset>/<split>``
-    has (the split's own sampling seed), puts them through each resampling history in memory
-    (``preprocess.prepare_generated``; nothing is written) and compares them with those reals:
-    ``spectrum_distance`` / ``spectrum_distance_high`` (``quality.spectrum_distance``, log10
-    units) and ``spectrum_auc`` (:func:`spectrum_auc`, cross-validated). Generators are loaded
-    from the world's cache (trained first if missing), or ``generators`` (ready generators,
-    each compared with the reals of its ``dataset``). ``world_root`` defaults to the default
-    world. Columns: dataset, generator, history, n_real, n_fake, spectrum_distance,
-    spectrum_distance_high, spectrum_auc.
+    has (the split's own sampling seed), puts them through each history in memory
+    (``preprocess.prepare_generated``; nothing is written) and compares them with those reals.
+    Histories: ``native`` and ``updown`` (resampling only, no JPEG) and ``jpeg`` (the reals'
+    whole history, JPEG included: the default world's; only for reals that were JPEGs).
+    Columns: dataset, generator, history, n_real, n_fake, ``spectrum_distance`` /
+    ``spectrum_distance_high`` (``quality.spectrum_distance``, log10 units), ``spectrum_auc``
+    (:func:`spectrum_auc`, cross-validated), ``jpeg_grid_auc`` (:func:`grid_auc`: how well the
+    JPEG block grid alone separates the sets; NaN for gray sets). Generators are loaded from the
+    world's cache (trained first if missing), or ``generators`` (ready generators, each
+    compared with the reals of its ``dataset``). ``world_root`` defaults to the default world.
     """
-
     root = Path(world_root) if world_root is not None else paths.world_dir(WorldConfig().name)
     cfg = world_config_of(root)
+    manifest = read_manifest(root)
     if generators is None:
         generators = [get_generator(d, g, world_root=root, smoke=cfg.smoke, device=device,
                                     progress=progress)
@@ -318,14 +334,22 @@ def resampling_ablation(world_root: str | Path | None = None, *, split: str = "t
             real_sets[dataset] = load_split(root, f"real/{dataset}", split)
         reals = real_sets[dataset]
         native = gen.sample(len(reals), split_seed(cfg.seed, dataset, name, split))
+        # the reals' JPEG history whatever cfg.fake_history says: the ablation shows both
+        jpeg = manifest["sets"][f"real/{dataset}"].get("jpeg_source")
         for history in histories:
-            fakes = np.stack([prepare_generated(a, cfg.size, history) for a in native])
+            if history == "jpeg" and not jpeg:
+                continue  # reals that never were JPEGs: nothing to copy
+            fakes = np.stack([prepare_generated(a, cfg.size, cfg.fake_resample,
+                                                JpegHistory.from_dict(jpeg))
+                              if history == "jpeg" else prepare_generated(a, cfg.size, history)
+                              for a in native])
             rows.append({"dataset": dataset, "generator": name, "history": history,
                          "n_real": len(reals), "n_fake": len(fakes),
                          "spectrum_distance": spectrum_distance(fakes, reals),
                          "spectrum_distance_high": spectrum_distance(fakes, reals,
                                                                      high_only=True),
-                         "spectrum_auc": spectrum_auc(reals, fakes, seed=seed)})
+                         "spectrum_auc": spectrum_auc(reals, fakes, seed=seed),
+                         "jpeg_grid_auc": grid_auc(reals, fakes)})
     return pd.DataFrame(rows)
 
 

@@ -143,6 +143,7 @@ class InversionConfig:
     perceptual: float = 1.0  # weight of L_p next to the pixel L1
     prior: float = 1e-3  # weight of mean(z^2): keeps z where the generator was trained
     seed: int = 0  # the random starting latents
+    encoder: bool = True  # also start from the generator's encoder latent, when it has one
 
 
 def psnr_uint8(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -168,11 +169,17 @@ def _inversion_loss(gen: Any, z: torch.Tensor, x: torch.Tensor,
 
 
 def encoder_latents(gen: Any, x: torch.Tensor) -> torch.Tensor | None:
-    """Starting latents from an encoder, when ``gen`` has one (the VAE: its posterior mean,
-    mapped into the N(0, I) coordinates of ``generate``); None otherwise.
+    """Starting latents from an encoder, when ``gen`` has one; None otherwise.
 
-    ``x``: N x 3 x S x S in [-1, 1] on ``gen.device``.
+    A GAN trained with an inversion encoder offers ``encode(x)``; the VAE's posterior mean is
+    mapped into the N(0, I) coordinates of its ``generate``. ``x``: N x 3 x S x S in [-1, 1]
+    on ``gen.device``; returns N x latent_dim float.
     """
+    encode = getattr(gen, "encode", None)
+    if callable(encode):
+        z = encode(x)
+        if z is not None:
+            return z
     net = getattr(gen, "net", None)
     chol, mean = getattr(gen, "prior_chol", None), getattr(gen, "prior_mean", None)
     if net is None or not hasattr(net, "encode") or chol is None or mean is None:
@@ -184,24 +191,42 @@ def encoder_latents(gen: Any, x: torch.Tensor) -> torch.Tensor | None:
         return torch.linalg.solve_triangular(chol, (mu - mean).T, upper=False).T
 
 
+def starting_latents(gen: Any, x: torch.Tensor, random: torch.Tensor,
+                     cfg: InversionConfig) -> torch.Tensor:
+    """Per image the lowest-loss latent among the encoder's (when ``cfg.encoder`` and ``gen``
+    has one) and the ``random`` candidates (R x N x latent_dim): never worse, by the loss,
+    than random restarts alone. ``x``: N x 3 x S x S in [-1, 1]; returns N x latent_dim."""
+    cands = [c for c in random.to(x.device)] if cfg.restarts > 0 else []
+    if cfg.encoder:
+        z_enc = encoder_latents(gen, x)
+        if z_enc is not None:
+            cands.insert(0, z_enc.to(x.device, torch.float32))
+    if not cands:
+        raise ValueError("no starting latent: set restarts >= 1 or give the generator an encoder")
+    with torch.no_grad():
+        losses = torch.stack([_inversion_loss(gen, c, x, cfg) for c in cands])
+        stacked = torch.stack(cands)
+        return stacked[losses.argmin(0), torch.arange(x.shape[0], device=x.device)]
+
+
 def invert_images(gen: Any, images: np.ndarray, cfg: InversionConfig = InversionConfig(),
                   *, progress: bool = False) -> tuple[np.ndarray, torch.Tensor, np.ndarray]:
     """Invert real images by optimising the latent of ``gen`` (anything with ``generate``,
     ``latent_dim`` and ``device``).
 
     ``images``: N x S x S x 3 uint8 at the generator's size. Every image starts from the best
-    (lowest loss) of ``cfg.restarts`` seeded N(0, I) latents, or from the encoder's posterior
-    mean when the generator has one (:func:`encoder_latents`), and then gets ``cfg.steps``
-    Adam steps; the lowest-loss latent seen is kept. Images are independent: the loss is summed
-    over a batch, so the result does not depend on ``batch_size`` or on which images share a
-    batch. Returns ``(inverted N x S x S x 3 uint8, z N x latent_dim float32 on the CPU,
-    PSNR N float64 dB of inverted vs images)``.
+    (lowest loss) of ``cfg.restarts`` seeded N(0, I) latents and, when the generator has an
+    encoder (:func:`encoder_latents`), the encoder's latent (:func:`starting_latents`), and
+    then gets ``cfg.steps`` Adam steps; the lowest-loss latent seen is kept. Images are
+    independent: the loss is summed over a batch, so the result does not depend on
+    ``batch_size`` or on which images share a batch. Returns ``(inverted N x S x S x 3 uint8,
+    z N x latent_dim float32 on the CPU, PSNR N float64 dB of inverted vs images)``.
     """
 
     n, d = len(images), int(gen.latent_dim)
     target = from_uint8(images, 3).float().div(127.5).sub(1.0)
     # Candidates drawn up front for all N images: image i's start depends on (seed, i) only.
-    starts = torch.randn(max(cfg.restarts, 1), n, d,
+    starts = torch.randn(max(cfg.restarts, 0), n, d,
                          generator=torch.Generator().manual_seed(int(cfg.seed)))
     net = getattr(gen, "net", None)
     frozen = [p for p in net.parameters() if p.requires_grad] if net is not None else []
@@ -214,12 +239,7 @@ def invert_images(gen: Any, images: np.ndarray, cfg: InversionConfig = Inversion
                                disable=not progress, unit="batch", leave=False):
             hi = min(n, lo + cfg.batch_size)
             x = target[lo:hi].to(gen.device)
-            z0 = encoder_latents(gen, x)
-            if z0 is None:
-                with torch.no_grad():
-                    cand = starts[:, lo:hi].to(gen.device)
-                    losses = torch.stack([_inversion_loss(gen, c, x, cfg) for c in cand])
-                    z0 = cand[losses.argmin(0), torch.arange(hi - lo)]
+            z0 = starting_latents(gen, x, starts[:, lo:hi], cfg)
             z = z0.clone().requires_grad_(True)
             best_z = z0.clone()
             best = torch.full((hi - lo,), float("inf"), device=z0.device)

@@ -9,6 +9,7 @@ differ by *how* they make pixels. The embedded world keeps that contrast with ti
   (Odena et al. 2016): another artifact family;
 - ``Discriminator``: the DCGAN critic both GANs train against (kept in checkpoints, since a later
   notebook continues adversarial training);
+- ``Encoder``: image -> latent of a trained GAN, the starting point of its inversions;
 - ``ConvVAE``: a convolutional VAE, the likelihood model (Glow's stand-in);
 - ``CriminaiVAE`` and ``TutorialDCGANGenerator``: state-dict compatible re-implementations of
   the two pretrained generators shipped in wheels (``external.py`` loads them).
@@ -126,6 +127,29 @@ class Discriminator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.main(x).flatten()
+
+
+class Encoder(nn.Module):
+    """Image -> latent for GAN inversion: the discriminator's conv stack, then a linear head.
+
+    ``forward(x)``: N x channels x size x size in [-1, 1] -> N x latent_dim float (an estimate
+    of the z with G(z) ~ x; trained after G, see ``gan.encoder_step``).
+    """
+
+    def __init__(self, latent_dim: int, size: int, channels: int = 3, nf: int = 32) -> None:
+        super().__init__()
+        d = n_doublings(size)
+        widths = [nf * 2**i for i in range(d)]
+        layers: list[nn.Module] = [nn.Conv2d(channels, widths[0], 4, 2, 1),
+                                   nn.LeakyReLU(0.2, True)]
+        for cin, cout in zip(widths[:-1], widths[1:], strict=True):
+            layers += [nn.Conv2d(cin, cout, 4, 2, 1, bias=False), nn.BatchNorm2d(cout),
+                       nn.LeakyReLU(0.2, True)]
+        self.main = nn.Sequential(*layers, nn.Flatten())
+        self.head = nn.Linear(widths[-1] * 16, latent_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.main(x))
 
 
 class ConvVAE(nn.Module):

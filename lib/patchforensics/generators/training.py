@@ -313,3 +313,36 @@ def cpu_state(state: dict[str, Any]) -> dict[str, Any]:
                               for n, v in s.items()} for k, s in state["state"].items()},
                 "param_groups": state["param_groups"]}
     return {k: v.detach().cpu().contiguous() for k, v in state.items()}
+
+
+@torch.no_grad()
+def ema_update(ema: torch.nn.Module, net: torch.nn.Module, decay: float, step: int) -> None:
+    """``ema <- d * ema + (1 - d) * net`` on the parameters, with ``d = min(decay, (1 + step)
+    / (10 + step))``: early on the average follows the net closely, so the first (bad)
+    weights do not linger. Buffers (BatchNorm statistics) are NOT averaged: a weight average
+    needs its own statistics, set by :func:`standing_stats` once training ends."""
+    d = min(decay, (1 + step) / (10 + step))
+    for pe, p in zip(ema.parameters(), net.parameters(), strict=True):
+        pe.lerp_(p.detach(), 1.0 - d)
+
+
+@torch.no_grad()
+def standing_stats(net: torch.nn.Module, latent_dim: int, device: torch.device, *,
+                   seed: int, batches: int = 16, batch_size: int = 64) -> None:
+    """Recompute every BatchNorm's running mean/var of generator ``net`` (z: N x latent_dim)
+    as the exact average over ``batches`` batches of N(0, I) latents drawn from ``seed``
+    ("standing statistics", Brock et al. 2019): the weight average of :func:`ema_update` was
+    never run, so the raw net's statistics do not fit it. Deterministic; leaves ``net`` in
+    eval mode."""
+    bns = [m for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # None: a cumulative average over the batches below
+    net.train()
+    g = torch.Generator().manual_seed(int(seed))
+    for _ in range(batches):
+        net(torch.randn(batch_size, latent_dim, generator=g).to(device))
+    for m, mom in zip(bns, momenta, strict=True):
+        m.momentum = mom
+    net.eval()

@@ -384,6 +384,11 @@ def fake_jpeg_history(cfg: WorldConfig, real_entry: dict[str, Any]) -> JpegHisto
     return JpegHistory.from_dict(found)
 
 
+def built_datasets(manifest: dict[str, Any]) -> list[str]:
+    """The real datasets a world's manifest holds (``real/<dataset>`` sets), sorted."""
+    return sorted({k.split("/")[1] for k in manifest["sets"] if k.startswith("real/")})
+
+
 def set_dir(world_root: str | Path, key: str, split: str) -> Path:
     """Folder of one split of one set, e.g. ``set_dir(root, "real/celeba", "test")``."""
     if split not in SPLITS:

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from .data import load_folder
-from .embedded import read_manifest
+from .embedded import built_datasets, read_manifest
 
 LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R BT.601 weights, as PIL's convert("L")
 
@@ -221,7 +221,7 @@ def quality_table(world_root: str | Path, *, split: str = "test",
     """
     manifest = read_manifest(world_root)
     rows: list[dict[str, Any]] = []
-    datasets = sorted({k.split("/")[1] for k in manifest["sets"] if k.startswith("real/")})
+    datasets = built_datasets(manifest)
     for dataset in datasets:
         train = load_split(world_root, f"real/{dataset}", "train")
         held_out = load_split(world_root, f"real/{dataset}", split)

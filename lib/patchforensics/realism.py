@@ -44,7 +44,7 @@ import pandas as pd
 from scipy import linalg
 
 from . import paths
-from .embedded import read_manifest
+from .embedded import built_datasets, read_manifest
 from .generators import REALISM_GOAL, TRAINED, psnr_uint8
 from .images import atomic_write_text
 from .quality import flatten_unit, load_split, memorization
@@ -129,7 +129,7 @@ def realism_table(world_root: str | Path, *, split: str = "test",
     root = Path(world_root)
     manifest = read_manifest(root)
     rows: list[dict[str, Any]] = []
-    datasets = sorted({k.split("/")[1] for k in manifest["sets"] if k.startswith("real/")})
+    datasets = built_datasets(manifest)
     for dataset in datasets:
         train = load_split(root, f"real/{dataset}", "train")
         test = load_split(root, f"real/{dataset}", split)

@@ -289,12 +289,16 @@ def spectrum_auc(reals: np.ndarray, fakes: np.ndarray, *, folds: int = 5, seed: 
     return float(roc_auc_score(y, scores))
 
 
-def grid_auc(reals: np.ndarray, fakes: np.ndarray) -> float:
-    """AUC in [0.5, 1] of ``jpeg.block_grid_score`` between two N x S x S x 3 uint8 sets (the
-    audit's ``jpeg_grid`` fact, two-sided); NaN when either side has no measurable image."""
-    a = np.array([block_grid_score(x) for x in reals])
-    b = np.array([block_grid_score(x) for x in fakes])
-    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+def grid_scores(images: np.ndarray) -> np.ndarray:
+    """``jpeg.block_grid_score`` of each of N x S x S x 3 uint8 images: N float (NaN where
+    none is measurable)."""
+    return np.array([block_grid_score(x) for x in images], dtype=np.float64)
+
+
+def grid_auc(real_scores: np.ndarray, fake_scores: np.ndarray) -> float:
+    """AUC in [0.5, 1] between two sets' :func:`grid_scores` (the audit's ``jpeg_grid`` fact,
+    two-sided); NaN when either side has no measurable image."""
+    a, b = real_scores[np.isfinite(real_scores)], fake_scores[np.isfinite(fake_scores)]
     if not len(a) or not len(b):
         return float("nan")
     auc = float(roc_auc_score(np.r_[np.zeros(len(a)), np.ones(len(b))], np.r_[a, b]))
@@ -327,12 +331,13 @@ def resampling_ablation(world_root: str | Path | None = None, *, split: str = "t
                                     progress=progress)
                       for d in REAL_DATASETS for g in world_generators(d)]
     rows = []
-    real_sets: dict[str, np.ndarray] = {}
+    real_sets: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # dataset -> (images, grid)
     for gen in generators:
         dataset, name = gen.dataset, gen.name
         if dataset not in real_sets:
-            real_sets[dataset] = load_split(root, f"real/{dataset}", split)
-        reals = real_sets[dataset]
+            images = load_split(root, f"real/{dataset}", split)
+            real_sets[dataset] = images, grid_scores(images)
+        reals, real_grid = real_sets[dataset]
         native = gen.sample(len(reals), split_seed(cfg.seed, dataset, name, split))
         # the reals' JPEG history whatever cfg.fake_history says: the ablation shows both
         jpeg = manifest["sets"][f"real/{dataset}"].get("jpeg_source")
@@ -349,7 +354,7 @@ def resampling_ablation(world_root: str | Path | None = None, *, split: str = "t
                          "spectrum_distance_high": spectrum_distance(fakes, reals,
                                                                      high_only=True),
                          "spectrum_auc": spectrum_auc(reals, fakes, seed=seed),
-                         "jpeg_grid_auc": grid_auc(reals, fakes)})
+                         "jpeg_grid_auc": grid_auc(real_grid, grid_scores(fakes))})
     return pd.DataFrame(rows)
 
 

@@ -19,9 +19,11 @@ from PIL import Image
 from patchforensics import cli
 from patchforensics.data import load_folder
 from patchforensics.evaluate import (
+    CALIBRATION_METHOD,
     MODES,
     binary_metrics,
     boot_counts,
+    calibrated_probability,
     calibration,
     choose_threshold,
     degrade,
@@ -133,13 +135,59 @@ def test_calibration_lowers_ece_of_an_overconfident_model():
     t = fit_temperature(maps, y, "mean_softmax")
     assert 6.5 < t < 9.5
     raw = scores_from_maps(maps, "mean_softmax")
-    calibrated = scores_from_maps(maps, "mean_softmax", t)
+    calibrated = calibrated_probability(log_odds_from_maps(maps, "mean_softmax"), t)
     before, after = expected_calibration_error(raw, y), expected_calibration_error(calibrated, y)
     assert before > 0.15 and after < 0.03
     cal = fit_calibration(maps[y == 0], maps[y == 1])
     assert cal.ece_val_calibrated["mean_softmax"] < cal.ece_val["mean_softmax"] / 4
     assert cal.temperature["vote"] == 1.0
     assert cal.ece_val_calibrated["vote"] == cal.ece_val["vote"]
+    assert cal.method == CALIBRATION_METHOD
+
+
+def test_calibration_never_changes_which_images_are_more_fake():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(7)
+    y = rng.integers(0, 2, 400)
+    # Patches of one image disagree (sd 3), so a per-patch temperature would reorder images.
+    maps = rng.normal(0, 3, (400, 3, 3)) + 0.8 * y[:, None, None]
+    for mode in MODES:
+        score = log_odds_from_maps(maps, mode)
+        assert calibrated_probability(score, 1.0, mode) == pytest.approx(
+            scores_from_maps(maps, mode), abs=1e-12), mode  # T = 1: the raw probability
+        for t in (0.3, 4.0):
+            p = calibrated_probability(score, t, mode)
+            assert ((p >= 0) & (p <= 1)).all()
+            assert roc_auc_score(y, p) == roc_auc_score(y, score), (mode, t)
+            order = np.argsort(score, kind="stable")
+            step_s, step_p = np.diff(score[order]), np.diff(p[order])
+            assert (step_p >= 0).all() and (step_p[step_s > 0] > 0).all(), (mode, t)
+            if mode != "vote":  # 0.5 stays at score 0
+                assert calibrated_probability(np.zeros(1), t, mode)[0] == 0.5
+    # The same maps would catch the old per-patch temperature: it reorders mean_softmax images.
+    score = log_odds_from_maps(maps, "mean_softmax")
+    assert roc_auc_score(y, scores_from_maps(maps, "mean_softmax", 4.0)) != pytest.approx(
+        roc_auc_score(y, score), abs=1e-4)
+    with pytest.raises(ValueError, match="temperature"):
+        calibrated_probability(score, 0.0)
+
+
+def test_temperature_of_a_separable_validation_split_is_finite_and_inside_its_bounds():
+    rng = np.random.default_rng(2)
+    for spread in (3.0, 50.0):  # separable, and separable far into saturation
+        val_real = rng.normal(-spread, 1, (50, 2, 2))
+        val_fake = rng.normal(spread, 1, (50, 2, 2))
+        maps, y = np.concatenate([val_real, val_fake]), np.r_[np.zeros(50), np.ones(50)]
+        for mode in ("mean_softmax", "mean_logit"):
+            score = log_odds_from_maps(maps, mode)
+            assert score[y == 0].max() < 0 < score[y == 1].min()  # perfectly separated
+            t = fit_temperature(maps, y, mode)
+            # Inside log T in [-5, 6], off both ends: the smoothed targets give a true optimum.
+            assert np.isfinite(t) and math.exp(-5) * 1.05 < t < math.exp(6) / 1.05, (spread, t)
+            p = calibrated_probability(score, t, mode)
+            assert 0 < p.min() and p.max() < 1  # no probability pushed to 0 or 1
+        assert fit_temperature(maps, y, "vote") == 1.0
 
 
 def test_evaluate_maps_takes_threshold_and_temperature_from_the_calibration():
@@ -277,6 +325,28 @@ def test_calibration_comes_from_the_runs_validation_split_and_is_cached(planted_
     assert refit.temperature["mean_logit"] != pytest.approx(cal.temperature["mean_logit"])
 
 
+def test_a_calibration_file_of_another_method_is_refitted(planted_run, tmp_path):
+    import json
+
+    run = tmp_path / "run"
+    shutil.copytree(planted_run, run)
+    ck = load_checkpoint(run)
+    cache = run / "calibration.json"
+    fitted = calibration(ck)
+    assert fitted.method == CALIBRATION_METHOD
+    assert json.loads(cache.read_text())["method"] == CALIBRATION_METHOD
+    bogus = {**fitted.to_dict(), "temperature": {m: 123.0 for m in MODES}}
+    cache.write_text(json.dumps(bogus))  # the current method: trusted as it is
+    assert calibration(ck).temperature["mean_logit"] == 123.0
+    for method in (None, "patch_logit_temperature"):  # a file from before `method`; another
+        old = {k: v for k, v in bogus.items() if k != "method"}
+        cache.write_text(json.dumps(old if method is None else {**old, "method": method}))
+        refit = calibration(ck)
+        assert refit.method == CALIBRATION_METHOD, method
+        assert refit.temperature == pytest.approx(fitted.temperature), method
+        assert json.loads(cache.read_text())["method"] == CALIBRATION_METHOD  # rewritten
+
+
 def test_folder_maps_are_cached_per_checkpoint_and_folder_content(planted_world, planted_run,
                                                                   tmp_path):
     from patchforensics.evaluate import folder_maps
@@ -390,6 +460,9 @@ def test_score_handles_mixed_and_broken_inputs(planted_world, planted_run, tmp_p
     assert sorted(skipped) == sorted(REFUSED)
     good = table[table["error"] == ""]
     assert good["prob_fake"].between(0, 1).all() and good["score"].between(0, 1).all()
+    # Calibrated or not, prob_fake keeps the images in the order of score.
+    s, p = good["score"].to_numpy(), good["prob_fake"].to_numpy()
+    assert ((s[:, None] < s[None, :]) <= (p[:, None] <= p[None, :])).all()
     assert len(list((tmp_path / "heat").rglob("*.heatmap.png"))) == len(good)
     # Boxes are in the original image's pixels: inside the 96 x 72 image's centre square.
     wide = good[good["path"].str.endswith("wide.jpg")].iloc[0]

@@ -116,6 +116,14 @@ def test_top_patches_random_baseline_and_enrichment():
     assert mouth["ci_low"] <= mouth["enrichment"] <= mouth["ci_high"]
     assert table.loc["skin", "top"] == 0
     assert np.isnan(table.loc["nose", "enrichment"])  # never drawn at random: no ratio
+    # The interval excludes 1, so its inverted test rejects: p below 0.05, at least 1/200.
+    assert 1 / 200 <= mouth["p"] < 0.05 and np.isnan(table.loc["nose", "p"])
+    from patchforensics.parts import enrichment_table
+    fam = enrichment_table({("m", "g1"): frame, ("m", "g2"): frame}, n_boot=200, seed=1)
+    got = fam[fam["part"] == "mouth"]
+    assert (got["p_holm"] >= got["p"]).all() and (got["p_holm"] <= 1).all()
+    assert set(fam["verdict_holm"]) <= {"enriched", "depleted", "no difference"}
+    assert (fam.loc[fam["part"] == "nose", "verdict_holm"] == "no difference").all()
     with pytest.raises(ValueError, match="one entry per image"):
         top_patches(maps[:5], labels, lab, found, rf)
 

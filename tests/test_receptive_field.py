@@ -128,7 +128,7 @@ def test_packaged_fields_cover_the_profiles_and_match_a_fresh_measurement():
     from patchforensics.receptive_field import _from_dict, _measure, _packaged
 
     table = _packaged()
-    for name in ("default", "seeds", "full", "smoke"):
+    for name in ("default", "quick", "full", "smoke"):
         grid = protocol.profile(name, smoke=name == "smoke")
         size = 32 if name == "smoke" else 64
         for arch, depth in grid.models:

@@ -40,7 +40,10 @@ def test_names_say_data_setting_model_size_and_seed(pair, project_env):
     p = protocol.profile("default")
     folders = protocol.run_folders(p, "w", "celeba", "dcgan")
     assert folders[("xception_block1", 0)].name == "xception_block1_in192_seed0"
-    assert folders[("xception_full", 0)].name == "xception_full_seed0"
+    assert folders[("xception_full", 0)].name == "xception_full_in192_seed0"  # like for like
+    quick = protocol.run_folders(protocol.profile("quick"), "w", "celeba", "dcgan")
+    assert quick[("xception_full", 0)].name == "xception_full_seed0"  # the faces' own size
+    assert quick[("xception_block1", 0)] == folders[("xception_block1", 0)]  # continued by it
 
 
 def test_cli_runs_are_where_notebooks_look(pair, project_env):
@@ -62,6 +65,8 @@ def test_cli_runs_are_where_notebooks_look(pair, project_env):
     (res.out_dir / "config.json").write_text(json.dumps(config))
     with pytest.raises(ValueError, match="2 finished runs of resnet18_layer1 seed 0"):
         runs.find_runs(res.out_dir.parent)
+    # ... unless a profile's load sizes tell them apart (quick's full model vs. default's)
+    assert runs.find_runs(res.out_dir.parent, load_sizes={"resnet18_layer1": 7}) == found
     assert runs.checkpoint_file(found["resnet18_layer1"]).name == "best.pt"
 
 

@@ -10,7 +10,8 @@
 An image is a path, a PIL image or an H x W x 3 (or H x W) uint8 array of any size: it goes
 through the training pipeline (centre square, LANCZOS to the run's image size), as
 ``patchforensics score`` does. Scores are those of notebook 03 (``evaluate``): the mean patch
-softmax by default, temperature-calibrated when the run has a validation split.
+softmax by default, temperature-calibrated when the run has a validation split (one T on the
+image log-odds, ``evaluate.calibrated_probability``: it never reorders images).
 """
 
 from __future__ import annotations
@@ -24,12 +25,13 @@ import numpy as np
 
 from .evaluate import (
     MODES,
+    calibrated_probability,
     calibration,
     eval_precision,
     load_checkpoint,
+    log_odds_from_maps,
     logit_maps,
     patch_probabilities,
-    scores_from_maps,
 )
 from .images import read_image
 from .preprocess import prepare_array
@@ -97,7 +99,8 @@ class Detector:
 
     def _score(self, maps: np.ndarray) -> float:
 
-        return float(scores_from_maps(maps[None], self.mode, self.temperature)[0])
+        score = log_odds_from_maps(maps[None], self.mode)
+        return float(calibrated_probability(score, self.temperature, self.mode)[0])
 
     def score(self, x: ImageLike) -> float:
         """P(fake) in [0, 1] of ``mode``, temperature-calibrated when the run has a calibration
@@ -116,7 +119,8 @@ class Detector:
         maps = self.patch_map(original)
         rf = receptive_field(self.checkpoint.model.config, self.size)
         i, j = np.unravel_index(int(np.argmax(maps)), maps.shape)
-        return heatmap_figure(original, patch_probabilities(maps[None], self.temperature)[0],
+        # Patches at T = 1: the run's T calibrates image log-odds, not single patches.
+        return heatmap_figure(original, patch_probabilities(maps[None])[0],
                               rf, score=self._score(maps), model=self.name, mode=self.mode,
                               box=box_to_original(rf.box(int(i), int(j)), original.shape,
                                                   self.size))

@@ -442,7 +442,7 @@ def add_train_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
         description="Train a truncated Xception/ResNet-18 patch classifier. --real and --fake "
                     "are dataset folders holding train/ and val/ (as `world` and `import` write "
                     "them). The defaults are notebook 02's for one model (protocol profile "
-                    f"'default': {nb.epochs} epochs, batch {nb.batch_size}, precision "
+                    f"'default': an epoch cap of {nb.epochs}, batch {nb.batch_size}, precision "
                     f"{nb.precision}, the original's patience, the paper's samples + inversions "
                     "setting when the inversions exist). Multi-GPU: launch with `torchrun "
                     "--nproc-per-node N -m patchforensics train` and the same options.",

@@ -21,11 +21,16 @@ resamples for every model, so :func:`patch_vs_full` compares two models *paired*
 Metrics take **fake as the positive class** (the original code's AP took real as positive; we also
 report that number as ``ap_real_positive`` for "paper vs. ours"). The decision threshold for
 ``acc_at_threshold`` is chosen on the *training generator's validation split*, never on the test
-set, and so is the calibration temperature (temperature scaling, Guo et al. 2017: the logits are
-divided by T fitted by maximum likelihood, with Platt's smoothed targets so that a perfectly
-separated validation split still gives a finite T). A run folder keeps both in ``calibration.json``,
-keyed by the SHA-256 of its ``best.pt``; ``vote`` has no temperature (dividing d by T > 0 does
-not change a patch's sign), so its calibrated numbers equal its raw ones.
+set, and so is the calibration temperature (temperature scaling, Guo et al. 2017, of the *image*
+log-odds: P(fake) = sigmoid(score / T) with ``score`` = :func:`log_odds_from_maps`, T fitted by
+maximum likelihood with Platt's smoothed targets so that a perfectly separated validation split
+still gives a finite T; :func:`calibrated_probability`). One T > 0 on the image score is strictly
+monotone, so calibrating never changes which images a model calls more fake (AUC by the calibrated
+probability is AUC by ``score``); an earlier version divided each *patch* logit by T before
+averaging, which reordered images. A run folder keeps threshold and T in ``calibration.json``,
+keyed by the SHA-256 of its ``best.pt`` and the calibration ``method`` (a file of another method,
+or of none, is refitted); ``vote`` is not calibrated (its score is a share of patches, not
+log-odds), so its calibrated numbers equal its raw ones.
 """
 
 from __future__ import annotations
@@ -68,8 +73,9 @@ from .models import (
 )
 from .preprocess import prepare_array
 from .progress import bar as progress_bar
-from .protocol import one_setting
+from .protocol import ADEQUACY_MIN, one_setting
 from .receptive_field import field_fraction, paper_field_fraction, receptive_field
+from .runs import finished, stopped_by
 from .viz import box_to_original, heatmap_figure, png_bytes
 
 Device = str | torch.device | None  # None or "auto": CUDA when present, else CPU
@@ -176,9 +182,11 @@ def scores_from_maps(maps: np.ndarray, mode: str = "mean_softmax",
     """Image scores from N x h x w logit-difference maps: N float64 in [0, 1] (> 0.5 = fake),
     the *probability view* (thresholds, accuracy, calibration).
 
-    ``mode`` is one of ``MODES``; ``temperature`` divides the logits first (no effect on
-    ``vote``). In float64 a probability saturates at 1.0 once d exceeds about 37, so images the
-    model is very sure of tie here; rank them with :func:`log_odds_from_maps`."""
+    ``mode`` is one of ``MODES``; ``temperature`` divides the *patch* logits first (no effect on
+    ``vote``). That is not the run's calibration, which scales the image log-odds and keeps the
+    images' order: use :func:`calibrated_probability`. In float64 a probability saturates at 1.0
+    once d exceeds about 37, so images the model is very sure of tie here; rank them with
+    :func:`log_odds_from_maps`."""
     if maps.ndim != 3:
         raise ValueError(f"expected N x h x w maps, got shape {maps.shape}")
     if temperature <= 0:
@@ -228,7 +236,13 @@ def n_tied(scores: np.ndarray) -> int:
 
 
 def patch_probabilities(maps: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    """Per-patch probability of "fake": N x h x w in [0, 1]."""
+    """Per-patch probability of "fake": N x h x w logit differences -> N x h x w float64 in
+    [0, 1], sigmoid(d / ``temperature``).
+
+    Heatmaps draw these at ``temperature`` 1.0, not at the run's calibration T: that T was fitted
+    on *image* log-odds against image labels and says nothing about single patches (they have no
+    labels), and at 1.0 the map shows what the classifier said per patch, its mean being the
+    uncalibrated ``mean_softmax`` image probability."""
     return _sigmoid(maps.astype(np.float64) / temperature)
 
 
@@ -381,18 +395,57 @@ def _set_rng(seed: int, *names: str) -> np.random.Generator:
 
 
 def boot_weights(n_real: int, n_fake: int, dataset: str, generator: str, *,
-                 n_boot: int = N_BOOT, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+                 n_boot: int = N_BOOT, seed: int = 0, real_groups: np.ndarray | None = None,
+                 fake_groups: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The bootstrap resamples of one test pair, stratified (reals and fakes drawn separately,
     so class counts stay fixed): ``(w_real, w_fake)``, n_boot x n_real and n_boot x n_fake
     counts. The reals' draws depend only on ``(seed, dataset)``, so every generator of a dataset
-    resamples the same reals; the fakes' on ``(seed, dataset, generator)``."""
-    return (boot_counts(n_real, n_boot, _set_rng(seed, dataset)),
-            boot_counts(n_fake, n_boot, _set_rng(seed, dataset, generator)))
+    resamples the same reals; the fakes' on ``(seed, dataset, generator)``. ``real_groups`` /
+    ``fake_groups`` (one id per image, e.g. Olivetti's person): those images are resampled by
+    group (``stats.group_boot_counts``: a person's images stay together), since images of one
+    person are not independent."""
+    from .stats import group_boot_counts
+
+    def draw(n: int, groups: np.ndarray | None, *names: str) -> np.ndarray:
+        if groups is None:
+            return boot_counts(n, n_boot, _set_rng(seed, *names))
+        if len(groups) != n:
+            raise ValueError(f"{'/'.join(names)}: {len(groups)} group ids for {n} images")
+        return group_boot_counts(np.asarray(groups), n_boot, _set_rng(seed, "groups", *names))
+
+    return (draw(n_real, real_groups, dataset), draw(n_fake, fake_groups, dataset, generator))
+
+
+# --- calibration: a temperature on the image log-odds ----------------------------------------
+
+CALIBRATION_METHOD = "image_logodds_temperature"  # how Calibration.temperature is applied
+_LOG_T_BOUNDS = (-5.0, 6.0)  # search interval of log T (T from 0.007 to 400)
+
+
+def calibrated_probability(score: np.ndarray, temperature: float = 1.0,
+                           mode: str = "mean_softmax") -> np.ndarray:
+    """The calibrated P(fake) of image scores (:func:`log_odds_from_maps`, N floats):
+    sigmoid(score / T), a strictly increasing function of the score, so calibrating never
+    changes which images a model calls more fake (AUC by it equals AUC by the score), and 0.5
+    stays at score 0. ``vote`` scores are shares of patches, not log-odds: their log-odds are
+    scaled instead (at T = 1 the share itself; :func:`fit_temperature` leaves vote at T = 1,
+    uncalibrated). N floats in [0, 1]."""
+    if not (np.isfinite(temperature) and temperature > 0):
+        raise ValueError(f"temperature must be finite and > 0, got {temperature}")
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    z = np.asarray(score, np.float64)
+    if mode == "vote":
+        with np.errstate(divide="ignore"):  # shares of 0 and 1: log-odds -inf and +inf
+            z = np.log(z) - np.log1p(-z)
+    return expit(z / temperature)
 
 
 def fit_temperature(maps: np.ndarray, labels: np.ndarray, mode: str = "mean_softmax") -> float:
     """Temperature T > 0 minimising the image-level negative log-likelihood of
-    ``scores_from_maps(maps, mode, T)`` against ``labels`` (0 real, 1 fake); 1.0 for ``vote``.
+    ``calibrated_probability(log_odds_from_maps(maps, mode), T, mode)`` against ``labels``
+    (0 real, 1 fake); ``maps``: N x h x w logit differences. 1.0 for ``vote`` (not
+    calibrated: its score is a share of patches, and an all-agree vote has infinite log-odds).
 
     The targets are Platt's (1999) smoothed labels, (N+ + 1) / (N+ + 2) for fakes and
     1 / (N- + 2) for reals: on a perfectly separated validation split (common here: val
@@ -404,15 +457,17 @@ def fit_temperature(maps: np.ndarray, labels: np.ndarray, mode: str = "mean_soft
     _check_labels(np.zeros(len(labels)), labels)
     if mode == "vote":
         return 1.0
+    score = log_odds_from_maps(maps, mode)
     n_pos, n_neg = int((labels == FAKE).sum()), int((labels == REAL).sum())
     target = np.where(labels == FAKE, (n_pos + 1) / (n_pos + 2), 1 / (n_neg + 2))
 
     def nll(log_t: float) -> float:
-        p = np.clip(scores_from_maps(maps, mode, float(np.exp(log_t))), 1e-12, 1 - 1e-12)
-        return float(-np.mean(target * np.log(p) + (1 - target) * np.log(1 - p)))
+        z = score / np.exp(log_t)
+        # log sigmoid(z) = -logaddexp(0, -z): exact in the tails, where a clipped p was not.
+        return float(np.mean(target * np.logaddexp(0.0, -z)
+                             + (1 - target) * np.logaddexp(0.0, z)))
 
-    res = minimize_scalar(nll, bounds=(-5.0, 6.0), method="bounded",
-                          options={"xatol": 1e-4})
+    res = minimize_scalar(nll, bounds=_LOG_T_BOUNDS, method="bounded", options={"xatol": 1e-4})
     return float(np.exp(res.x))
 
 
@@ -422,12 +477,14 @@ def fit_temperature(maps: np.ndarray, labels: np.ndarray, mode: str = "mean_soft
 class Calibration:
     """Per-mode temperature and decision threshold, fitted on a validation split."""
 
-    temperature: dict[str, float]  # mode -> T (1.0 for vote)
+    temperature: dict[str, float]  # mode -> T of calibrated_probability (1.0 for vote)
     threshold: dict[str, float]  # mode -> threshold on the *raw* score, from validation
     ece_val: dict[str, float]  # mode -> validation ECE before calibration
     ece_val_calibrated: dict[str, float]  # mode -> validation ECE after
     checkpoint_sha256: str = ""  # the best.pt these numbers belong to
     val: dict[str, Any] = field(default_factory=dict)  # folders and counts it was fitted on
+    # How T is applied; "" = a file from before this field (per-patch T), refitted on load.
+    method: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -435,8 +492,8 @@ class Calibration:
 
 def fit_calibration(val_real: np.ndarray, val_fake: np.ndarray,
                     modes: Sequence[str] = MODES) -> Calibration:
-    """Fit :class:`Calibration` from validation logit-difference maps of reals and fakes
-    (each N x h x w)."""
+    """Fit :class:`Calibration` (method :data:`CALIBRATION_METHOD`) from validation
+    logit-difference maps of reals and fakes (each N x h x w)."""
     maps = np.concatenate([val_real, val_fake])
     y = np.r_[np.full(len(val_real), REAL), np.full(len(val_fake), FAKE)]
     temp, thr, before, after = {}, {}, {}, {}
@@ -445,8 +502,9 @@ def fit_calibration(val_real: np.ndarray, val_fake: np.ndarray,
         raw = scores_from_maps(maps, mode)
         thr[mode] = choose_threshold(raw, y)
         before[mode] = expected_calibration_error(raw, y)
-        after[mode] = expected_calibration_error(scores_from_maps(maps, mode, temp[mode]), y)
-    return Calibration(temp, thr, before, after)
+        after[mode] = expected_calibration_error(
+            calibrated_probability(log_odds_from_maps(maps, mode), temp[mode], mode), y)
+    return Calibration(temp, thr, before, after, method=CALIBRATION_METHOD)
 
 
 @dataclass
@@ -549,15 +607,20 @@ def calibration(ck: Checkpoint, *, val_real: str | os.PathLike | None = None,
                 val_fake: str | os.PathLike | None = None, device: Device = None,
                 save: bool = True) -> Calibration | None:
     """The checkpoint's :class:`Calibration`: read from ``calibration.json`` in its run folder
-    when that matches ``best.pt``, else fitted on the validation split of the data it was trained
-    on (or on ``val_real``/``val_fake`` folders of images) and saved there. ``None`` when no
-    validation data is known."""
+    when that matches ``best.pt`` and :data:`CALIBRATION_METHOD`, else fitted on the validation
+    split of the data it was trained on (or on ``val_real``/``val_fake`` folders of images) and
+    saved there. ``None`` when no validation data is known."""
     sha = checkpoint_sha256(ck.path)
     cache = ck.run_dir / "calibration.json"
     explicit = val_real is not None or val_fake is not None
     if cache.exists() and not explicit:
-        cal = Calibration(**json.loads(cache.read_text()))
-        if cal.checkpoint_sha256 == sha:
+        try:
+            cal = Calibration(**json.loads(cache.read_text()))
+        except (OSError, ValueError, TypeError):  # damaged or foreign: refitted below
+            cal = None
+        # A file without ``method`` holds a per-patch T, which reorders images: never trusted.
+        if cal is not None and cal.checkpoint_sha256 == sha and \
+                cal.method == CALIBRATION_METHOD and "auc_ci_low" in cal.val:
             return cal
     if explicit:
         if val_real is None or val_fake is None:
@@ -572,10 +635,31 @@ def calibration(ck: Checkpoint, *, val_real: str | os.PathLike | None = None,
     cal = fit_calibration(maps["real"], maps["fake"])
     cal.checkpoint_sha256 = sha
     cal.val = {"real": Path(real_dir).as_posix(), "fake": Path(fake_dir).as_posix(),
-               "n_real": len(maps["real"]), "n_fake": len(maps["fake"])}
+               "n_real": len(maps["real"]), "n_fake": len(maps["fake"]),
+               **validation_auc(maps["real"], maps["fake"])}
     if save and not explicit:
         atomic_write_text(cache, json.dumps(cal.to_dict(), indent=1))
     return cal
+
+
+def validation_auc(val_real: np.ndarray, val_fake: np.ndarray, *, n_boot: int = 2000,
+                   level: float = LEVEL) -> dict[str, float]:
+    """AUC of the primary image score (``mean_softmax`` log-odds, fake positive) on validation
+    maps (each N x h x w) with a stratified bootstrap ``level`` interval:
+    ``{"auc", "auc_ci_low", "auc_ci_high"}``. Its lower bound is what the plan's adequacy
+    criterion reads (``protocol.ADEQUACY_MIN``)."""
+    real = log_odds_from_maps(val_real, "mean_softmax")
+    fake = log_odds_from_maps(val_fake, "mean_softmax")
+    boots = weighted_auc(real, fake, *boot_weights(len(real), len(fake), "val", "seen",
+                                                   n_boot=n_boot))
+    lo, hi = _interval(boots, level)
+    return {"auc": float(weighted_auc(real, fake)[0]), "auc_ci_low": lo, "auc_ci_high": hi}
+
+
+def adequate(cal: Calibration | None) -> bool:
+    """Whether a run passes the plan's adequacy criterion: the lower bound of its validation
+    AUC (:func:`validation_auc`) at least ``protocol.ADEQUACY_MIN``; False when unknown."""
+    return cal is not None and cal.val.get("auc_ci_low", -1.0) >= ADEQUACY_MIN
 
 
 # --- evaluating sets ---------------------------------------------------------------------------
@@ -587,8 +671,9 @@ def evaluate_maps(real: np.ndarray, fakes: dict[str, np.ndarray], cal: Calibrati
     set: :func:`binary_metrics` (AP and AUC from the order-keeping :func:`log_odds_from_maps`),
     ``n_tied`` (images whose order-keeping score another image shares), the threshold and
     temperature from ``cal`` (0.5 and 1.0 without), and ECE before and after temperature
-    scaling. ``n_boot`` > 0 adds ``auc_ci_low``/``auc_ci_high``: a 95 % stratified bootstrap
-    interval of AUC over the images (:func:`boot_weights`)."""
+    scaling (:func:`calibrated_probability` of the log-odds). ``n_boot`` > 0 adds
+    ``auc_ci_low``/``auc_ci_high``: a 95 % stratified bootstrap interval of AUC over the images
+    (:func:`boot_weights`)."""
     rows = []
     for name, fake in fakes.items():
         weights = boot_weights(len(real), len(fake), "real", name, n_boot=n_boot,
@@ -605,7 +690,7 @@ def evaluate_maps(real: np.ndarray, fakes: dict[str, np.ndarray], cal: Calibrati
                    "n_tied": n_tied(rank),
                    "temperature": t, "ece": expected_calibration_error(raw, y),
                    "ece_calibrated": expected_calibration_error(
-                       scores_from_maps(maps, mode, t), y)}
+                       calibrated_probability(rank, t, mode), y)}
             if weights is not None:
                 row["auc_ci_low"], row["auc_ci_high"] = _interval(
                     weighted_auc(rank[y == REAL], rank[y == FAKE], *weights))
@@ -743,11 +828,15 @@ def image_scores(runs: dict[RunKey, str | os.PathLike], world_root: str | os.Pat
     ``paths.checkpoints_dir()``; a plain label takes the run's own seed). ``setting``: the
     training setting these runs share (None: each run's recorded ``train.setting``).
     One row per (run, dataset, set, image, mode): ``label``, ``model``, ``arch``, ``depth``,
-    ``rf_px``, ``field_fraction``, ``seed``, ``setting``, ``train_set``, ``dataset``, ``set``
-    (``"real"`` or a generator), ``image`` (index in the set's sorted files), ``y`` (0 real,
+    ``rf_px``, ``field_fraction``, ``seed``, ``setting``, ``train_set``, ``input_size``
+    (network input side, px), ``epochs`` and ``stopped_by`` (``runs.stopped_by``: ``rule`` or
+    ``cap``), ``val_auc_ci_low`` and ``adequate`` (:func:`adequate`), ``dataset``, ``set``
+    (``"real"`` or a generator), ``image`` (index in the set's sorted files), ``file`` (its
+    name: Olivetti's ``sNN_k.png`` names the person, for resampling by person), ``y`` (0 real,
     1 fake), ``mode``, ``score`` (:func:`log_odds_from_maps`, the ranking score), ``prob`` (raw
-    :func:`scores_from_maps`), ``prob_calibrated`` (at the run's temperature), ``threshold``
-    and ``temperature`` (from the run's validation split)."""
+    :func:`scores_from_maps`), ``prob_calibrated`` (:func:`calibrated_probability` of
+    ``score`` at the run's temperature: the same order as ``score``), ``threshold`` and
+    ``temperature`` (from the run's validation split)."""
 
     root = Path(world_root)
     sets = world_sets(root, datasets)
@@ -774,28 +863,43 @@ def image_scores(runs: dict[RunKey, str | os.PathLike], world_root: str | os.Pat
                 "field_fraction": field_fraction(cfg, ck.input_size),
                 "seed": ck.seed if seed is None else int(seed),
                 "setting": run_setting(ck.run_dir) if setting is None else setting,
-                "train_set": train_set}
+                "train_set": train_set, "input_size": cfg.load_size or ck.input_size,
+                "epochs": int((finished(ck.run_dir) or {}).get("epochs", 0)),
+                "stopped_by": stopped_by(ck.run_dir),
+                "val_auc_ci_low": cal.val.get("auc_ci_low", np.nan) if cal else np.nan,
+                "adequate": adequate(cal)}
         for dataset, gens in sets.items():
             for name in ["real", *gens]:
                 key = f"real/{dataset}" if name == "real" else f"fake/{dataset}/{name}"
                 maps = folder_maps(ck, root / key / split, device=device,
                                    loader=lambda _, k=key: images(k))
                 n = len(maps)
+                files = [f.name for f in list_images(root / key / split)]  # maps' order
                 for mode in modes:
                     t = cal.temperature[mode] if cal else 1.0
+                    score = log_odds_from_maps(maps, mode)
                     frames.append(pd.DataFrame({
                         **head, "dataset": dataset, "set": name, "image": np.arange(n),
+                        "file": files,
                         "y": REAL if name == "real" else FAKE, "mode": mode,
-                        "score": log_odds_from_maps(maps, mode),
+                        "score": score,
                         "prob": scores_from_maps(maps, mode),
-                        "prob_calibrated": scores_from_maps(maps, mode, t),
+                        "prob_calibrated": calibrated_probability(score, t, mode),
                         "threshold": cal.threshold[mode] if cal else 0.5,
                         "temperature": t}))
     return pd.concat(frames, ignore_index=True)
 
 
 _RUN_COLS = ["label", "model", "arch", "depth", "rf_px", "field_fraction", "seed", "setting",
-             "train_set"]
+             "train_set", "input_size", "epochs", "stopped_by", "val_auc_ci_low", "adequate"]
+
+
+def _file_groups(rows: pd.DataFrame) -> np.ndarray | None:
+    """Person ids of one set's rows (sorted by ``image``) from their ``file`` names
+    (``stats.groups_from_names``: Olivetti's ``sNN_k``), or None (independent images)."""
+    from .stats import groups_from_names
+
+    return groups_from_names(rows["file"].tolist()) if "file" in rows.columns else None
 
 
 def metrics_from_scores(scores: pd.DataFrame, *, n_boot: int = N_BOOT, seed: int = 0,
@@ -821,7 +925,9 @@ def metrics_from_scores(scores: pd.DataFrame, *, n_boot: int = N_BOOT, seed: int
             wkey = (head["dataset"], gen, len(real), len(fake))
             if wkey not in weights:
                 weights[wkey] = boot_weights(len(real), len(fake), head["dataset"], gen,
-                                             n_boot=n_boot, seed=seed)
+                                             n_boot=n_boot, seed=seed,
+                                             real_groups=_file_groups(real),
+                                             fake_groups=_file_groups(fake))
             w_real, w_fake = weights[wkey]
             auc_lo, auc_hi = _interval(weighted_auc(real["score"].to_numpy(),
                                                     fake["score"].to_numpy(), w_real, w_fake),
@@ -1124,19 +1230,58 @@ def _ff(x: float) -> str:
     return "full image" if x >= 1.0 else f"field {x:.0%} of the face"
 
 
+def _secondary_reading(cmp_: pd.DataFrame) -> list[str]:
+    """The pooled rows and the verdict counts per unseen test set of a comparison table
+    (``compare.secondary_comparisons``, Holm-adjusted verdicts, or :func:`patch_vs_full`)."""
+    col = "verdict_holm" if "verdict_holm" in cmp_.columns else "verdict"
+    is_pooled = cmp_["generator"].isin(["mean_unseen", "pooled"])
+    pooled, per = cmp_[is_pooled], cmp_[~cmp_["seen"] & ~is_pooled]
+    kinds = [*VERDICTS, *sorted(set(per[col]) - set(VERDICTS))]
+    adjusted = ", Holm-adjusted within the table" if col == "verdict_holm" else ""
+    lines = []
+    if len(pooled):
+        lines.append(f"\nPatch vs. full model on the mean over unseen generators (AUC(patch) - "
+                     f"AUC(full){adjusted}):")
+        lines += [f"- {r.model} ({_ff(r.field_fraction)}): {r.diff:+.3f} "
+                  f"[{r.ci_low:+.3f}, {r.ci_high:+.3f}]: **{getattr(r, col)}**"
+                  for r in pooled.itertuples()]
+    lines.append(f"\nVerdicts per unseen test set (patch models against the full model"
+                 f"{adjusted}):")
+    for (dataset, gen), g in per.groupby(["dataset", "generator"], sort=True):
+        counts = g[col].value_counts()
+        better = g[g[col] == VERDICTS[0]]["model"].tolist()
+        lines.append(f"- {dataset}/{gen}: " + ", ".join(
+            f"{v}: {int(counts.get(v, 0))}" for v in kinds) +
+            (f" (patch better: {', '.join(better)})" if better else ""))
+    n, total = per[col].value_counts(), len(per)
+    if total and n.get(VERDICTS[0], 0) == 0 and n.get(VERDICTS[2], 0) == 0:
+        lines.append(f"\nNo interval separates a patch model from the full model on any of the "
+                     f"{total} (model, unseen generator) comparisons: this run does not decide "
+                     "the paper's claim.")
+    elif total:
+        lines.append(f"\nOf {total} (model, unseen generator) comparisons, "
+                     f"{int(n.get(VERDICTS[0], 0))} favour the patch model, "
+                     f"{int(n.get(VERDICTS[2], 0))} the full model and "
+                     f"{total - int(n.get(VERDICTS[0], 0)) - int(n.get(VERDICTS[2], 0))} are "
+                     "undecided or untested. Trends across patch sizes are not tested here.")
+    return lines
+
+
 def reading(table: pd.DataFrame, *, mode: str = "mean_softmax",
             paper: pd.DataFrame | None = None, comparison: pd.DataFrame | None = None,
-            summary: pd.DataFrame | None = None, setting: str | None = None) -> str:
+            summary: pd.DataFrame | None = None, setting: str | None = None,
+            primary: pd.DataFrame | None = None) -> str:
     """A short markdown reading of the paper's claim that smaller receptive fields generalise
     better to unseen generators, worded only from intervals; every number is computed from the
     arguments.
 
-    ``table``: :func:`cross_generator` (per-row AUC intervals); ``comparison``:
-    :func:`patch_vs_full` (the verdicts, from paired intervals); ``summary``:
+    ``table``: :func:`cross_generator` (per-row AUC intervals); ``primary``:
+    ``compare.primary_contrast`` (the pre-registered verdicts); ``comparison``:
+    ``compare.secondary_comparisons`` (or :func:`patch_vs_full`: secondary verdicts); ``summary``:
     :func:`unseen_auc` (mean unseen AUC per field fraction with intervals); ``paper``: the
     paper's AP-by-block figure (rows = test sets). One training ``setting`` (default: the
-    primary one). Without ``comparison`` the reading states no verdict: per-row intervals that
-    overlap or not do not test a paired difference."""
+    primary one). Without ``primary`` and ``comparison`` the reading states no verdict: per-row
+    intervals that overlap or not do not test a paired difference."""
     t, setting = one_setting(table[table["mode"] == mode], setting)
     where = f", setting `{setting}`" if setting else ""
     lines = [f"**Unseen generators, {mode}{where}** (AUC, fake = positive; 95 % bootstrap "
@@ -1147,37 +1292,17 @@ def reading(table: pd.DataFrame, *, mode: str = "mean_softmax",
             lines.append(f"- {r.model} ({_ff(r.field_fraction)}, {r.n_seeds} seed(s)): mean "
                          f"unseen AUC {r.auc_unseen:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}] "
                          f"over {r.n_unseen} generator(s); seen {r.auc_seen:.3f}")
+    if primary is not None:
+        lines.append("\n**The primary contrast** (pre-registered; AUC(patch) - AUC(full), mean "
+                     "over the unseen generators and seeds):")
+        for r in primary.itertuples():
+            lines.append(f"- {r.model} vs {r.full_model} on {r.generators}: {r.diff:+.3f} "
+                         f"[{r.ci_low:+.3f}, {r.ci_high:+.3f}] ({r.method}; seeds "
+                         f"{r.n_seeds} + {r.n_seeds_full}; adequate runs {r.adequate_runs}, "
+                         f"ended by the cap {r.cap_runs}): **{r.verdict}**")
     if comparison is not None:
-        cmp_, _ = one_setting(comparison, setting)
-        pooled = cmp_[cmp_["generator"] == "mean_unseen"]
-        per = cmp_[~cmp_["seen"] & (cmp_["generator"] != "mean_unseen")]
-        if len(pooled):
-            lines.append("\nPatch vs. full model on the mean over unseen generators "
-                         "(AUC(patch) - AUC(full), paired bootstrap):")
-            for r in pooled.itertuples():
-                lines.append(f"- {r.model} ({_ff(r.field_fraction)}): {r.diff:+.3f} "
-                             f"[{r.ci_low:+.3f}, {r.ci_high:+.3f}]: **{r.verdict}**")
-        lines.append("\nVerdicts per unseen test set (patch models against the full model):")
-        for (dataset, gen), g in per.groupby(["dataset", "generator"], sort=True):
-            counts = g["verdict"].value_counts()
-            word = ", ".join(f"{v}: {int(counts.get(v, 0))}" for v in VERDICTS)
-            better = g[g["verdict"] == VERDICTS[0]]["model"].tolist()
-            lines.append(f"- {dataset}/{gen}: {word}" +
-                         (f" (patch better: {', '.join(better)})" if better else ""))
-        n = per["verdict"].value_counts()
-        total = len(per)
-        if total:
-            if n.get(VERDICTS[0], 0) == 0 and n.get(VERDICTS[2], 0) == 0:
-                lines.append(f"\nNo interval separates a patch model from the full model on any "
-                             f"of the {total} (model, unseen generator) comparisons: this run "
-                             "does not decide the paper's claim.")
-            else:
-                lines.append(f"\nOf {total} (model, unseen generator) comparisons, "
-                             f"{int(n.get(VERDICTS[0], 0))} favour the patch model, "
-                             f"{int(n.get(VERDICTS[2], 0))} the full model and "
-                             f"{int(n.get(VERDICTS[1], 0))} are undecided (interval includes "
-                             "0). Trends across patch sizes are not tested here.")
-    else:
+        lines += _secondary_reading(one_setting(comparison, setting)[0])
+    if primary is None and comparison is None:
         lines.append("\nPer unseen test set, AUC [interval over test images] by model "
                      "(no verdict without the paired comparison, `patch_vs_full`):")
         u = t[~t["seen"]]
@@ -1299,8 +1424,9 @@ def score_files(ckpt: str | os.PathLike, inputs: Sequence[str | os.PathLike], *,
     :func:`load_checkpoint`, for the original authors' files).
 
     Each file goes through the training pipeline (``preprocess.prepare_array``: centre square,
-    LANCZOS to the training size). One row per file: ``prob_fake`` (temperature-calibrated when
-    the run has a calibration, else equal to ``score``), ``score`` (raw image score of ``mode``),
+    LANCZOS to the training size). One row per file: ``prob_fake`` (:func:`calibrated_probability`
+    when the run has a calibration, else equal to ``score``; either way in the order of
+    ``score``), ``score`` (raw image probability of ``mode``, :func:`scores_from_maps`),
     the most suspicious patch's box in the *original* image's pixels (``box_top``, ``box_left``,
     ``box_bottom``, ``box_right``, half-open, after EXIF rotation), ``heatmap`` (the file's
     heatmap PNG, empty when none) and ``error`` (empty unless the file was skipped). A bad file
@@ -1308,9 +1434,10 @@ def score_files(ckpt: str | os.PathLike, inputs: Sequence[str | os.PathLike], *,
     its ``ImageError``.
 
     ``heatmaps``: a folder for one ``viz.heatmap_figure`` per image (the original image and its
-    P(fake) overlay, the box above outlined, colour bar, score, model), at the input's path
-    relative to the folder it was found in (``sub/photo.jpg`` -> ``<heatmaps>/sub/
-    photo.heatmap.png``; a file given directly: its name). The folder records the checkpoint
+    overlay of the classifier's own, uncalibrated patch P(fake), :func:`patch_probabilities`;
+    the box above outlined, colour bar, score, model), at the input's path relative to the
+    folder it was found in (``sub/photo.jpg`` -> ``<heatmaps>/sub/photo.heatmap.png``; a file
+    given directly: its name). The folder records the checkpoint
     (:func:`claim_heatmap_folder`): another model's folder raises ``FileExistsError`` unless
     ``force``. Files inside it are never scored as inputs."""
 
@@ -1351,8 +1478,8 @@ def score_files(ckpt: str | os.PathLike, inputs: Sequence[str | os.PathLike], *,
         maps = logit_maps(ck.model, np.stack([b[3] for b in batch]), device=device,
                           batch_size=batch_size, precision=eval_precision(ck, device))
         raw = scores_from_maps(maps, mode)
-        cal_p = scores_from_maps(maps, mode, temp)
-        probs = patch_probabilities(maps, temp)
+        cal_p = calibrated_probability(log_odds_from_maps(maps, mode), temp, mode)
+        probs = patch_probabilities(maps)  # the classifier's own patch P(fake): see its doc
         for (f, name, source, _), m, s, p, pm in zip(batch, maps, raw, cal_p, probs,
                                                        strict=True):
             i, j = np.unravel_index(int(np.argmax(m)), m.shape)
@@ -1473,7 +1600,7 @@ def interval_pivot(table: pd.DataFrame, *, mode: str = "mean_softmax",
 def calibration_table(runs: dict[str, str | os.PathLike], *,
                       device: Device = None) -> pd.DataFrame:
     """Per run and mode: temperature, validation threshold, and validation ECE before and after
-    temperature scaling (from each run's :func:`calibration`)."""
+    temperature scaling of the image log-odds (from each run's :func:`calibration`)."""
     rows = []
     for label, run in runs.items():
         cal = calibration(load_checkpoint(run, device=device), device=device)

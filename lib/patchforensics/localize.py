@@ -45,6 +45,7 @@ from torch import nn
 
 from .data import FAKE, REAL
 from .evaluate import (
+    LEVEL,
     MODES,
     N_BOOT,
     Checkpoint,
@@ -60,6 +61,7 @@ from .evaluate import (
 )
 from .models import PatchClassifier, resolve_device
 from .receptive_field import ReceptiveField, receptive_field
+from .stats import wilson_interval
 from .viz import project_map
 
 LOCALIZERS = ("patch", "gradcam", "gradient", "random")
@@ -525,8 +527,9 @@ def localization_frame(method: str, model: str, manipulation: str, heat: np.ndar
 def localization_table(frames: pd.DataFrame, *, n_boot: int = N_BOOT, seed: int = 0,
                        level: float | None = None) -> pd.DataFrame:
     """Per (method, model, manipulation[, images]) of :func:`localization_frame` rows: ``n``
-    images, the mean of each metric (pointing game: the hit rate) with a percentile bootstrap
-    interval over images (``<metric>_low``/``_high``, ``evaluate.LEVEL`` unless ``level``) and
+    images, the mean of each metric with an interval over images (``<metric>_low``/``_high``,
+    ``evaluate.LEVEL`` unless ``level``: the pointing game's hit rate a Wilson interval, the
+    others a percentile bootstrap) and
     the images it was computed on (``n_<metric>``: NaNs are dropped per metric), ``mask_area``
     (the mean mask share: the chance level of ``mass_inside`` and of a pixel-resolution
     pointing game), ``pointing_chance`` (the localizer's own chance level of the pointing game,
@@ -545,9 +548,11 @@ def localization_table(frames: pd.DataFrame, *, n_boot: int = N_BOOT, seed: int 
             if len(v) == 0:
                 row |= {metric: np.nan, f"{metric}_low": np.nan, f"{metric}_high": np.nan}
                 continue
-            w = boot_counts(len(v), n_boot, _set_rng(seed, str(key[2]), metric))
-            lo, hi = _interval(w @ v / len(v)) if level is None else \
-                _interval(w @ v / len(v), level)
+            if metric == "pointing_game":  # a share: Wilson, which does not collapse at 0 or 1
+                lo, hi = (float(x) for x in wilson_interval(v.sum(), len(v), level or LEVEL))
+            else:
+                w = boot_counts(len(v), n_boot, _set_rng(seed, str(key[2]), metric))
+                lo, hi = _interval(w @ v / len(v), level or LEVEL)
             row |= {metric: float(v.mean()), f"{metric}_low": lo, f"{metric}_high": hi}
         row["mask_area"] = float(g["mask_area"].mean())
         if "pointing_chance" in g:

@@ -111,6 +111,12 @@ def enrichment(frame: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0,
         warnings.simplefilter("ignore", RuntimeWarning)
         out["ci_low"] = np.nanquantile(boots, alpha, axis=0)
         out["ci_high"] = np.nanquantile(boots, 1 - alpha, axis=0)
+        # Two-sided bootstrap p of "enrichment = 1" (the interval's own test, inverted), at
+        # least 1 / resamples: the input of the Holm adjustment in :func:`enrichment_table`.
+        valid = (~np.isnan(boots)).sum(0)
+        tail = np.minimum((boots <= 1).sum(0), (boots >= 1).sum(0))
+        out["p"] = np.where(valid > 0, np.clip(2 * tail / np.maximum(valid, 1),
+                                               1 / max(n_boot, 1), 1.0), np.nan)
     return out
 
 
@@ -193,14 +199,26 @@ def analyze(runs: dict[str, str], world_root: str | os.PathLike, dataset: str = 
 def enrichment_table(frames: dict[tuple[str, str], pd.DataFrame], *, n_boot: int = 1000,
                      seed: int = 0) -> pd.DataFrame:
     """:func:`enrichment` of every ``(model, generator)`` frame (e.g.
-    ``PartsAnalysis.frames``), long format: one row per part."""
+    ``PartsAnalysis.frames``), long format: one row per part, with ``p_holm`` (the bootstrap
+    p of "enrichment = 1" Holm-adjusted within each model's family of generators x parts, as
+    the plan has it: ``protocol.PLAN["secondary"]``) and ``verdict_holm`` ("enriched",
+    "depleted" or "no difference" at ``protocol.HOLM_ALPHA``)."""
+    from .protocol import HOLM_ALPHA
+    from .stats import holm
+
     rows = []
     for (model, gen), frame in frames.items():
         t = enrichment(frame, n_boot=n_boot, seed=seed).reset_index()
         t.insert(0, "generator", gen)
         t.insert(0, "model", model)
         rows.append(t)
-    return pd.concat(rows, ignore_index=True)
+    out = pd.concat(rows, ignore_index=True)
+    out["p_holm"] = out.groupby("model")["p"].transform(lambda p: holm(p.to_numpy()))
+    sig = out["p_holm"] < HOLM_ALPHA
+    out["verdict_holm"] = np.where(sig & (out["enrichment"] > 1), "enriched",
+                                   np.where(sig & (out["enrichment"] < 1), "depleted",
+                                            "no difference"))
+    return out
 
 
 def counts_table(frames: dict[tuple[str, str], pd.DataFrame]) -> pd.DataFrame:

@@ -2,34 +2,30 @@
 notebook 03 decides with them (Chai et al. 2020, Sec. 3.2-4 and the original training scripts).
 
 Written down before any result is looked at, so a profile can be run but not tuned after the
-fact:
+fact. :data:`PLAN` is the analysis plan of the ``default`` profile; :data:`PLAN_CHANGES` lists
+every change made to it after results were seen, with why (empty until then).
 
 - **Field size relative to the face.** The paper fed 128 px faces upsampled to 299 px, so Xception
   block1..3 judge patches of about 6 %, 14 % and 30 % of the face side. Here the 64 px faces are
   upsampled to ``load_size`` = 192 px inside the network (3x, the smallest multiple whose block1
   field, 19 px, is at most 10 % of the face: 19 / 192 = 0.099; block2 0.22, block3 0.47).
+- **Like for like.** In ``default`` every compared model, the full one included, sees the same
+  192 px input, as every depth saw 299 px in the paper (``quick`` keeps the full model at 64 px).
 - **Training fakes.** Samples of the training generator plus its inversions of the real training
   images, index-paired in each batch (the primary setting); samples only is the ablation.
 - **Stopping.** The original's rule (``train.original_patience``: 50 / 20 / 10 epochs without a
-  better validation per-patch accuracy, stop at 1.0) under an epoch cap set by the time budget.
+  better validation per-patch accuracy, stop at 1.0). In ``default`` the epoch cap (300) is a
+  safety net, set above the longest run of the rule seen so far (block1 stopped by it after 255
+  epochs on a GPU, benchmarks/records/): the rule, not the cap, ends a run, and every run records
+  which did (``stopped_by``). ``quick`` caps at 2 epochs for a first look and decides nothing.
 - **Crops.** Patch models train on random windows of the upsampled faces (``crops``, network px,
   at least 1.5 fields wide); every cell's loss is the same as on whole images, and validation and
-  evaluation see whole images. This is what makes the 3x upsampling affordable on a CPU.
+  evaluation see whole images. The full model always trains on whole faces.
 - **Precision.** Training steps run under bf16 autocast where the device has native bf16
-  (2.2x faster steps on a 2-core AMD EPYC; weights, optimiser, loss and all evaluation stay fp32),
-  fp32 elsewhere; every run records the precision it used (``TrainConfig.precision``).
-- **Budget** (two CPU cores of the slow kind, see the README): ``default`` fits the series'
-  time budget with one training seed and the primary setting; ``full`` adds the second setting,
-  three seeds for block1, block2 and the full model, the full model at the patch models' load
-  size, and a 30-epoch cap. Which runs each profile has is in :data:`PROFILES`.
-
-Pre-registered analysis (notebook 03 prints it before any result): the primary metric is ROC AUC
-with fake as the positive class, from the mean patch softmax (computed in log space), on the
-unseen generators' test splits; the comparison that decides a verdict is AUC(patch model) -
-AUC(full model) per unseen generator with a 95 % paired bootstrap interval over test images (and
-over seeds when a profile has several): "patch better" / "no difference" / "full better" by whether
-the interval excludes 0. Everything else (AP, the other score modes, the samples-only setting) is
-secondary.
+  (weights, optimiser, loss and all evaluation stay fp32), fp32 elsewhere; every run records the
+  precision it used (``TrainConfig.precision``).
+- **Budget** follows the verdicts (README, "Budgets"): ``default`` costs what the rule takes;
+  ``quick`` is the first look; ``full`` adds block3, the samples-only setting and its seeds.
 """
 
 from __future__ import annotations
@@ -46,7 +42,47 @@ from . import runs
 PRIMARY_METRIC = "auc"  # ROC AUC, fake = positive class
 PRIMARY_MODE = "mean_softmax"  # image score: mean patch softmax (log-mean-exp in log space)
 PRIMARY_SETTING = "samples_inversions"
-CONFIDENCE = 0.95  # of every bootstrap interval
+CONFIDENCE = 0.95  # of every interval
+
+# --- the analysis plan of the ``default`` profile (issue 24), fixed before any run of it -------
+PRIMARY_DATASET = "celeba"
+PRIMARY_GENERATORS = ("upconv", "vae", "gmm")  # the unseen generators trained here; DigiFace
+#   (rendered faces: a declared domain confound) and Olivetti are secondary
+PRIMARY_SEEDS = (0, 1, 2)  # training seeds of every compared model: the unit of the primary test
+ADEQUACY_MIN = 0.98  # a run is adequate when the lower 95 % bound of its validation AUC (seen
+#   generator, val split, primary score, stratified bootstrap) is at least this
+CAP_SHARE_MAX = 0.10  # at most this share of the compared runs may be ended by the cap
+HOLM_ALPHA = 0.05  # family-wise error rate of each secondary family
+PLAN: dict[str, str] = {
+    "primary contrast": (
+        "per patch model (block1, block2) against the full model, primary setting: the mean "
+        "over seeds 0-2 of AUC(patch) minus the mean over seeds 0-2 of AUC(full), each AUC "
+        "the mean over the unseen generators " + ", ".join(PRIMARY_GENERATORS) + " of the "
+        f"{PRIMARY_DATASET} test split, score `{PRIMARY_MODE}`, fake positive"),
+    "interval": (
+        "95 % t-interval with seeds as the unit: variance = between-seed variance of each "
+        "model's seed AUCs / n (the two models' seeds are independent: Welch) + the "
+        "image-sampling variance of the difference of the seed means (stratified paired "
+        "bootstrap over test images, seeds fixed; the test images are shared by every seed, so "
+        "the seed variance does not contain it); degrees of freedom by Welch-Satterthwaite "
+        "for the seed part: the small-sample correction three seeds need"),
+    "verdict": ("patch better / full better when the interval excludes 0, no difference "
+                "otherwise; only when every compared run is adequate, else not tested: "
+                "under-trained"),
+    "adequacy": (f"validation AUC lower 95 % bound >= {ADEQUACY_MIN} for the seen generator, "
+                 "per run; the share of runs ended by the cap reported (goal 0, at most "
+                 f"{CAP_SHARE_MAX:.0%})"),
+    "secondary": (
+        "each patch model x each test pair (seen, unseen, DigiFace, Olivetti) and the pooled "
+        f"rows: the same interval, Holm-adjusted p at {HOLM_ALPHA} within the table; face-part "
+        "enrichments (notebook 04): Holm within each model; localization cells (notebook 07): "
+        "Holm within the table; worded as secondary"),
+    "proportions": "Wilson intervals (they do not collapse at 0 and 1)",
+    "clusters": "Olivetti resampled by person (a person's images stay together)",
+}
+# Every change to PLAN (or to the ``default`` profile) after results of it were seen: (date,
+# change, why). A change is appended, never edited away; notebook 03 prints the list.
+PLAN_CHANGES: tuple[tuple[str, str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -89,33 +125,31 @@ class Profile:
 
 XCEPTION_GRID = (("xception", "block1"), ("xception", "block2"), ("xception", "block3"),
                  ("xception", "full"))
+DECIDING_GRID = (("xception", "block1"), ("xception", "block2"), ("xception", "full"))
+PATCH_CROPS = {"xception_block1": 96, "xception_block2": 96, "xception_block3": 144}
+RULE_CAP = 300  # epochs: a safety net above the longest run of the rule seen (255, block1)
 PROFILES: dict[str, Profile] = {
+    # The pre-registered grid that decides (PLAN): like for like at 192 px, trained until the
+    # original's rule stops it, three seeds each.
     "default": Profile(
-        name="default", models=XCEPTION_GRID, load_size=192, full_load_size=0,
-        crops={"xception_block1": 96, "xception_block2": 96, "xception_block3": 144},
-        epochs=2),
-    # The default plus training seeds 1 and 2 for block1, block2 and the full model: the
-    # paired bootstrap then runs over seeds too. Opt-in (about 10 more minutes for notebooks
-    # 02 and 03 on the reference CPU): it does not fit the 15-minute budget of the series.
-    "seeds": Profile(
-        name="seeds", models=XCEPTION_GRID, load_size=192, full_load_size=0,
-        crops={"xception_block1": 96, "xception_block2": 96, "xception_block3": 144},
-        extra_seeds={"xception_block1": (1, 2), "xception_block2": (1, 2),
-                     "xception_full": (1, 2)},
-        epochs=2),
+        name="default", models=DECIDING_GRID, load_size=192, full_load_size=192,
+        crops=PATCH_CROPS, seeds=PRIMARY_SEEDS, epochs=RULE_CAP),
+    # A first look in minutes (the series' earlier default): one seed, a 2-epoch cap, block3,
+    # the full model at the faces' 64 px. Under-trained by construction: it decides nothing.
+    "quick": Profile(
+        name="quick", models=XCEPTION_GRID, load_size=192, full_load_size=0,
+        crops=PATCH_CROPS, epochs=2),
+    # The default plus block3 and the samples-only setting (the default seeds for every run).
     "full": Profile(
         name="full", models=XCEPTION_GRID, load_size=192, full_load_size=192,
-        crops={"xception_block1": 96, "xception_block2": 96, "xception_block3": 144},
-        settings=(PRIMARY_SETTING, "samples"),
-        extra_seeds={"xception_block1": (1, 2), "xception_block2": (1, 2),
-                     "xception_full": (1, 2)},
-        epochs=30),
-    # 32 px world: every code path (load size, crops, both settings, two seeds), tiny budgets.
+        crops=PATCH_CROPS, settings=(PRIMARY_SETTING, "samples"), seeds=PRIMARY_SEEDS,
+        epochs=RULE_CAP),
+    # 32 px world: every code path (load sizes, crops, both settings, seeds), tiny budgets.
     "smoke": Profile(
-        name="smoke", models=(("xception", "block1"), ("xception", "block2"),
-                              ("xception", "full")),
-        load_size=64, full_load_size=0, crops={"xception_block1": 40},
-        settings=(PRIMARY_SETTING, "samples"), extra_seeds={"xception_block1": (1,)},
+        name="smoke", models=DECIDING_GRID,
+        load_size=64, full_load_size=64, crops={"xception_block1": 40},
+        settings=(PRIMARY_SETTING, "samples"),
+        extra_seeds={"xception_block1": (1,), "xception_full": (1,)},
         epochs=1, steps_per_epoch=3),
     # Notebook 07 (manipulated faces): block2 (22 % of the face side, the paper-protocol grid's
     # middle patch size) and the full model, trained on reals vs. one manipulation, each batch
@@ -234,23 +268,58 @@ def models_table(p: Profile, image_size: int) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("model")
 
 
+def plan_commit() -> str:
+    """``"<hash> <date>"`` of the last commit that changed the plan's lines of this file (git's
+    ``-G`` over the names that define it), or a sentence saying why it is unknown."""
+    import subprocess
+
+    here = Path(__file__)
+    try:
+        out = subprocess.run(
+            ["git", "log", "-1", "--format=%h %cs", "-G",
+             r"PLAN|PRIMARY_|ADEQUACY_|CAP_SHARE|HOLM_|DECIDING_GRID|RULE_CAP",
+             "--", here.name], cwd=here.parent, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError) as e:
+        return f"unknown ({e.__class__.__name__})"
+    return out.stdout.strip() or "unknown (not a git checkout, or the plan is not committed)"
+
+
 def preregistration(p: Profile) -> str:
-    """The analysis plan of notebook 03 as markdown, printed before any result."""
+    """The analysis plan of notebook 03 as markdown, printed before any result: the profile's
+    runs, :data:`PLAN` with the commit that fixed it, and :data:`PLAN_CHANGES`."""
     seeds = sorted({s for *_, s in p.runs()})
-    patch = [f"{a} {d}" for a, d in p.models if d != "full"]
-    return "\n".join([
-        "**Pre-registered analysis** (fixed in `patchforensics.protocol` before the run):",
+    lines = [
+        f"**Pre-registered analysis** (`patchforensics.protocol.PLAN`, last changed in commit "
+        f"{plan_commit()}, before any run of it):",
+        f"- profile `{p.name}`: {', '.join(f'{a} {d}' for a, d in p.models)}; primary setting "
+        f"`{p.settings[0]}`; training seeds {seeds}; epoch cap {p.epochs}; input "
+        f"{p.load_size} px (full model: {p.full_load_size or 'the faces'} px);",
         f"- primary metric: ROC AUC, fake = positive, image score `{PRIMARY_MODE}` "
-        "(log-mean-exp of the patch log-probabilities), on each unseen generator's test split;",
-        f"- primary setting: `{p.settings[0]}`; training seeds {seeds}; profile `{p.name}`;",
-        f"- decisive comparison: AUC(patch) - AUC(full) for {', '.join(patch)} against the full "
-        f"model, per unseen generator, with a {CONFIDENCE:.0%} paired bootstrap interval over "
-        "test images (and seeds where there are several);",
-        "- verdict per generator: *patch better* if the interval lies above 0, *full better* if "
-        "below, *no difference* otherwise; no verdict is drawn from a point estimate;",
-        "- secondary (reported, not decisive): AP with either class positive, the other score "
-        "modes (`mean_logit`, `vote`), the samples-only setting, calibration, heatmaps.",
-    ])
+        "(log-mean-exp of the patch log-probabilities);",
+        *(f"- {k}: {v};" for k, v in PLAN.items()),
+    ]
+    if p.name != "default":
+        lines.append(f"- this profile (`{p.name}`) is not the plan's: its comparisons are "
+                     "descriptive, and verdicts hold only as far as its runs pass adequacy;")
+    lines.append("- changed after results were seen: " + (
+        "; ".join(f"{d}: {c} ({why})" for d, c, why in PLAN_CHANGES) if PLAN_CHANGES
+        else "nothing."))
+    return "\n".join(lines)
+
+
+def primary_generators(available: list[str] | tuple[str, ...], seen: str, *,
+                       embedded: bool) -> tuple[str, ...]:
+    """The generators of the primary contrast: the plan's (:data:`PRIMARY_GENERATORS`) on the
+    embedded world; on a user's own data root, which the plan cannot name, every available
+    generator but the ``seen`` one (then nothing was pre-registered, and the notebook says
+    so)."""
+    if embedded:
+        missing = [g for g in PRIMARY_GENERATORS if g not in available]
+        if missing:
+            raise ValueError(f"the plan's generators {missing} are not among the test sets "
+                             f"{sorted(available)}; rebuild the world (notebook 01)")
+        return PRIMARY_GENERATORS
+    return tuple(g for g in available if g != seen)
 
 
 def one_setting(table: pd.DataFrame, setting: str | None) -> tuple[pd.DataFrame, str]:

@@ -192,7 +192,7 @@ PACKAGED = Path(__file__).with_name("receptive_fields.json")
 
 @lru_cache(maxsize=1)
 def _packaged() -> dict[str, dict]:
-    """The fields of the profiles in ``protocol.PROFILES`` (default, seeds, full, smoke) and of
+    """The fields of the profiles in ``protocol.PROFILES`` (default, quick, full, smoke) and of
     the original code's xception_block2 at its 128 -> 299 px (``tests/test_original.py``),
     measured once and shipped with the package (``tests/test_receptive_field.py`` re-measures
     them), so a first run does not spend a minute measuring them."""

@@ -30,13 +30,17 @@ from .provenance import run_record
 REFERENCE_TABLES: dict[str, tuple[tuple[str, ...], dict[str, float]]] = {
     "cross_generator": (("label", "setting", "seed", "dataset", "generator", "mode"),
                         {"ap": 0.1, "auc": 0.1, "acc": 0.1, "fake_acc": 0.15}),
-    "patch_vs_full": (("model", "setting", "dataset", "generator"), {"diff": 0.1}),
+    "primary_contrast": (("model", "setting"), {"diff": 0.1}),
+    "secondary_comparisons": (("model", "setting", "dataset", "generator"), {"diff": 0.1}),
     "top_patch_counts": (("model", "generator", "part"), {"top": 15.0, "random": 15.0}),
     "finetune_summary": (("quantity",), {"value": 0.15}),
     "exaggerate_scores": (("shift", "alpha"), {"score": 0.15}),
     "localization": (("method", "model", "manipulation", "images"),
                      {"pointing_game": 0.2, "pixel_auc": 0.1, "mass_inside": 0.1}),
 }
+# Tables of the plan of issue 24 (seeds as the unit, Holm), new in this version: their reference
+# comes with the first default run of the plan; until then a run is checked against nothing.
+AWAITING_REFERENCE = frozenset({"primary_contrast", "secondary_comparisons"})
 # Key columns whose values a smoke run may add: it trains a second seed and the samples-only
 # setting (to run those code paths) that the default profile leaves to the full one.
 SHAPE_FREE = frozenset({"seed", "setting"})
@@ -103,19 +107,23 @@ def write_report(*, smoke: bool = False, world_seed: int = 0) -> Path:
     if cross.exists():
 
         t = pd.read_csv(cross)
-        cmp_path = table_path("patch_vs_full", cfg.name)
-        unseen_path = table_path("unseen_auc", cfg.name)
-        comparison = pd.read_csv(cmp_path) if cmp_path.exists() else None
-        unseen = pd.read_csv(unseen_path) if unseen_path.exists() else None
+        comparison, unseen, primary = (
+            pd.read_csv(f) if f.exists() else None
+            for f in (table_path(n, cfg.name) for n in ("secondary_comparisons", "unseen_auc",
+                                                        "primary_contrast")))
         lines += ["## Cross-generator AUC (fake = positive, primary setting and score)", "",
                   markdown_table(ap_pivot(t, mode=PRIMARY_MODE, metric="auc",
                                           setting=PRIMARY_SETTING).rename_axis("model")), "",
                   reading(t, mode=PRIMARY_MODE, paper=_paper(), comparison=comparison,
-                          summary=unseen, setting=PRIMARY_SETTING), ""]
+                          summary=unseen, setting=PRIMARY_SETTING, primary=primary), ""]
+        if primary is not None:
+            lines += ["## The primary contrast: AUC(patch) - AUC(full), seeds as the unit "
+                      "(pre-registered)", "", markdown_table(primary), ""]
         if comparison is not None:
             cols = [c for c in ("model", "field_fraction", "dataset", "generator", "diff",
-                                "ci_low", "ci_high", "verdict") if c in comparison.columns]
-            lines += ["## AUC(patch) - AUC(full), paired 95 % intervals (pre-registered)", "",
+                                "ci_low", "ci_high", "p_holm", "verdict_holm")
+                    if c in comparison.columns]
+            lines += ["## Secondary: AUC(patch) - AUC(full) per test pair (Holm-adjusted)", "",
                       markdown_table(comparison[cols]), ""]
     for fig, caption in FIGURES:
         png = results / "figures" / f"{fig}_{cfg.name}.png"
@@ -248,19 +256,24 @@ def compare_runs(a: str | Path, b: str | Path) -> pd.DataFrame:
 
 def shape_differences(world: str, *, tables: Path | None = None,
                       reference: Path | None = None) -> list[str]:
-    """How a run's key tables differ in *shape* from the reference: other columns, or key
-    values the reference does not have (a smoke run's models and shifts are a subset of a
-    default run's, so only extra values count). Empty list: same shape."""
+    """How a run's key tables differ in *shape* from the reference: columns of the reference
+    the run lacks (a run may add columns: a newer version records more), or key values the
+    reference does not have (a smoke run's models and shifts are a subset of a default run's,
+    so only extra values count). Tables in :data:`AWAITING_REFERENCE` without a reference file
+    yet are skipped. Empty list: same shape."""
     reference = reference or paths.reference_dir()
     problems = []
     for name, (keys, _) in REFERENCE_TABLES.items():
         ref_path, run_path = reference / f"{name}.csv", table_path(name, world, tables)
+        if not ref_path.exists() and name in AWAITING_REFERENCE and run_path.exists():
+            continue
         if not ref_path.exists() or not run_path.exists():
             problems.append(f"{name}: missing ({ref_path if not ref_path.exists() else run_path})")
             continue
         ref, run = pd.read_csv(ref_path), pd.read_csv(run_path)
-        if list(ref.columns) != list(run.columns):
-            problems.append(f"{name}: columns {list(run.columns)} != {list(ref.columns)}")
+        lost = [c for c in ref.columns if c not in run.columns]
+        if lost:
+            problems.append(f"{name}: the run has no columns {lost} of the reference")
             continue
         for key in keys:
             if key in SHAPE_FREE:

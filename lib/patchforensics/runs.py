@@ -180,6 +180,14 @@ def finished(run_dir: str | os.PathLike) -> dict[str, Any] | None:
     return read_json(run_dir, DONE)
 
 
+def stopped_by(run_dir: str | os.PathLike) -> str:
+    """What ended a run: ``"rule"`` (the original's patience rule, or a perfect validation
+    accuracy), ``"cap"`` (the epoch cap) or ``""`` (not finished, or finished before runs
+    recorded why)."""
+    why = (finished(run_dir) or {}).get("stopped", "")
+    return {"patience": "rule", "perfect": "rule", "epochs": "cap"}.get(why, "")
+
+
 def read_history(run_dir: str | os.PathLike):
     """The ``history.csv`` of a run as a DataFrame (empty if it has none yet)."""
     import pandas as pd
@@ -195,10 +203,16 @@ def _named_as_now(folder: Path) -> bool:
     return folder.name == leaf_name(c["arch"], c["depth"], c.get("load_size", 0), c["seed"])
 
 
-def find_runs(pair_root: str | os.PathLike, seed: int = 0) -> dict[str, str]:
+def find_runs(pair_root: str | os.PathLike, seed: int = 0, *,
+              load_sizes: dict[str, int] | None = None) -> dict[str, str]:
     """``{model name: run folder}`` of the finished runs of ``seed`` below ``pair_root`` (a
     :func:`run_root`; folders relative to the checkpoints dir when below it), Xception before
-    ResNet-18, shallow before deep. ``FileNotFoundError`` when there are none."""
+    ResNet-18, shallow before deep. ``FileNotFoundError`` when there are none.
+
+    Two finished runs of one model (say the full model of the ``quick`` profile at the faces'
+    size and of ``default`` at 192 px) are told apart by ``load_sizes`` (``{model: load
+    size}``, e.g. a profile's), else by the folder named as runs name it now; a model that
+    stays ambiguous raises, naming the folders."""
     from .models import DEPTHS
 
     root = Path(pair_root)
@@ -210,6 +224,10 @@ def find_runs(pair_root: str | os.PathLike, seed: int = 0) -> dict[str, str]:
         candidates.setdefault(f"{cfg['arch']}_{cfg['depth']}", []).append(done.parent)
     found = {}
     for name, folders in candidates.items():
+        if len(folders) > 1 and load_sizes and name in load_sizes:
+            sized = [f for f in folders if (read_json(f, CONFIG) or {}).get("config", {})
+                     .get("load_size", 0) == load_sizes[name]]
+            folders = sized or folders
         if len(folders) > 1:  # a folder named as runs names it wins over an older-named one
             named = [f for f in folders if _named_as_now(f)]
             folders = named if len(named) == 1 else folders

@@ -89,9 +89,14 @@ class Study:
         """The setting notebooks 04-06 read: the paper's when this root has inversions."""
         return protocol.PRIMARY_SETTING if self.inversions_dir is not None else "samples"
 
-    def find_runs(self, seed: int = 0, setting: str | None = None) -> dict[str, str]:
-        """``{model: run folder}`` of the pair's finished runs of ``seed`` (``runs.find_runs``)."""
-        return runs.find_runs(self.run_root(setting or self.primary_setting()), seed)
+    def find_runs(self, seed: int = 0, setting: str | None = None,
+                  profile: str = "default") -> dict[str, str]:
+        """``{model: run folder}`` of the pair's finished runs of ``seed`` (``runs.find_runs``);
+        where two runs of a model differ in load size, the one of ``profile`` is taken."""
+        sizes = {m: o["load_size"] for m, o in
+                 protocol.profile(profile, smoke=self.smoke).overrides().items()}
+        return runs.find_runs(self.run_root(setting or self.primary_setting()), seed,
+                              load_sizes=sizes)
 
     def table(self, frame: pd.DataFrame, base: str) -> Path:
         """Save a notebook table as ``results/tables/<base>[_<name>].csv``."""

@@ -19,7 +19,13 @@ import numpy as np
 from IPython.display import Image
 
 from . import viz
-from .evaluate import logit_maps, patch_probabilities, scores_from_maps
+from .evaluate import (
+    calibrated_probability,
+    log_odds_from_maps,
+    logit_maps,
+    patch_probabilities,
+    scores_from_maps,
+)
 from .exaggerate import strip_images
 from .manipulation_study import Localization
 from .viz import folder_grid, heatmap_overlay, image_grid, project_map, training_curves
@@ -78,7 +84,8 @@ def history_explorer(runs: dict[str, str | os.PathLike]) -> w.VBox:
 def heatmap_explorer(images: dict[str, np.ndarray], maps: dict[str, np.ndarray], rf, *,
                      temperature: float = 1.0) -> w.VBox:
     """Dropdown over sets and a slider over images: the image with its patch map overlaid
-    (``viz.heatmap_overlay``), the most suspicious patch boxed, and its image score.
+    (``viz.heatmap_overlay``), the most suspicious patch boxed, and its image score
+    (``evaluate.calibrated_probability`` at ``temperature``, the run's ``mean_softmax`` T).
     ``images``: ``{set: N x H x W x 3 uint8}``; ``maps``: ``{set: N x h x w}`` logit
     differences (``evaluate.logit_maps``)."""
 
@@ -90,11 +97,12 @@ def heatmap_explorer(images: dict[str, np.ndarray], maps: dict[str, np.ndarray],
     def redraw(*_: object) -> None:
         index.max = len(images[pick.value]) - 1
         m = maps[pick.value][index.value]
-        p = patch_probabilities(m[None], temperature)[0]
+        p = patch_probabilities(m[None])[0]  # T = 1: the run's T calibrates images, not patches
         i, j = np.unravel_index(int(np.argmax(m)), m.shape)
         tile = heatmap_overlay(images[pick.value][index.value], project_map(p, rf),
                                box=rf.box(int(i), int(j)))
-        score = scores_from_maps(m[None], "mean_softmax", temperature)[0]
+        score = calibrated_probability(log_odds_from_maps(m[None], "mean_softmax"),
+                                       temperature)[0]
         show_figure(out, image_grid([tile], ncols=1, scale=3.0,
                                     title=f"{pick.value} #{index.value}: P(fake) {score:.3f}"))
 

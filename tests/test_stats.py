@@ -242,3 +242,19 @@ def test_groups_from_file_column_and_world_folders(tmp_path):
     found = compare.set_groups(tmp_path)
     assert list(found) == [("olivetti", "real")]
     np.testing.assert_array_equal(found[("olivetti", "real")], [1, 1, 2])
+
+
+def test_boot_weights_resample_people_whole_and_metrics_read_them_from_file_names():
+    from patchforensics.evaluate import file_groups, boot_weights
+
+    people = np.repeat(np.arange(4), 10)
+    w_real, w_fake = boot_weights(40, 30, "olivetti", "gmm", n_boot=50, real_groups=people)
+    for k in range(4):  # every image of a person is drawn as often as the person
+        assert (w_real[:, people == k] == w_real[:, [10 * k]]).all()
+    assert (w_real.sum(1) % 10 == 0).all() and (w_fake.sum(1) == 30).all()
+    ungrouped, _ = boot_weights(40, 30, "olivetti", "gmm", n_boot=50)
+    assert not (ungrouped[:, :10] == ungrouped[:, [0]]).all()
+    rows = pd.DataFrame({"image": np.arange(40), "file": [f"s{p:02d}_{i % 10}.png"
+                                                           for i, p in enumerate(people)]})
+    assert (file_groups(rows) == people).all()
+    assert file_groups(rows.assign(file=[f"{i:06d}.png" for i in range(40)])) is None

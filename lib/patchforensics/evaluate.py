@@ -894,7 +894,7 @@ _RUN_COLS = ["label", "model", "arch", "depth", "rf_px", "field_fraction", "seed
              "train_set", "input_size", "epochs", "stopped_by", "val_auc_ci_low", "adequate"]
 
 
-def _file_groups(rows: pd.DataFrame) -> np.ndarray | None:
+def file_groups(rows: pd.DataFrame) -> np.ndarray | None:
     """Person ids of one set's rows (sorted by ``image``) from their ``file`` names
     (``stats.groups_from_names``: Olivetti's ``sNN_k``), or None (independent images)."""
     from .stats import groups_from_names
@@ -926,8 +926,8 @@ def metrics_from_scores(scores: pd.DataFrame, *, n_boot: int = N_BOOT, seed: int
             if wkey not in weights:
                 weights[wkey] = boot_weights(len(real), len(fake), head["dataset"], gen,
                                              n_boot=n_boot, seed=seed,
-                                             real_groups=_file_groups(real),
-                                             fake_groups=_file_groups(fake))
+                                             real_groups=file_groups(real),
+                                             fake_groups=file_groups(fake))
             w_real, w_fake = weights[wkey]
             auc_lo, auc_hi = _interval(weighted_auc(real["score"].to_numpy(),
                                                     fake["score"].to_numpy(), w_real, w_fake),
@@ -1023,13 +1023,16 @@ def _model_boots(scores: pd.DataFrame, mode: str, n_boot: int,
         for sd in seeds:
             gs = g[g["seed"] == sd]
             for dataset, gd in gs.groupby("dataset", sort=False):
-                real = gd[gd["set"] == "real"].sort_values("image")["score"].to_numpy()
+                real_rows = gd[gd["set"] == "real"].sort_values("image")
+                real = real_rows["score"].to_numpy()
                 for gen, gf in gd[gd["set"] != "real"].groupby("set", sort=False):
                     fake = gf.sort_values("image")["score"].to_numpy()
                     wkey = (dataset, gen, len(real), len(fake))
-                    if wkey not in weights:
-                        weights[wkey] = boot_weights(len(real), len(fake), dataset, gen,
-                                                     n_boot=n_boot, seed=seed)
+                    if wkey not in weights:  # people (Olivetti) resampled whole
+                        weights[wkey] = boot_weights(
+                            len(real), len(fake), dataset, gen, n_boot=n_boot, seed=seed,
+                            real_groups=file_groups(real_rows),
+                            fake_groups=file_groups(gf.sort_values("image")))
                     auc.setdefault((dataset, gen), []).append(float(weighted_auc(real, fake)[0]))
                     boot.setdefault((dataset, gen), []).append(
                         weighted_auc(real, fake, *weights[wkey]))

@@ -258,3 +258,28 @@ def test_boot_weights_resample_people_whole_and_metrics_read_them_from_file_name
                                                            for i, p in enumerate(people)]})
     assert (file_groups(rows) == people).all()
     assert file_groups(rows.assign(file=[f"{i:06d}.png" for i in range(40)])) is None
+
+
+def test_seed_image_mean_covers_a_single_models_mean():
+    rng = np.random.default_rng(3)
+    hits = 0
+    for _ in range(300):
+        a, a_boot, _, _ = _simulate(rng)
+        mean, lo, hi, method = stats.seed_image_mean(a, a_boot)
+        assert method == stats.METHOD_SEEDS and lo < mean < hi
+        hits += lo <= 0.5 <= hi
+    assert 0.90 <= hits / 300 <= 0.995
+    _, lo1, hi1, method1 = stats.seed_image_mean(a[:1], a_boot[:1])
+    assert method1 == stats.METHOD_IMAGES and hi1 - lo1 < hi - lo
+
+
+def test_unseen_auc_keeps_only_the_named_generators():
+    from patchforensics.evaluate import unseen_auc
+
+    t = _scores({"block1": 2.0, "full": 0.3}, {"block1": (0, 1, 2), "full": (0, 1, 2)})
+    t["field_fraction"] = np.where(t["depth"] == "full", 1.0, 0.1)
+    every = unseen_auc(t, n_boot=100).set_index("model")
+    two = unseen_auc(t, n_boot=100, generators=("upconv", "vae")).set_index("model")
+    assert (two["n_unseen"] == 2).all() and (every["n_unseen"] == 3).all()  # dcgan is seen
+    assert (every["method"] == stats.METHOD_SEEDS).all()
+    assert (every["ci_low"] < every["auc_unseen"]).all()

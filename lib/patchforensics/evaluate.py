@@ -1119,25 +1119,30 @@ def patch_vs_full(scores: pd.DataFrame, *, mode: str = "mean_softmax", full: str
 
 
 def unseen_auc(scores: pd.DataFrame, *, mode: str = "mean_softmax", n_boot: int = N_BOOT,
-               seed: int = 0, level: float = LEVEL) -> pd.DataFrame:
-    """Per setting and model: mean AUC over the unseen generators of its training dataset (and
-    over seeds) with a bootstrap ``level`` interval (images and seeds resampled as in
-    :func:`patch_vs_full`), and the seen pair's AUC. Rows sorted by setting and
-    ``field_fraction``. Columns: ``setting``, ``model``, ``arch``, ``depth``,
+               seed: int = 0, level: float = LEVEL,
+               generators: Sequence[str] | None = None) -> pd.DataFrame:
+    """Per setting and model: mean AUC over the unseen generators of its training dataset
+    (``generators``: only these, e.g. ``protocol.PRIMARY_GENERATORS``, which leaves out the
+    DigiFace domain confound) and over seeds, with a ``level`` interval whose unit is the seed
+    (``stats.seed_image_mean``: seed variance plus the test images' bootstrap variance; test
+    images only with one seed, said in ``method``), and the seen pair's AUC. Rows sorted by
+    setting and ``field_fraction``. Columns: ``setting``, ``model``, ``arch``, ``depth``,
     ``field_fraction``, ``n_seeds``, ``n_unseen``, ``auc_seen``, ``auc_unseen``, ``ci_low``,
-    ``ci_high``."""
+    ``ci_high``, ``method``."""
+    from .stats import seed_image_mean
+
     rows = []
     for (setting, label), mb in _model_boots(scores, mode, n_boot, seed).items():
-        unseen = mb.unseen()
+        unseen = [p for p in mb.unseen() if generators is None or p[1] in generators]
         seen = [p for p in mb.auc if f"{p[0]}/{p[1]}" == mb.info["train_set"]]
-        means = [mb.mean(p) for p in unseen]
-        lo, hi = _interval(np.mean([m[1] for m in means], 0), level) if means else (np.nan,) * 2
+        auc, lo, hi, method = (seed_image_mean(np.mean([mb.auc[p] for p in unseen], 0),
+                                               np.mean([mb.boot[p] for p in unseen], 0), level)
+                               if unseen else (np.nan, np.nan, np.nan, ""))
         rows.append({"setting": setting, "model": label, "arch": mb.info["arch"],
                      "depth": mb.info["depth"], "field_fraction": mb.info["field_fraction"],
                      "n_seeds": len(mb.seeds), "n_unseen": len(unseen),
                      "auc_seen": mb.mean(seen[0])[0] if seen else np.nan,
-                     "auc_unseen": float(np.mean([m[0] for m in means])) if means else np.nan,
-                     "ci_low": lo, "ci_high": hi})
+                     "auc_unseen": auc, "ci_low": lo, "ci_high": hi, "method": method})
     return pd.DataFrame(rows).sort_values(["setting", "field_fraction"], kind="stable",
                                           ignore_index=True)
 

@@ -161,6 +161,28 @@ def seed_image_contrast(a: np.ndarray, a_boot: np.ndarray, b: np.ndarray, b_boot
                     t_pvalue(diff, se, df), method)
 
 
+def seed_image_mean(a: np.ndarray, a_boot: np.ndarray,
+                    level: float = LEVEL) -> tuple[float, float, float, str]:
+    """One model's seed mean with seeds and test images as sources of noise (the one-sample
+    case of :func:`seed_image_contrast`): ``(mean, ci_low, ci_high, method)``. ``a``: (n,)
+    one value per seed on the whole test set; ``a_boot``: (n, B) on B image resamples.
+    Variance s^2 / n + the variance over resamples of the seed mean; df by Satterthwaite
+    (n - 1 for the seed part, the image part with infinite df)."""
+    a, a_boot = np.asarray(a, np.float64), np.atleast_2d(a_boot)
+    if a_boot.shape[0] != len(a):
+        raise ValueError(f"expected ({len(a)}, B) resamples, got {a_boot.shape}")
+    m = a_boot.mean(0)
+    var_img = float(m.var(ddof=1)) if len(m) > 1 else 0.0
+    if len(a) >= 2:
+        cs = float(a.var(ddof=1)) / len(a)
+        df = float("inf") if cs <= 0 else (cs + var_img) ** 2 / (cs * cs / (len(a) - 1))
+        se, method = float(np.sqrt(cs + var_img)), METHOD_SEEDS
+    else:
+        se, df, method = float(np.sqrt(var_img)), float("inf"), METHOD_IMAGES
+    lo, hi = t_interval(float(a.mean()), se, df, level)
+    return float(a.mean()), lo, hi, method
+
+
 # --- grouped (cluster) bootstrap ---------------------------------------------------------------
 
 def group_boot_counts(groups: np.ndarray | Sequence[object], n_boot: int,

@@ -79,6 +79,9 @@ def test_set_realism_scores_reals_above_noise(smoke_world: Path):
     real = realism.set_realism(val, np.ones(len(val), bool), train, test, basis)
     fake = realism.set_realism(noise, np.zeros(len(val), bool), train, test, basis)
     assert real["face_found"] == 1.0 and fake["face_found"] == 0.0
+    # Wilson intervals: they stay off the observed 1 and 0 instead of collapsing on them
+    assert real["face_found_low"] < 1.0 == real["face_found_high"]
+    assert fake["face_found_low"] == 0.0 < fake["face_found_high"]
     assert fake["fd_pca"] > 3 * real["fd_pca"]
     assert real["near_copy_fraction"] <= 0.05
 

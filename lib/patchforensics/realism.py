@@ -49,6 +49,7 @@ from .generators import REALISM_GOAL, TRAINED, psnr_uint8
 from .images import atomic_write_text
 from .quality import flatten_unit, load_split, memorization
 from .segment import FaceParser, ParserConfig, parse_set
+from .stats import wilson_interval
 
 PCA_DIM = 32  # principal components of the real training faces (the distance's feature space)
 INVERTED = "_inverted"  # suffix of an inversion set's generator name (as world.INVERTED)
@@ -103,7 +104,9 @@ def set_realism(images: np.ndarray, found: np.ndarray, train: np.ndarray, test: 
     distance uses the first ``len(test)`` images only (one sample size, one FD bias)."""
     mem = memorization(images, train, test)
     m = min(len(images), len(test))
+    lo, hi = wilson_interval(int(np.sum(found)), len(found))
     return {"n": len(images), "face_found": float(np.mean(found)),
+            "face_found_low": float(lo), "face_found_high": float(hi),
             "fd_pca": fd_pca(images[:len(test)], test, basis),
             "near_copy_fraction": mem["near_copy_fraction"],
             "median_copy_ratio": mem["median_copy_ratio"],
@@ -122,7 +125,8 @@ def realism_table(world_root: str | Path, *, split: str = "test",
 
     Columns: dataset, generator (``dcgan``, ``dcgan_inverted``, ...), kind (``real``,
     ``samples``, ``inversions``), trained (the generator was trained here), n, face_found
-    (0..1), fd_pca, near_copy_fraction, median_copy_ratio, psnr (inversions only, dB),
+    (0..1) with its 95 % Wilson interval (face_found_low, face_found_high), fd_pca,
+    near_copy_fraction, median_copy_ratio, psnr (inversions only, dB),
     psnr_random (dB; for inversions: their generator's samples vs the same reals), goal,
     meets_goal (trained generators' samples only). See the module docstring.
     """

@@ -17,6 +17,7 @@ from sklearn.metrics import roc_auc_score
 from torch import nn
 
 from patchforensics import localize as loc
+from patchforensics import sanity
 from patchforensics.evaluate import MODES, load_checkpoint, log_odds_from_maps
 from patchforensics.models import ModelConfig, build_model
 from patchforensics.receptive_field import receptive_field
@@ -128,7 +129,11 @@ def test_metrics_binarise_masks_and_handle_nan():
     heat[0, 3, :] = np.nan  # pixels no patch sees: left out
     heat[0, 0, 3] = 5.0 * np.nan
     assert loc.pixel_auc(heat, mask)[0] == 1.0
-    assert loc.mass_inside(heat, mask)[0] == pytest.approx(3.2 / (3.2 + 0.1 * 7))
+    # mass is heat above the map's minimum (0.1): all of it lies inside
+    assert loc.mass_inside(heat, mask)[0] == pytest.approx(1.0)
+    heat[0, 0, 1] = 0.3  # one warmer pixel outside: 0.2 of 2.8 + 0.2 outside
+    assert loc.mass_inside(heat, mask)[0] == pytest.approx(2.8 / 3.0)
+    assert loc.mass_inside(heat + 5, mask)[0] == pytest.approx(2.8 / 3.0)  # offsets do not count
     assert tuple(loc.max_points(heat)[0]) in {(1, 1), (1, 2), (2, 1), (2, 2)}  # tied maxima
     assert np.isnan(loc.max_points(np.full((1, 4, 4), np.nan))).all()
     points = np.array([[1.4, 2.5], [0.5, 0.4], [np.nan, 1.0]])
@@ -138,7 +143,10 @@ def test_metrics_binarise_masks_and_handle_nan():
     assert loc.pointing_game(np.array([[1.49, 2.49]]), mask).tolist() == [True]
     empty = np.zeros((1, 4, 4))
     assert np.isnan(loc.pixel_auc(heat, empty)[0]) and np.isnan(loc.pixel_auc(heat, 1 - empty)[0])
-    assert np.isnan(loc.mass_inside(np.zeros((1, 4, 4)), mask)[0])
+    # a flat map (no evidence) scores the mask's area, its chance level, instead of dropping out
+    assert loc.mass_inside(np.zeros((1, 4, 4)), mask)[0] == pytest.approx(4 / 16)
+    assert loc.mass_inside(np.full((1, 4, 4), 0.7), mask)[0] == pytest.approx(4 / 16)
+    assert np.isnan(loc.mass_inside(np.full((1, 4, 4), np.nan), mask)[0])
     with pytest.raises(ValueError, match="masks are"):
         loc.pixel_auc(heat, np.zeros((1, 5, 5)))
 
@@ -271,6 +279,25 @@ def test_gradcam_of_a_full_xception_at_64px_is_a_2x2_map_upsampled():
     assert grad.shape == (2, 64, 64) and np.allclose(grad.max(axis=(1, 2)), 1)
 
 
+def test_gradcam_layer_is_the_deepest_block_whose_grid_is_at_least_6x6():
+    full = build_model(ModelConfig("xception", "full"), seed=0)
+    grids = dict(loc.feature_grids(full, 64))
+    assert list(grids) == loc.feature_layers(full)
+    assert grids["block2"] == (8, 8) and grids["block3"] == (4, 4) and grids["relu4"] == (2, 2)
+    assert loc.gradcam_layer(full, 64) == "block2"  # the last block would give 2 x 2
+    assert loc.gradcam_layer(full, 32) == "block1"  # 7 x 7; block2 is 4 x 4 there
+    assert loc.gradcam_layer(full, 64, min_cells=2) == "relu4"
+    # the same network upsampling to 192 px inside: its last block is already 6 x 6
+    up = build_model(ModelConfig("xception", "full", load_size=192), seed=0)
+    assert loc.gradcam_layer(up, 64) == "relu4"
+    cells = loc.gradcam_cells(full, np.stack([face_like(i, 64) for i in range(2)]),
+                              layer=loc.gradcam_layer(full, 64))
+    assert cells.shape == (2, 8, 8)
+    assert full.training  # the probe forward restored the training flag
+    with pytest.raises(ValueError, match="no block has a grid of at least 40"):
+        loc.gradcam_layer(full, 32, min_cells=40)
+
+
 # --- the claim: a patch model points at a planted manipulation ---------------------------------
 
 SIDE = 12  # the pasted square, px (a 19 px block1 field containing it is centred inside it)
@@ -333,11 +360,16 @@ def test_a_patch_model_points_at_a_planted_square(planted_run):
 def test_localize_set_names_methods_and_refuses_what_cannot_localize(planted_run):
     ck = load_checkpoint(planted_run, device="cpu")
     _, fakes, masks = planted(4, 4)
-    frame = loc.localize_set(ck, fakes, masks, kind="gradcam", layer="block1", name="b1").frame
-    assert set(frame["method"]) == {"gradcam:block1"} and set(frame["model"]) == {"b1"}
+    frame = loc.localize_set(ck, fakes, masks, kind="gradcam", layer="conv2", name="b1").frame
+    assert set(frame["method"]) == {"gradcam"} and set(frame["model"]) == {"b1"}
+    assert set(frame["layer"]) == {"conv2"} and set(frame["grid"]) == {"13x13"}
     assert list(frame.columns) == ["method", "model", "manipulation", "image",
                                    "pointing_game", "pixel_auc", "mass_inside", "mask_area",
-                                   "pointing_chance", "flat"]
+                                   "pointing_chance", "flat", "layer", "grid"]
+    # by default the deepest block with a grid of at least 6 x 6: block1 (7 x 7 at 32 px)
+    auto = loc.localize_set(ck, fakes, masks, kind="gradcam")
+    assert set(auto.frame["layer"]) == {"block1"} and auto.grid == (7, 7)
+    assert set(loc.localize_set(ck, fakes, masks, kind="patch").frame["grid"]) == {"7x7"}
     with pytest.raises(ValueError, match="trained on 32 px"):
         loc.localize_set(ck, np.zeros((1, 48, 48, 3), np.uint8), np.zeros((1, 48, 48)),
                          kind="patch")
@@ -360,7 +392,8 @@ def test_pointing_chance_is_the_share_of_a_localizers_points_inside_the_mask():
                                    candidates=grid)
     assert frame["flat"].all() and list(frame["pointing_chance"]) == [0.0, 0.25]
     table = loc.localization_table(frame, n_boot=50)
-    assert table.loc[0, "flat_share"] == 1.0 and table.loc[0, "n_mass_inside"] == 0
+    assert table.loc[0, "flat_share"] == 1.0 and table.loc[0, "n_mass_inside"] == 2
+    assert table.loc[0, "mass_inside"] == pytest.approx((36 / 256 + 0.25) / 2)  # the area
 
 
 def test_aggregation_reports_each_modes_auc_against_the_mean_paired():
@@ -371,3 +404,77 @@ def test_aggregation_reports_each_modes_auc_against_the_mean_paired():
     t = loc.aggregation_table(real, fake, 1, n_boot=200).set_index("mode")
     assert t.loc["mean_softmax", "auc_minus_mean"] == 0
     assert t.loc["topk", "auc_minus_mean_low"] > 0  # top-1 ranks the fakes better, decided
+
+
+# --- sanity controls ---------------------------------------------------------------------------
+
+def test_derangement_gives_every_image_another_images_mask():
+    for n in (2, 3, 10, 101):
+        d = sanity.derangement(n, seed=n)
+        assert sorted(d) == list(range(n)) and (d != np.arange(n)).all()
+    np.testing.assert_array_equal(sanity.derangement(10, 3), sanity.derangement(10, 3))
+    assert not np.array_equal(sanity.derangement(10, 3), sanity.derangement(10, 4))
+    with pytest.raises(ValueError, match="at least 2"):
+        sanity.derangement(1)
+
+
+def localized(heat: np.ndarray, masks: np.ndarray) -> loc.Localized:
+    points = loc.max_points(heat)
+    return loc.Localized(heat, points, loc.localization_frame("patch", "m", "sq", heat, points,
+                                                              masks))
+
+
+def test_shuffled_masks_take_a_true_localizers_advantage_not_a_structure_pointers():
+    masks = square_masks(200, 16, 6, 0)  # the square moves from face to face
+    perfect = localized(masks * 0.9 + 0.05, masks)
+    order = sanity.derangement(200, 0)
+    shuffled = sanity.shuffled_frame(perfect, masks, order)
+    assert set(shuffled["control"]) == {"shuffled_masks"} and set(shuffled["method"]) == {"patch"}
+    assert perfect.frame["pixel_auc"].mean() == 1.0
+    assert shuffled["pixel_auc"].mean() < 0.75  # about chance plus the squares' overlap
+    assert shuffled["pointing_game"].mean() < 0.5 and shuffled["mask_iou"].mean() < 0.3
+    np.testing.assert_allclose(shuffled["mask_area"], masks[order].mean(axis=(1, 2)))
+    # where every face's mask lies in the same place, a shuffle changes nothing: the control
+    # has no power there, and mask_iou = 1 says so
+    same = np.repeat(masks[:1], 200, axis=0)
+    fixed = sanity.shuffled_frame(localized(same * 0.9 + 0.05, same), same, order)
+    assert fixed["pixel_auc"].mean() == 1.0 and (fixed["mask_iou"] == 1).all()
+    table = loc.localization_table(pd.concat([perfect.frame.assign(control="none"), shuffled]),
+                                   n_boot=100).set_index("control")
+    assert table.loc["none", "pixel_auc"] == 1.0
+    assert table.loc["shuffled_masks", "pixel_auc_high"] < 0.8
+    assert table.loc["shuffled_masks", "mask_iou"] == pytest.approx(shuffled["mask_iou"].mean())
+    with pytest.raises(ValueError, match="indices"):
+        sanity.shuffled_frame(perfect, masks, order[:5])
+
+
+def test_random_weights_are_a_fresh_init_of_the_same_architecture():
+    trained = build_model(ModelConfig("xception", "block1", load_size=64), seed=0).train()
+    with torch.no_grad():
+        for p in trained.parameters():
+            p.add_(1.0)  # "training"
+    before = {k: v.clone() for k, v in trained.state_dict().items()}
+    fresh = sanity.random_weights(trained, seed=0)
+    assert fresh.config == trained.config and not fresh.training
+    init = build_model(trained.config, seed=0).state_dict()  # a run of seed 0 starts here
+    state = fresh.state_dict()
+    assert state.keys() == before.keys()
+    assert all(torch.equal(state[k], init[k]) for k in state)
+    assert not torch.equal(state["features.conv1.weight"], before["features.conv1.weight"])
+    other = sanity.random_weights(trained, seed=1).state_dict()
+    assert not torch.equal(other["features.conv1.weight"], state["features.conv1.weight"])
+    assert all(torch.equal(v, before[k]) for k, v in trained.state_dict().items())
+
+
+def test_a_trained_patch_map_beats_its_random_weights_twin_on_the_planted_square(planted_run):
+    ck = load_checkpoint(planted_run, device="cpu")
+    _, fakes, masks = planted(5, 48)
+    trained = loc.localize_set(ck, fakes, masks, kind="patch").frame
+    fresh = loc.localize_set(sanity.random_weights(ck.model, seed=0), fakes, masks,
+                             kind="patch").frame
+    table = loc.localization_table(pd.concat([trained.assign(control="none"),
+                                              fresh.assign(control="random_weights")]),
+                                   n_boot=500).set_index("control")
+    # what the training added: the untrained network's map ranks the square far worse
+    assert table.loc["none", "pixel_auc_low"] > table.loc["random_weights", "pixel_auc_high"]
+    assert table.loc["none", "pointing_game"] > table.loc["random_weights", "pointing_game"]

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
@@ -267,3 +268,81 @@ def test_the_study_aligns_each_fake_with_its_mask_and_the_real_it_was_made_from(
         shifted = np.roll(masks, 1, axis=0) < 1 / 255  # a one-image misalignment shows
         assert (diff[shifted] > 8).mean() > (diff[outside] > 8).mean(), method
         assert [n for n in names] == sorted(names)
+
+
+# --- the study's comparison (synthetic per-image metrics, no training) ------------------------
+
+def _metric_rows(method: str, model: str, manipulation: str, values: np.ndarray,
+                 control: str = "none") -> pd.DataFrame:
+    return pd.DataFrame({"method": method, "model": model, "manipulation": manipulation,
+                         "images": "manipulated", "control": control,
+                         "image": np.arange(len(values)), "pixel_auc": values,
+                         "flat": False})
+
+
+def _standard(n: int, seed: int) -> np.ndarray:
+    z = np.random.default_rng(seed).normal(size=n)
+    return (z - z.mean()) / z.std(ddof=1)  # mean 0, sd 1 exactly
+
+
+def test_the_comparison_is_tested_only_where_both_runs_are_adequate_and_holm_adjusted():
+    from scipy import stats as sps
+
+    from patchforensics import manipulation_study as ms_
+    from patchforensics.compare import UNDER_TRAINED
+
+    n, sd = 50, 0.1
+    t_b = 2.25  # raw p about 0.03: decided alone, not after Holm over four manipulations
+    shifts = {"clear": 0.3, "borderline": t_b * sd / np.sqrt(n), "inverse": -0.3, "equal": 0.0,
+              "untrained": 0.3}
+    rows, adequacy = [], []
+    for k, (m, shift) in enumerate(shifts.items()):
+        base = 0.5 + 0.05 * _standard(n, 100 + k)
+        rows += [_metric_rows("gradcam", ms_.PRIMARY_FULL, m, base),
+                 _metric_rows("patch", ms_.PRIMARY_PATCH, m, base + shift + sd * _standard(n, k)),
+                 # a control's rows must not enter the comparison
+                 _metric_rows("patch", ms_.PRIMARY_PATCH, m, base - 0.4, "shuffled_masks")]
+        adequacy += [{"manipulation": m, "model": ms_.PRIMARY_PATCH, "adequate": True,
+                      "val_auc_ci_low": 0.99},
+                     {"manipulation": m, "model": ms_.PRIMARY_FULL,
+                      "adequate": m != "untrained", "val_auc_ci_low": 0.4 if m == "untrained"
+                      else 0.985}]
+    frame = pd.concat(rows, ignore_index=True)
+    cmp = ms_.localization_comparison(frame, pd.DataFrame(adequacy)).set_index("manipulation")
+    assert set(cmp["verdict"]) <= set(ms_.VERDICTS)
+    assert cmp.loc["clear", "verdict"] == "patch better"
+    assert cmp.loc["inverse", "verdict"] == "Grad-CAM better"
+    assert cmp.loc["equal", "verdict"] == "no difference"
+    # the full model failed adequacy: no verdict, no p in the Holm family
+    assert cmp.loc["untrained", "verdict"] == UNDER_TRAINED
+    assert np.isnan(cmp.loc["untrained", "p_holm"]) and not cmp.loc["untrained", "b_adequate"]
+    # paired t over images: the interval and p of the borderline cell
+    b = cmp.loc["borderline"]
+    assert b["diff"] == pytest.approx(shifts["borderline"]) and b["n"] == n
+    assert b["se"] == pytest.approx(sd / np.sqrt(n))
+    assert b["p"] == pytest.approx(2 * sps.t.sf(t_b, n - 1)) and b["p"] < 0.05 < b["p_holm"]
+    assert b["ci_low"] > 0  # the unadjusted interval excludes 0 ...
+    assert b["verdict"] == "no difference"  # ... but Holm over the four tested cells does not
+    assert b["p_holm"] == pytest.approx(2 * b["p"])  # the third smallest of four: x 2
+    text = ms_.reading(cmp.reset_index())
+    assert "**untrained**: not tested: under-trained" in text and "0.400" in text
+    assert "**clear**" in text and "**patch better**" in text
+
+
+def test_localization_helpers_read_the_grid_and_name_the_controls():
+    from patchforensics import manipulation_study as ms_
+
+    table = pd.DataFrame({"method": ["patch", "gradcam", "gradcam", "random"],
+                          "model": ["b2", "full", "full", "-"],
+                          "control": ["none", "none", "random_weights", "none"],
+                          "grid": ["22x22", "8x8", "7x9", ""]})
+    assert ms_.grid_side(table) == 7 and ms_.grid_side(table, "patch") == 22
+    with pytest.raises(ValueError, match="no gradient rows"):
+        ms_.grid_side(table, "gradient")
+    bars = ms_.bar_rows(pd.concat([table, pd.DataFrame({
+        "method": ["gradient", "gradient"], "model": ["full", "full"],
+        "control": ["none", "shuffled_masks"], "grid": ["", ""]})], ignore_index=True))
+    # the compared maps with their controls, the gradient without its shuffled row
+    assert list(bars["model"]) == ["b2", "full", "full\nuntrained", "full", "-"]
+    assert list(bars["method"]) == ["patch", "gradcam", "gradcam", "gradient", "random"]
+    assert list(table["model"]) == ["b2", "full", "full", "-"]  # the table is not touched

@@ -169,7 +169,14 @@ def test_07_manipulated_faces_smoke(project_env, tmp_path):
     loc = pd.read_csv(tables / "localization_smoke32.csv")
     assert set(loc["manipulation"]) == methods
     assert set(loc["method"]) == {"patch", "gradcam", "gradient", "random"}
-    assert set(loc["images"]) == {"manipulated", "real"}  # the real-face control
+    assert set(loc["control"]) == {"none", "shuffled_masks", "random_weights"}  # sanity controls
+    cam = loc[loc["method"] == "gradcam"]
+    assert set(cam["layer"]) == {"block1"} and set(cam["grid"]) == {"7x7"}  # >= 6 x 6 at 32 px
+    adequacy = pd.read_csv(tables / "manipulation_adequacy_smoke32.csv")
+    assert len(adequacy) == 8 and not adequacy["adequate"].any()  # 3 steps learn nothing
+    cmp = pd.read_csv(tables / "07_localization_comparisons_smoke32.csv")
+    assert set(cmp["manipulation"]) == methods and (cmp["metric"] == "pixel_auc").all()
+    assert set(cmp["verdict"]) == {"not tested: under-trained"}  # never a verdict untrained
     for col in ("pointing_game", "pixel_auc", "mass_inside"):
         assert {col, f"{col}_low", f"{col}_high"} <= set(loc.columns)
         t = loc[[f"{col}_low", col, f"{col}_high"]].dropna()  # NaN: no heat on any image
@@ -180,7 +187,8 @@ def test_07_manipulated_faces_smoke(project_env, tmp_path):
     modes = pd.read_csv(tables / "07_score_modes_smoke32.csv")
     assert {"mean_softmax", "mean_logit", "vote", "topk"} <= set(modes["mode"])
     assert "dcgan" in set(modes["test"])  # whole-image fakes, notebook 02's models
-    for name in ("manipulation_examples", "localization_examples", "localization_pointing_game"):
+    for name in ("manipulation_examples", "localization_examples", "localization_pixel_auc",
+                 "localization_pointing_game"):
         assert (paths.figures_dir() / f"07_{name}_smoke32.png").stat().st_size > 1000, name
 
 

@@ -76,6 +76,7 @@ from .progress import bar as progress_bar
 from .protocol import ADEQUACY_MIN, one_setting
 from .receptive_field import field_fraction, paper_field_fraction, receptive_field
 from .runs import finished, stopped_by
+from .stats import group_boot_counts, groups_from_names, seed_image_mean
 from .viz import box_to_original, heatmap_figure, png_bytes
 
 Device = str | torch.device | None  # None or "auto": CUDA when present, else CPU
@@ -404,8 +405,6 @@ def boot_weights(n_real: int, n_fake: int, dataset: str, generator: str, *,
     ``fake_groups`` (one id per image, e.g. Olivetti's person): those images are resampled by
     group (``stats.group_boot_counts``: a person's images stay together), since images of one
     person are not independent."""
-    from .stats import group_boot_counts
-
     def draw(n: int, groups: np.ndarray | None, *names: str) -> np.ndarray:
         if groups is None:
             return boot_counts(n, n_boot, _set_rng(seed, *names))
@@ -897,8 +896,6 @@ _RUN_COLS = ["label", "model", "arch", "depth", "rf_px", "field_fraction", "seed
 def file_groups(rows: pd.DataFrame) -> np.ndarray | None:
     """Person ids of one set's rows (sorted by ``image``) from their ``file`` names
     (``stats.groups_from_names``: Olivetti's ``sNN_k``), or None (independent images)."""
-    from .stats import groups_from_names
-
     return groups_from_names(rows["file"].tolist()) if "file" in rows.columns else None
 
 
@@ -1129,8 +1126,6 @@ def unseen_auc(scores: pd.DataFrame, *, mode: str = "mean_softmax", n_boot: int 
     setting and ``field_fraction``. Columns: ``setting``, ``model``, ``arch``, ``depth``,
     ``field_fraction``, ``n_seeds``, ``n_unseen``, ``auc_seen``, ``auc_unseen``, ``ci_low``,
     ``ci_high``, ``method``."""
-    from .stats import seed_image_mean
-
     rows = []
     for (setting, label), mb in _model_boots(scores, mode, n_boot, seed).items():
         unseen = [p for p in mb.unseen() if generators is None or p[1] in generators]

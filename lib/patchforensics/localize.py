@@ -11,12 +11,16 @@ point per image:
 - ``patch``: the patch model's own P(fake) per cell, projected onto the pixels each cell sees
   (``viz.project_map``); its point is the field centre of the most fake cell;
 - ``gradcam``: Grad-CAM (Selvaraju et al. 2017) of the fake-minus-real logit of a full-image
-  model at its last convolutional block (or another named block);
+  model, in :func:`localize_set` at the deepest block whose grid is at least
+  :data:`GRADCAM_MIN_CELLS` cells a side (:func:`gradcam_layer`: a full Xception's last block
+  sees a 64 px face as 2 x 2 cells, too coarse to point at anything);
 - ``gradient``: the input gradient's magnitude (Simonyan et al. 2014);
 - ``random``: i.i.d. uniform maps, the chance level.
 
-Metrics per image (:func:`pointing_game`, :func:`pixel_auc`, :func:`mass_inside`) and a table
-with bootstrap intervals over images (:func:`localization_table`).
+Metrics per image (:func:`pixel_auc`, the ranking of mask pixels above the others, which no
+rescaling or offset of a map changes; :func:`pointing_game`; :func:`mass_inside`) and a table
+with intervals over images (:func:`localization_table`). The sanity controls of a localizer
+(masks shuffled across faces, a network with random weights) are in ``sanity``.
 
 A local manipulation also needs a *local image score*: averaging a map over the face dilutes one
 fake region among many real-looking patches (the paper's ``mean_softmax`` calls such an image
@@ -66,6 +70,8 @@ from .viz import project_map
 
 LOCALIZERS = ("patch", "gradcam", "gradient", "random")
 METRICS = ("pointing_game", "pixel_auc", "mass_inside")
+GRADCAM_MIN_CELLS = 6  # Grad-CAM's grid side at least this (gradcam_layer): a 6 x 6 grid's
+#   cells are a sixth of the face, about block2's patch (22 %); 2 x 2 quadrants point nowhere
 MASK_THRESHOLD = 0.5  # a mask pixel at least half manipulated counts as manipulated
 
 
@@ -308,6 +314,34 @@ def _split_features(model: PatchClassifier, layer: str | None) -> tuple[nn.Modul
     return nn.Sequential(OrderedDict(blocks[:cut])), nn.Sequential(OrderedDict(blocks[cut:]))
 
 
+def feature_grids(model: PatchClassifier, size: int) -> list[tuple[str, tuple[int, int]]]:
+    """``[(block name, (h, w))]``: the output grid of each block of ``model.features`` for an
+    S x S input image (``size`` = S, before the model's own upsampling), from one forward pass
+    of a zero image in eval mode (the model's training flag is restored)."""
+    dev = next(model.parameters()).device
+    out = []
+    with _EvalMode(model, dev), torch.no_grad():
+        x = model.resize(torch.zeros(1, 3, size, size, device=dev))
+        for name, block in model.features.named_children():
+            x = block(x)
+            out.append((name, (int(x.shape[-2]), int(x.shape[-1]))))
+    return out
+
+
+def gradcam_layer(model: PatchClassifier, size: int,
+                  min_cells: int = GRADCAM_MIN_CELLS) -> str:
+    """The deepest block of ``model.features`` whose output grid on an S x S image (``size``)
+    is at least ``min_cells`` cells on each side: Grad-CAM's layer, chosen from the network's
+    geometry (a full Xception at 64 px: ``block2``, 8 x 8; at 192 px its last block, 6 x 6).
+    The deepest such block weighs the most evidence while still resolving the face into
+    cells. Raises ``ValueError`` when no block's grid is that fine."""
+    fine = [name for name, (h, w) in feature_grids(model, size) if min(h, w) >= min_cells]
+    if not fine:
+        raise ValueError(f"{model.config.name} at {size} px: no block has a grid of at least "
+                         f"{min_cells} x {min_cells} cells")
+    return fine[-1]
+
+
 def gradcam_cells(model: PatchClassifier, images: np.ndarray, *, layer: str | None = None,
                   device: Device = None, batch_size: int = 16) -> np.ndarray:
     """Grad-CAM of the fake-minus-real logit on its own grid: N x S x S x 3 uint8 images ->
@@ -469,17 +503,23 @@ def pixel_auc(heat: np.ndarray, masks: np.ndarray) -> np.ndarray:
 
 
 def mass_inside(heat: np.ndarray, masks: np.ndarray) -> np.ndarray:
-    """Per image, the share of the heat mass inside the mask: N float64 in [0, 1]. Only
-    non-negative heat is mass (negative values count 0, NaN pixels are left out); NaN when an
-    image has no mass. A flat map scores the mask's area, so that is its chance level; a map
-    that is zero where it sees nothing (Grad-CAM's relu) gains over one that only ranks
-    (a patch model's P(fake) is never 0)."""
+    """Per image, the share of the heat mass inside the mask: N float64 in [0, 1]. Mass is the
+    heat above the map's own minimum (NaN pixels left out), so an offset does not count: a
+    patch model's P(fake), never 0, and Grad-CAM's relu map, 0 where it sees nothing, are
+    measured alike. A map without mass (flat: no evidence anywhere) scores the mask's area
+    (over the seen pixels), the chance level of any map, rather than being left out; NaN only
+    when no pixel is seen."""
     heat = _check_heat(heat)
     binary = _binary_masks(masks, heat.shape)
-    mass = np.clip(np.nan_to_num(heat, nan=0.0), 0, None)
-    total = mass.sum(axis=(1, 2))
+    seen = ~np.isnan(heat)
+    n_seen = seen.sum(axis=(1, 2))
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(total > 0, (mass * binary).sum(axis=(1, 2)) / total, np.nan)
+        floor = np.where(n_seen > 0, np.where(seen, heat, np.inf).min(axis=(1, 2)), 0)
+        mass = np.where(seen, heat - floor[:, None, None], 0.0)
+        total = mass.sum(axis=(1, 2))
+        area = (binary & seen).sum(axis=(1, 2)) / n_seen
+        share = (mass * binary).sum(axis=(1, 2)) / total
+    return np.where(n_seen == 0, np.nan, np.where(total > 0, share, area))
 
 
 def pointing_chance(candidates: np.ndarray | None, masks: np.ndarray) -> np.ndarray:
@@ -505,14 +545,16 @@ def _is_flat(heat: np.ndarray) -> np.ndarray:
 def localization_frame(method: str, model: str, manipulation: str, heat: np.ndarray,
                        points: np.ndarray, masks: np.ndarray, *,
                        candidates: np.ndarray | None = None,
-                       flat: np.ndarray | None = None) -> pd.DataFrame:
+                       flat: np.ndarray | None = None, layer: str = "",
+                       grid: tuple[int, int] | None = None) -> pd.DataFrame:
     """One row per image: ``method``, ``model``, ``manipulation``, ``image`` (index),
     ``pointing_game`` (bool), ``pixel_auc``, ``mass_inside`` (float, NaN where undefined),
     ``mask_area`` (share of pixels in the binarised mask), ``pointing_chance``
     (:func:`pointing_chance` of ``candidates``, the localizer's possible points; ``None``: the
-    mask area) and ``flat`` (the map holds one value: no evidence; default from ``heat``, or
-    given, e.g. from a Grad-CAM's cells). ``heat``: N x S x S; ``points``: N x 2; ``masks``:
-    N x S x S in [0, 1]."""
+    mask area), ``flat`` (the map holds one value: no evidence; default from ``heat``, or
+    given, e.g. from a Grad-CAM's cells), ``layer`` (Grad-CAM's block, else "") and ``grid``
+    (the map's own cells, ``"h x w"``, or "" for a pixel map). ``heat``: N x S x S;
+    ``points``: N x 2; ``masks``: N x S x S in [0, 1]."""
     heat = _check_heat(heat)
     area = _binary_masks(masks, heat.shape).mean(axis=(1, 2))
     return pd.DataFrame({"method": method, "model": model, "manipulation": manipulation,
@@ -521,24 +563,29 @@ def localization_frame(method: str, model: str, manipulation: str, heat: np.ndar
                          "pixel_auc": pixel_auc(heat, masks),
                          "mass_inside": mass_inside(heat, masks), "mask_area": area,
                          "pointing_chance": pointing_chance(candidates, masks),
-                         "flat": _is_flat(heat) if flat is None else np.asarray(flat, bool)})
+                         "flat": _is_flat(heat) if flat is None else np.asarray(flat, bool),
+                         "layer": layer, "grid": f"{grid[0]}x{grid[1]}" if grid else ""})
 
 
 def localization_table(frames: pd.DataFrame, *, n_boot: int = N_BOOT, seed: int = 0,
                        level: float | None = None) -> pd.DataFrame:
-    """Per (method, model, manipulation[, images]) of :func:`localization_frame` rows: ``n``
+    """Per (method, model, manipulation[, images][, control]) of :func:`localization_frame`
+    rows (``images``, ``control``: columns a study adds, e.g. ``sanity``'s controls): ``n``
     images, the mean of each metric with an interval over images (``<metric>_low``/``_high``,
     ``evaluate.LEVEL`` unless ``level``: the pointing game's hit rate a Wilson interval, the
     others a percentile bootstrap) and
     the images it was computed on (``n_<metric>``: NaNs are dropped per metric), ``mask_area``
     (the mean mask share: the chance level of ``mass_inside`` and of a pixel-resolution
     pointing game), ``pointing_chance`` (the localizer's own chance level of the pointing game,
-    :func:`pointing_chance`) and ``flat_share`` (images whose map holds no evidence).
+    :func:`pointing_chance`), ``flat_share`` (images whose map holds no evidence), and where
+    the frame has them ``layer``, ``grid`` and ``mask_iou`` (``sanity.shuffled_frame``).
     Resamples are seeded by ``seed``, the manipulation and the metric only, so methods and
     models scored on the same images share them (paired)."""
     rows = []
-    # an ``images`` column (e.g. manipulated faces vs. their reals, the control) splits too
-    keys = ["method", "model", "manipulation"] + (["images"] if "images" in frames else [])
+    # ``images`` and ``control`` columns (what the localizer ran on, which sanity control)
+    # split too
+    keys = ["method", "model", "manipulation"] + [k for k in ("images", "control")
+                                                  if k in frames]
     for key, g in frames.groupby(keys, sort=False):
         row = dict(zip(keys, key, strict=True)) | {"n": len(g)}
         for metric in METRICS:
@@ -558,6 +605,9 @@ def localization_table(frames: pd.DataFrame, *, n_boot: int = N_BOOT, seed: int 
         if "pointing_chance" in g:
             row["pointing_chance"] = float(g["pointing_chance"].mean())
             row["flat_share"] = float(g["flat"].mean())
+        row |= {k: g[k].iloc[0] for k in ("layer", "grid") if k in g}
+        if "mask_iou" in g:
+            row["mask_iou"] = float(g["mask_iou"].mean())
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -571,11 +621,15 @@ class Localized:
     heat: np.ndarray  # N x S x S float64 in [0, 1] (NaN: pixels no patch sees)
     points: np.ndarray  # N x 2 float64 (row, col), pixel-index coordinates
     frame: pd.DataFrame  # localization_frame rows, one per image
+    candidates: np.ndarray | None = None  # K x 2: every point it can pick (None: any pixel)
+    flat: np.ndarray | None = None  # N bool from its own cells (None: from ``heat``)
+    layer: str = ""  # Grad-CAM's block
+    grid: tuple[int, int] | None = None  # its own cells (Grad-CAM's grid, the patch map)
 
 
 def localize_set(source: Checkpoint | PatchClassifier | str | os.PathLike, images: np.ndarray,
                  masks: np.ndarray, *, kind: str, manipulation: str = "",
-                 name: str | None = None, layer: str | None = None, seed: int = 0,
+                 name: str | None = None, layer: str | None = "auto", seed: int = 0,
                  device: Device = None, batch_size: int = 16,
                  maps: np.ndarray | None = None) -> Localized:
     """Heat maps, points and per-image metrics of one localizer (``kind``, one of
@@ -583,8 +637,9 @@ def localize_set(source: Checkpoint | PatchClassifier | str | os.PathLike, image
 
     ``source``: a checkpoint (or its run folder / ``best.pt``) or a model; ``images``: N x S x
     S x 3 uint8 at the model's training size; ``masks``: N x S x S in [0, 1]. ``name``: the
-    ``model`` column (default the checkpoint's or config's name). ``layer``: Grad-CAM's block
-    (the method is then recorded as ``gradcam:<layer>``). ``seed``: the random maps'. ``patch``
+    ``model`` column (default the checkpoint's or config's name). ``layer``: Grad-CAM's block,
+    ``"auto"`` the deepest with a fine enough grid (:func:`gradcam_layer`), ``None`` the last
+    one (recorded in the ``layer`` column). ``seed``: the random maps'. ``patch``
     needs a patch model (a full model has one cell and nothing to point with); ``maps``: its
     N x h x w logit maps of ``images`` when already computed (e.g. ``evaluate.folder_maps``'
     cache), else they are computed here."""
@@ -601,7 +656,6 @@ def localize_set(source: Checkpoint | PatchClassifier | str | os.PathLike, image
     else:
         model, label = source, source.config.name
     size = images.shape[1]
-    method = kind
     if kind == "patch":
         if model.config.depth == "full":
             raise ValueError(f"{model.config.name} is a full-image model (one cell); localize "
@@ -612,19 +666,19 @@ def localize_set(source: Checkpoint | PatchClassifier | str | os.PathLike, image
         elif maps.shape[0] != len(images):
             raise ValueError(f"{len(maps)} maps for {len(images)} images")
         heat, points = patch_pixel_maps(maps, rf), patch_points(maps, rf)
-        candidates, flat = patch_candidates(rf), None
+        candidates, flat, grid, layer = patch_candidates(rf), None, rf.output_size, ""
+    elif kind == "gradcam":
+        layer = gradcam_layer(model, size) if layer == "auto" else layer
+        # the top activation cell's centre, as a patch model's top field centre
+        cells = gradcam_cells(model, images, layer=layer, device=device, batch_size=batch_size)
+        heat, points = cells_to_pixels(cells, size), cell_points(cells, size, seed)
+        candidates, flat = grid_candidates(cells.shape[1:], size), _is_flat(cells)
+        grid, layer = cells.shape[1:], layer or feature_layers(model)[-1]
     else:
-        if kind == "gradcam":
-            # the top activation cell's centre, as a patch model's top field centre
-            cells = gradcam_cells(model, images, layer=layer, device=device,
-                                  batch_size=batch_size)
-            heat, points = cells_to_pixels(cells, size), cell_points(cells, size, seed)
-            candidates, flat = grid_candidates(cells.shape[1:], size), _is_flat(cells)
-            method = "gradcam" if layer is None else f"gradcam:{layer}"
-        else:
-            heat = (input_gradient(model, images, device=device, batch_size=batch_size)
-                    if kind == "gradient" else random_maps(len(images), size, seed))
-            points, candidates, flat = max_points(heat, seed), None, None
-    frame = localization_frame(method, name or label, manipulation, heat, points, masks,
-                               candidates=candidates, flat=flat)
-    return Localized(heat, points, frame)
+        heat = (input_gradient(model, images, device=device, batch_size=batch_size)
+                if kind == "gradient" else random_maps(len(images), size, seed))
+        points, candidates, flat, grid, layer = max_points(heat, seed), None, None, None, ""
+    grid = None if grid is None else (int(grid[0]), int(grid[1]))
+    frame = localization_frame(kind, name or label, manipulation, heat, points, masks,
+                               candidates=candidates, flat=flat, layer=layer, grid=grid)
+    return Localized(heat, points, frame, candidates, flat, layer, grid)

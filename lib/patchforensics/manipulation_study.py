@@ -3,25 +3,30 @@ and visualised patch classifiers on FaceForensics++'s four manipulations).
 
 The sets are ``manipulate``'s four methods applied to the world's real CelebA faces, each image
 with the exact mask of what was changed. The study (notebook 07 says which parts were fixed
-before which result: the metrics and the primary comparison first; the pairing and the epoch cap
-after a pilot; Grad-CAM's point, the tie rule, the real-face control and the per-localizer
-chance after the first results):
+before which result):
 
 - **Training.** One classifier grid per manipulation (``protocol`` profile ``manipulations``:
-  Xception block2 at the paper-protocol patch size, and the full model, 3 epochs;
-  ``manipulations_long`` 10 epochs; ``manipulations_full`` adds block1 and block3), reals vs.
-  that manipulation's training split, half of each batch's reals with their own manipulated
-  faces (setting ``paired``, as FaceForensics++ pairs each manipulated video with its
-  original).
+  Xception block2 at the paper-protocol patch size and the full model at the faces' 64 px,
+  the original's stopping rule under a 10-epoch cap; ``manipulations_long`` caps at 30,
+  ``manipulations_full`` adds block1 and block3 under the plan's cap), reals vs. that
+  manipulation's training split, half of each batch's reals with their own manipulated faces
+  (setting ``paired``, as FaceForensics++ pairs each manipulated video with its original).
+- **Adequacy** (:func:`adequacy_table`): a run has learned its manipulation when the lower
+  95 % bound of its validation AUC on that manipulation's val split is at least
+  ``protocol.ADEQUACY_MIN`` (``evaluate.adequate``). A comparison with a run that has not is
+  "not tested: under-trained" (``compare.UNDER_TRAINED``), never a verdict.
 - **Detection.** Train on one manipulation, test on each: ROC AUC of the mean patch softmax
-  (``protocol.PRIMARY_MODE``), real test faces vs. manipulated test faces, with a 95 %
-  stratified bootstrap interval over images.
-- **Localization** (primary metric: the pointing game; also pixel AUC and heat mass inside the
-  mask), on every manipulated test image, for each patch model's map, the full model's
-  Grad-CAM and input gradient, and a random map, all trained on the same manipulation; each
-  localizer also on the real faces the fakes were made from (the control), and with its own
-  chance level (``localize.pointing_chance``). Primary comparison: block2's pointing game
-  minus Grad-CAM's, paired over images (:func:`paired_difference`).
+  (``protocol.PRIMARY_MODE``) with a 95 % stratified bootstrap interval over images.
+- **Localization** (:func:`localization`; primary metric **pixel AUC**: how well a map ranks
+  the mask's pixels above the others, 0.5 = chance, unchanged by any rescaling or offset of the
+  map; secondary: the pointing game against each localizer's own chance, and the heat mass
+  inside the mask), on every manipulated test image, for block2's patch map, the full model's
+  Grad-CAM at the deepest block whose grid is at least 6 x 6 (``localize.gradcam_layer``) and
+  its input gradient, and a random map; each also under the two sanity controls of
+  ``sanity`` (masks shuffled across faces; the same architecture with random weights).
+- **The comparison** (:func:`localization_comparison`): block2's pixel AUC minus Grad-CAM's,
+  paired over images, per manipulation: a paired t-interval, and a verdict from Holm-adjusted
+  p-values within the table (``stats.holm``), only where both runs are adequate.
 - **Local scores.** The three modes of the paper and the mean of the top-k patch logits (k
   chosen on the training manipulation's validation split, ``localize.choose_k``), on the
   manipulations and on notebook 02's whole-image fakes.
@@ -38,15 +43,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import localize, manipulate, paths, protocol
+from . import localize, manipulate, paths, protocol, sanity
+from .compare import UNDER_TRAINED
 from .config import WorldConfig, world_config
 from .data import load_folder
 from .evaluate import (
+    LEVEL,
     N_BOOT,
     Checkpoint,
-    _interval,
-    _set_rng,
-    boot_counts,
+    adequate,
+    calibration,
     evaluate_maps,
     folder_maps,
     load_checkpoint,
@@ -55,6 +61,8 @@ from .evaluate import (
     save_world_table,
 )
 from .parts import PartsAnalysis, analyze
+from .runs import finished, stopped_by
+from .stats import holm, t_interval, t_pvalue
 from .study import find_root
 from .train import training_pair
 
@@ -192,6 +200,30 @@ def cross_table(ms: ManipulationStudy, runs: dict[str, dict[str, Path]], *,
     return out[[c for c in cols if c in out.columns]]
 
 
+def adequacy_table(ms: ManipulationStudy, runs: dict[str, dict[str, Path]]) -> pd.DataFrame:
+    """Whether each run learned its manipulation: one row per (manipulation, model) with
+    ``epochs`` run, ``best_epoch``, ``stopped_by`` (``rule`` or ``cap``: ``runs.stopped_by``),
+    the validation AUC of the primary score on that manipulation's val split with its 95 %
+    stratified bootstrap interval (``val_auc``, ``val_auc_ci_low``, ``val_auc_ci_high``, from
+    ``evaluate.calibration``, cached in the run's ``calibration.json``), ``adequacy_min``
+    (``protocol.ADEQUACY_MIN``) and ``adequate`` (``evaluate.adequate``: the lower bound at
+    least that)."""
+    rows = []
+    for m, models in runs.items():
+        for model, run in models.items():
+            cal = calibration(_load(run, ms.device), device=ms.device)
+            val = cal.val if cal is not None else {}
+            done = finished(run) or {}
+            rows.append({"manipulation": m, "model": model, "epochs": done.get("epochs"),
+                         "best_epoch": done.get("best_epoch"), "stopped_by": stopped_by(run),
+                         "n_val_real": val.get("n_real"), "n_val_fake": val.get("n_fake"),
+                         "val_auc": val.get("auc", np.nan),
+                         "val_auc_ci_low": val.get("auc_ci_low", np.nan),
+                         "val_auc_ci_high": val.get("auc_ci_high", np.nan),
+                         "adequacy_min": protocol.ADEQUACY_MIN, "adequate": adequate(cal)})
+    return pd.DataFrame(rows)
+
+
 def aggregation(ms: ManipulationStudy, runs: dict[str, dict[str, Path]], *,
                 whole_runs: dict[str, Path] | None = None, whole_train: str = "dcgan",
                 whole_tests: tuple[str, ...] | list[str] = (), n_boot: int = N_BOOT,
@@ -228,12 +260,14 @@ def aggregation(ms: ManipulationStudy, runs: dict[str, dict[str, Path]], *,
 
 @dataclass
 class Localization:
-    """Per manipulation: its test images, masks, and each localizer's pixel maps and points;
-    the per-image metrics of all of them (``frame``) and the summary ``table``."""
+    """Per manipulation: its test images, masks, and each localizer's pixel maps; the
+    per-image metrics of all of them and their sanity controls (``frame``) and the summary
+    ``table``."""
 
     images: dict[str, np.ndarray]  # method -> N x S x S x 3 uint8
     masks: dict[str, np.ndarray]  # method -> N x S x S float32 in [0, 1]
-    heat: dict[tuple[str, str, str], np.ndarray]  # (method, localizer, model) -> N x S x S
+    # (method, localizer, model) -> N x S x S; model "<name>, random weights": the control
+    heat: dict[tuple[str, str, str], np.ndarray]
     frame: pd.DataFrame
     table: pd.DataFrame
 
@@ -272,50 +306,105 @@ def real_counterparts(ms: ManipulationStudy, names: list[str]) -> tuple[np.ndarr
     return reals[index], index
 
 
-IMAGES = ("manipulated", "real")  # what a localizer is run on (real: the control, see below)
+RANDOM_WEIGHTS = "random weights"  # the model label of a random-weights map in ``heat``
+
+
+def _localize_run(ms: ManipulationStudy, method: str, model: str, run: Path,
+                  images: np.ndarray, masks: np.ndarray, order: np.ndarray, seed: int
+                  ) -> tuple[dict[tuple[str, str, str], np.ndarray], list[pd.DataFrame]]:
+    """One run's localizers on one manipulation's test faces: trained (``control`` none and
+    shuffled masks) and with random weights (``sanity.random_weights`` of ``seed``)."""
+    ck = _load(run, ms.device)
+    full = ck.model.config.depth == "full"
+    layer = localize.gradcam_layer(ck.model, images.shape[1]) if full else None
+    # the patch maps notebook 03's cache may already hold
+    maps = None if full else folder_maps(ck, ms.fake_dir(method) / "test", device=ms.device)
+    heat, frames = {}, []
+    for kind in ("gradcam", "gradient") if full else ("patch",):
+        r = localize.localize_set(ck, images, masks, kind=kind, manipulation=method, name=model,
+                                  layer=layer, seed=seed, device=ms.device, maps=maps)
+        heat[(method, kind, model)] = r.heat
+        frames += [r.frame.assign(control="none"), sanity.shuffled_frame(r, masks, order)]
+    kind = "gradcam" if full else "patch"
+    r = localize.localize_set(sanity.random_weights(ck.model, seed), images, masks, kind=kind,
+                              manipulation=method, name=model, layer=layer, seed=seed,
+                              device=ms.device)
+    heat[(method, kind, f"{model}, {RANDOM_WEIGHTS}")] = r.heat
+    frames.append(r.frame.assign(control="random_weights"))
+    return heat, frames
 
 
 def localization(ms: ManipulationStudy, runs: dict[str, dict[str, Path]], *,
-                 n_boot: int = N_BOOT, seed: int = 0) -> Localization:
+                 adequacy: pd.DataFrame | None = None, n_boot: int = N_BOOT,
+                 seed: int = 0) -> Localization:
     """Every localizer on every manipulated test image (see the module docstring): the patch
     models' maps (P(fake) through the exact receptive fields; point = the top fake patch's
-    field centre), the full model's Grad-CAM (last block; point = the top cell's centre) and
+    field centre), the full model's Grad-CAM (at ``localize.gradcam_layer``: the deepest
+    block whose grid is at least 6 x 6 at the faces' size; point = the top cell's centre) and
     input gradient (point = the map's maximum), and a random map.
 
-    **The control** (column ``images``): the same localizers on the *real* faces the
-    manipulations were made from, scored against the same masks. A map that lands in the mask
-    as often on the untouched face points at what the mask covers (eyes, mouth, the face's
-    centre), not at the manipulation. ``localize.localization_table`` summarises both with
-    bootstrap intervals over images."""
+    **The sanity controls** (column ``control``, ``sanity``): ``none``; ``shuffled_masks``,
+    the same maps scored against another face's mask (a derangement, seeded); and
+    ``random_weights``, the patch map and Grad-CAM of the same architecture freshly
+    initialised with ``seed`` (the initial weights of a run of that seed). ``images`` is
+    ``"manipulated"`` throughout. ``adequacy`` (:func:`adequacy_table`) adds ``adequate`` to
+    the table's rows of trained runs. ``localize.localization_table`` summarises with
+    intervals over images."""
     images, masks, heat, frames = {}, {}, {}, []
     for m, models in runs.items():
-        images[m], masks[m], names = masked_test_split(ms, m)
-        reals, pair = real_counterparts(ms, names)  # the real each fake was made from
-        n, size = len(images[m]), images[m].shape[1]
+        images[m], masks[m], _ = masked_test_split(ms, m)
+        order = sanity.derangement(len(images[m]), seed)
         for model, run in models.items():
-            ck = _load(run, ms.device)
-            full = ck.model.config.depth == "full"
-            for on, imgs in (("manipulated", images[m]), ("real", reals)):
-                maps = None
-                if not full:  # the patch maps notebook 03's cache may already hold
-                    folder = ms.fake_dir(m) if on == "manipulated" else ms.real_dir
-                    maps = folder_maps(ck, folder / "test", device=ms.device)
-                    maps = maps if on == "manipulated" else maps[pair]
-                for kind in ("gradcam", "gradient") if full else ("patch",):
-                    r = localize.localize_set(ck, imgs, masks[m], kind=kind, manipulation=m,
-                                              name=model, seed=seed, device=ms.device,
-                                              maps=maps)
-                    if on == "manipulated":
-                        heat[(m, kind, model)] = r.heat
-                    frames.append(r.frame.assign(images=on))
-        h = localize.random_maps(n, size, seed)
+            h, f = _localize_run(ms, m, model, run, images[m], masks[m], order, seed)
+            heat |= h
+            frames += f
+        h = localize.random_maps(len(images[m]), images[m].shape[1], seed)
         heat[(m, "random", "-")] = h
-        frames.append(localize.localization_frame("random", "-", m, h,
-                                                  localize.max_points(h, seed), masks[m])
-                      .assign(images="manipulated"))
+        r = localize.localization_frame("random", "-", m, h, localize.max_points(h, seed),
+                                        masks[m])
+        frames += [r.assign(control="none")]
+    # the examples' columns: every trained map, the random map, then the untrained maps
+    heat = dict(sorted(heat.items(), key=lambda kv: kv[0][2].endswith(RANDOM_WEIGHTS)))
     frame = pd.concat(frames, ignore_index=True)
+    frame.insert(3, "images", "manipulated")
     table = localize.localization_table(frame, n_boot=n_boot, seed=seed)
+    if adequacy is not None:
+        ok = {(r.manipulation, r.model): bool(r.adequate) for r in adequacy.itertuples()}
+        table["adequate"] = [ok.get((m, model)) if c != "random_weights" else None
+                             for m, model, c in zip(table["manipulation"], table["model"],
+                                                    table["control"], strict=True)]
     return Localization(images, masks, heat, frame, table)
+
+
+def grid_side(table: pd.DataFrame, method: str = "gradcam") -> int:
+    """The smallest side of the grids (``localization_table``'s ``grid``, ``"h x w"``) of
+    ``method``'s rows: e.g. the coarsest Grad-CAM of the study. ValueError when none."""
+    grids = table.loc[table["method"] == method, "grid"].dropna().astype(str)
+    sides = [int(v) for g in grids if g for v in g.split("x")]
+    if not sides:
+        raise ValueError(f"no {method} rows with a grid in the table")
+    return min(sides)
+
+
+BAR_LABELS = {"shuffled_masks": "shuffled", "random_weights": "untrained"}  # control -> label
+
+
+def bar_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """The localization table's rows for ``viz.localization_bars``: the compared localizers
+    (patch map, Grad-CAM) each followed by its controls, the gradient and the random map (the
+    gradient's shuffled-mask row stays in the table), each control named in its row's
+    ``model`` label (:data:`BAR_LABELS`) so a map's bars and its controls' stand apart."""
+    out = table.copy()
+    if "control" not in out:
+        return out
+    out = out[(out["control"] == "none") | out["method"].isin(["patch", "gradcam"])].copy()
+    # each localizer's bars together, its controls after it, in the order of the localizers
+    rank = {k: i for i, k in enumerate((*localize.LOCALIZERS, *sanity.CONTROLS))}
+    out = out.sort_values(["method", "control"], key=lambda c: c.map(rank), kind="stable")
+    named = out["control"] != "none"
+    out.loc[named, "model"] = (out.loc[named, "model"] + "\n"
+                               + out.loc[named, "control"].map(BAR_LABELS))
+    return out
 
 
 def parts_analyses(ms: ManipulationStudy, runs: dict[str, dict[str, Path]], *,
@@ -331,72 +420,92 @@ def parts_analyses(ms: ManipulationStudy, runs: dict[str, dict[str, Path]], *,
     return out
 
 
-PRIMARY_LOCALIZATION = "pointing_game"  # the localization metric that decides (pre-registered)
+# --- the comparison that decides --------------------------------------------------------------
+
+PRIMARY_LOCALIZATION = "pixel_auc"  # the localization metric that decides (pre-registered)
 PRIMARY_PATCH = "xception_block2"  # the patch model compared with Grad-CAM (22 % of the face)
 PRIMARY_FULL = "xception_full"
+VERDICTS = ("patch better", "no difference", "Grad-CAM better", UNDER_TRAINED)
+
+
+def _pick(g: pd.DataFrame, who: tuple[str, str], col: str) -> pd.Series:
+    sel = (g["method"] == who[0]) & (g["model"] == who[1])
+    return g[sel].set_index("image")[col].astype(float)
 
 
 def paired_difference(frame: pd.DataFrame, *, metric: str = PRIMARY_LOCALIZATION,
-                      a: tuple[str, ...] = ("patch", PRIMARY_PATCH),
-                      b: tuple[str, ...] = ("gradcam", PRIMARY_FULL), n_boot: int = N_BOOT,
-                      seed: int = 0) -> pd.DataFrame:
-    """The pre-registered comparison: ``metric`` of localizer ``a`` minus that of ``b`` on the
-    same test images, per manipulation, with a paired percentile bootstrap interval over images
-    (``evaluate.LEVEL``; resamples seeded per manipulation and comparison) and a verdict
-    (``<a> better`` when the interval lies above 0, ``<b> better`` below, else no difference
-    detected; "uninformative" when every map of ``b`` is flat). For the pointing game the
-    localizers' own chance levels (``a_chance``, ``b_chance``: ``localize.pointing_chance``)
-    come along: a coarse Grad-CAM grid can have a chance far below the mask's area.
-    ``a``, ``b``: ``(localizer, model[, images])``, images
-    ``"manipulated"`` unless given (``"real"``: the control, :func:`localization`). Images
-    where either value is NaN are left out. ``frame``: :attr:`Localization.frame`."""
+                      a: tuple[str, str] = ("patch", PRIMARY_PATCH),
+                      b: tuple[str, str] = ("gradcam", PRIMARY_FULL), control: str = "none",
+                      level: float = LEVEL) -> pd.DataFrame:
+    """``metric`` of localizer ``a`` minus that of ``b`` (``(method, model)``) on the same
+    test images, per manipulation, on the rows of ``control`` (:attr:`Localization.frame`):
+    ``n`` images (where either value is NaN, left out), ``a_mean``, ``b_mean``, ``diff``, its
+    paired t-interval over images (``ci_low``, ``ci_high``, ``level``; ``se``, ``df`` = n - 1)
+    and two-sided ``p`` (``stats.t_interval``, ``stats.t_pvalue``; NaN below 2 images), and
+    ``b_flat_share`` (b's maps without evidence)."""
     rows = []
-
-    def pick(g: pd.DataFrame, who: tuple[str, ...], col: str = metric) -> pd.Series:
-        on = who[2] if len(who) > 2 else "manipulated"
-        sel = (g["method"] == who[0]) & (g["model"] == who[1])
-        if "images" in g.columns:
-            sel &= g["images"] == on
-        return g[sel].set_index("image")[col].astype(float)
-
-    def label(who: tuple[str, ...]) -> str:
-        return " ".join(who[:2]) + (f" on {who[2]}" if len(who) > 2 else "")
-
     for m, g in frame.groupby("manipulation", sort=False):
-        va, vb = pick(g, a), pick(g, b)
+        g = g[g["control"] == control] if "control" in g else g
+        va, vb = _pick(g, a, metric), _pick(g, b, metric)
         d = (va - vb).dropna()
         if d.empty:
             continue
-        x = d.to_numpy()
-        w = boot_counts(len(x), n_boot, _set_rng(seed, str(m), metric, label(a), label(b)))
-        lo, hi = _interval(w @ x / len(x))
-        verdict = (f"{label(a)} better" if lo > 0 else f"{label(b)} better" if hi < 0
-                   else "no difference detected (the interval includes 0)")
-        flat_b = float(pick(g, b, "flat").mean()) if "flat" in g else 0.0
-        if flat_b == 1.0:  # b's maps hold no evidence at all: nothing was compared
-            verdict = f"uninformative: every map of {label(b)} is flat"
-        row = {"manipulation": m, "metric": metric, "a": label(a), "b": label(b),
-               "n": len(x), "a_mean": float(va.loc[d.index].mean()),
-               "b_mean": float(vb.loc[d.index].mean()), "diff": float(x.mean()),
-               "ci_low": float(lo), "ci_high": float(hi), "verdict": verdict,
-               "b_flat_share": flat_b}
-        if metric == "pointing_game" and "pointing_chance" in g:
-            row["a_chance"] = float(pick(g, a, "pointing_chance").mean())
-            row["b_chance"] = float(pick(g, b, "pointing_chance").mean())
-        rows.append(row)
+        x, n = d.to_numpy(), len(d)
+        se = float(x.std(ddof=1) / np.sqrt(n)) if n > 1 else np.nan
+        lo, hi = t_interval(float(x.mean()), se, n - 1, level) if n > 1 else (np.nan, np.nan)
+        rows.append({"manipulation": m, "metric": metric, "a": " ".join(a), "b": " ".join(b),
+                     "n": n, "a_mean": float(va.loc[d.index].mean()),
+                     "b_mean": float(vb.loc[d.index].mean()), "diff": float(x.mean()),
+                     "se": se, "df": n - 1, "ci_low": lo, "ci_high": hi,
+                     "p": t_pvalue(float(x.mean()), se, n - 1) if n > 1 else np.nan,
+                     "b_flat_share": float(_pick(g, b, "flat").mean())})
     return pd.DataFrame(rows)
 
 
-def reading(diff: pd.DataFrame) -> str:
-    """One sentence per manipulation from :func:`paired_difference`, worded from its
-    interval."""
+def localization_comparison(frame: pd.DataFrame, adequacy: pd.DataFrame, *,
+                            metric: str = PRIMARY_LOCALIZATION,
+                            alpha: float = protocol.HOLM_ALPHA) -> pd.DataFrame:
+    """The pre-registered comparison: :func:`paired_difference` of block2's patch map and the
+    full model's Grad-CAM per manipulation, tested only where both runs are adequate
+    (``adequacy``: :func:`adequacy_table`; ``a_adequate``, ``b_adequate`` and their
+    ``a_val_auc_low``, ``b_val_auc_low``). ``p_holm``: Holm's adjustment over the tested
+    manipulations (``stats.holm``; NaN where untested). ``verdict`` (one of :data:`VERDICTS`):
+    "not tested: under-trained" where either run fails adequacy, else "patch better" /
+    "Grad-CAM better" when ``p_holm < alpha``, "no difference" otherwise. The interval is the
+    unadjusted 95 % one."""
+    t = paired_difference(frame, metric=metric)
+    if t.empty:
+        return t.assign(verdict=pd.Series(dtype=str))
+    rec = adequacy.set_index(["manipulation", "model"])
+    for side, model in (("a", PRIMARY_PATCH), ("b", PRIMARY_FULL)):
+        keys = [(m, model) for m in t["manipulation"]]
+        t[f"{side}_adequate"] = [bool(rec["adequate"].get(k, False)) for k in keys]
+        t[f"{side}_val_auc_low"] = [float(rec["val_auc_ci_low"].get(k, np.nan)) for k in keys]
+    tested = (t["a_adequate"] & t["b_adequate"]).to_numpy()
+    t["p_holm"] = holm(np.where(tested, t["p"].to_numpy(float), np.nan))
+    t["verdict"] = [UNDER_TRAINED if not ok else
+                    ("patch better" if d > 0 else "Grad-CAM better") if p < alpha else
+                    "no difference" for ok, d, p in zip(tested, t["diff"], t["p_holm"],
+                                                        strict=True)]
+    return t
+
+
+def reading(cmp: pd.DataFrame) -> str:
+    """One sentence per manipulation from :func:`localization_comparison`, worded from its
+    verdict: untested cells give their runs' validation bounds and the numbers as
+    descriptive only."""
     lines = []
-    for r in diff.itertuples():
-        chance = ""
-        if "a_chance" in diff.columns and not pd.isna(r.a_chance):
-            chance = f" (chance {r.a_chance:.2f} and {r.b_chance:.2f})"
-        lines.append(f"- **{r.manipulation}**: {r.metric.replace('_', ' ')} {r.a} "
-                     f"{r.a_mean:.2f} vs. {r.b} {r.b_mean:.2f}{chance}, difference "
-                     f"{r.diff:+.2f} [{r.ci_low:+.2f}, {r.ci_high:+.2f}] over {r.n} images: "
-                     f"{r.verdict}.")
+    for r in cmp.itertuples():
+        metric = {"pixel_auc": "pixel AUC"}.get(r.metric, r.metric.replace("_", " "))
+        nums = (f"{metric} {r.a} {r.a_mean:.3f} vs. {r.b} {r.b_mean:.3f}, "
+                f"difference {r.diff:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}] over {r.n} "
+                "images")
+        if r.verdict == UNDER_TRAINED:
+            lines.append(f"- **{r.manipulation}**: {r.verdict} (validation AUC lower bounds "
+                         f"{r.a_val_auc_low:.3f} for {PRIMARY_PATCH} and {r.b_val_auc_low:.3f} "
+                         f"for {PRIMARY_FULL}; adequacy needs "
+                         f"{protocol.ADEQUACY_MIN}); descriptive only: {nums}.")
+        else:
+            lines.append(f"- **{r.manipulation}**: {nums}, Holm p = {r.p_holm:.3g}: "
+                         f"**{r.verdict}**.")
     return "\n".join(lines)

@@ -31,6 +31,7 @@ import pandas as pd
 from . import paths
 from .data import FAKE, REAL
 from .evaluate import set_maps, world_sets
+from .protocol import HOLM_ALPHA
 from .receptive_field import receptive_field
 from .segment import (  # noqa: F401 - the label-map helpers, re-exported: parts' vocabulary
     PARTS,
@@ -43,6 +44,7 @@ from .segment import (  # noqa: F401 - the label-map helpers, re-exported: parts
     share_matrix,
     true_class_cell,
 )
+from .stats import holm
 
 
 def top_patches(maps: np.ndarray, labels: np.ndarray, label_maps: np.ndarray,
@@ -203,9 +205,6 @@ def enrichment_table(frames: dict[tuple[str, str], pd.DataFrame], *, n_boot: int
     p of "enrichment = 1" Holm-adjusted within each model's family of generators x parts, as
     the plan has it: ``protocol.PLAN["secondary"]``) and ``verdict_holm`` ("enriched",
     "depleted" or "no difference" at ``protocol.HOLM_ALPHA``)."""
-    from .protocol import HOLM_ALPHA
-    from .stats import holm
-
     rows = []
     for (model, gen), frame in frames.items():
         t = enrichment(frame, n_boot=n_boot, seed=seed).reset_index()

@@ -35,12 +35,15 @@ REFERENCE_TABLES: dict[str, tuple[tuple[str, ...], dict[str, float]]] = {
     "top_patch_counts": (("model", "generator", "part"), {"top": 15.0, "random": 15.0}),
     "finetune_summary": (("quantity",), {"value": 0.15}),
     "exaggerate_scores": (("shift", "alpha"), {"score": 0.15}),
-    "localization": (("method", "model", "manipulation", "images"),
+    "localization": (("method", "model", "manipulation", "images", "control"),
                      {"pointing_game": 0.2, "pixel_auc": 0.1, "mass_inside": 0.1}),
 }
 # Tables of the plan of issue 24 (seeds as the unit, Holm), new in this version: their reference
 # comes with the first default run of the plan; until then a run is checked against nothing.
 AWAITING_REFERENCE = frozenset({"primary_contrast", "secondary_comparisons"})
+# Key columns a newer table has and an older reference lacks: the reference's rows are read as
+# this value (the localization table's sanity controls, issue 24: "none" is the plain row).
+KEY_DEFAULTS = {"control": "none"}
 # Key columns whose values a smoke run may add: it trains a second seed and the samples-only
 # setting (to run those code paths) that the default profile leaves to the full one.
 SHAPE_FREE = frozenset({"seed", "setting"})
@@ -195,8 +198,8 @@ def _table_differences(name: str, a_path: Path, b_path: Path, *,
     cells differing beyond ``REFERENCE_TABLES``' tolerance, as ``(table, key, column,
     reference, run, tolerance)`` dicts (``reference`` = a, ``run`` = b)."""
     keys, tols = REFERENCE_TABLES[name]
-    a = pd.read_csv(a_path).set_index(list(keys))
-    b = pd.read_csv(b_path).set_index(list(keys))
+    a, b = (_with_key_defaults(pd.read_csv(f), keys).set_index(list(keys))
+            for f in (a_path, b_path))
     rows = []
     for key in a.index:
         if key not in b.index:
@@ -254,6 +257,12 @@ def compare_runs(a: str | Path, b: str | Path) -> pd.DataFrame:
                                                                      "run": "b"})
 
 
+def _with_key_defaults(frame: pd.DataFrame, keys: tuple[str, ...]) -> pd.DataFrame:
+    """``frame`` with each key column it lacks filled from :data:`KEY_DEFAULTS`."""
+    missing = {k: KEY_DEFAULTS[k] for k in keys if k not in frame and k in KEY_DEFAULTS}
+    return frame.assign(**missing) if missing else frame
+
+
 def shape_differences(world: str, *, tables: Path | None = None,
                       reference: Path | None = None) -> list[str]:
     """How a run's key tables differ in *shape* from the reference: columns of the reference
@@ -270,7 +279,7 @@ def shape_differences(world: str, *, tables: Path | None = None,
         if not ref_path.exists() or not run_path.exists():
             problems.append(f"{name}: missing ({ref_path if not ref_path.exists() else run_path})")
             continue
-        ref, run = pd.read_csv(ref_path), pd.read_csv(run_path)
+        ref, run = (_with_key_defaults(pd.read_csv(f), keys) for f in (ref_path, run_path))
         lost = [c for c in ref.columns if c not in run.columns]
         if lost:
             problems.append(f"{name}: the run has no columns {lost} of the reference")

@@ -171,3 +171,32 @@ def test_cli_strict_fails_on_the_issue_pair(grid_sets, capsys):
     assert main(["audit", str(grid_sets["none"]), str(grid_sets["jpeg"]), "--strict"]) == 1
     assert "JPEG block grid" in capsys.readouterr().out
     assert main(["audit", str(grid_sets["jpeg"]), str(grid_sets["jpeg2"]), "--strict"]) == 0
+
+
+def test_grid_findings_on_pairs_with_the_same_recorded_history_are_listed(tmp_path):
+    import json
+
+    from patchforensics.audit import AuditReport, same_history_grid_findings
+    from patchforensics.embedded import manifest_path
+
+    hist = {"quality": 75, "subsampling": 2, "width": 178, "height": 218}
+    manifest = {"sets": {"real/celeba": {"jpeg": None, "jpeg_source": hist},
+                         "fake/celeba/vae": {"jpeg": hist},
+                         "fake/celeba/plain": {"jpeg": None},
+                         "fake/celeba/sizes": {"jpeg": hist}}}
+    path = manifest_path(tmp_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(manifest))
+
+    def report(*findings: str) -> AuditReport:
+        return AuditReport("r", "f", 10, 10, 0.7, table=[
+            {"fact": "jpeg_grid", "kind": "grid", "real": "1.1", "fake": "0.7", "auc": 0.9,
+             "finding": True}], findings=list(findings))
+
+    grid = "jpeg_grid: the JPEG block grid differs"
+    got = same_history_grid_findings({"celeba/vae": report(grid),  # same history: listed
+                                      "celeba/plain": report(grid),  # no history: a real miss
+                                      "celeba/sizes": report(grid, "size: 64 vs 32")},
+                                     tmp_path)
+    assert list(got["pair"]) == ["celeba/vae"] and got["auc"].iloc[0] == 0.9
+    assert got["history"].iloc[0] == "q75 subsampling 2 at 178x218"

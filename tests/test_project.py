@@ -121,3 +121,48 @@ def test_sibling_imports_sit_at_module_top():
     lazy = sorted(f"{m} -> {d}" for m, deps in sibling_imports().items()
                   for d, top in deps.items() if not top and m not in lazy_ok)
     assert lazy == [], lazy
+
+
+def _section(text: str, heading: str) -> str:
+    """The body of the README section whose ``## `` heading starts with ``heading``."""
+    start = text.index(f"\n## {heading}")
+    end = text.find("\n## ", start + 4)
+    return text[start: end if end > 0 else None]
+
+
+def reference_numbers() -> set[str]:
+    """Every numeric cell of the committed reference tables, as text at 1 to 4 decimals (and
+    as a percentage at 0 and 1 decimals), so a number printed rounded is found."""
+    import re
+
+    import pandas as pd
+
+    out: set[str] = set()
+    for csv in sorted((REPO / "results" / "reference").glob("*.csv")):
+        frame = pd.read_csv(csv, comment="#")
+        for text in frame.select_dtypes(exclude="number").to_numpy().ravel():  # "median 1.08 [..]"
+            out |= set(re.findall(r"\d+\.\d+", str(text)))
+        values = frame.select_dtypes("number").to_numpy().ravel()
+        for v in values[~pd.isna(values)].astype(float):
+            for d in range(1, 5):
+                out |= {f"{v:.{d}f}", f"{abs(v):.{d}f}"}
+            out |= {f"{100 * v:.0f}", f"{100 * v:.1f}"}
+    return out
+
+
+def test_every_decimal_of_what_we_found_is_in_a_reference_table():
+    """README "What we found" speaks only from committed tables: a decimal number there that no
+    table of results/reference/ holds (at the printed precision) is stale or unsourced."""
+    import re
+
+    section = _section((REPO / "README.md").read_text(), "What we found")
+    known = reference_numbers()
+    numbers = re.findall(r"(?<![\w.])[-+]?\d+\.\d+(?![\w.])", section)
+    assert numbers, "the section has no numbers: is the heading still there?"
+    missing = sorted({n for n in numbers if n.lstrip("+-") not in known})
+    assert not missing, f"in README 'What we found' but in no reference table: {missing}"
+
+
+def test_the_number_check_can_fail(tmp_path):
+    assert "0.5000" in reference_numbers() or "1.0000" in reference_numbers()
+    assert "123.4567" not in reference_numbers()

@@ -87,3 +87,27 @@ def fp32_peak(seconds: float = 3.0, device: str | None = None) -> dict[str, floa
             torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old_tf32
     out["peak"] = max(out.values())
     return out
+
+
+def gemm_peak(dtype: torch.dtype = torch.float32, n: int = 4096, seconds: float = 2.0,
+              device: str | None = None) -> float:
+    """Best GFLOP/s of an ``n`` x ``n`` by ``n`` x ``n`` ``torch.mm`` in ``dtype`` on ``device``
+    (fp32: MKL sgemm / cuBLAS; bf16 on a CPU: oneDNN's bf16 GEMM, native with AVX512-BF16 or
+    AMX, emulated otherwise): one warm-up call, then repeated calls for ``seconds``, the best
+    call counting (``2 n^3`` FLOPs). The ceiling a network running in ``dtype`` is held to."""
+    dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    sync = torch.cuda.synchronize if torch.device(dev).type == "cuda" else (lambda: None)
+    a = torch.randn(n, n, device=dev).to(dtype)
+    b = torch.randn(n, n, device=dev).to(dtype)
+    best, calls = 0.0, 0
+    with torch.inference_mode():
+        torch.mm(a, b)
+        t_end = time.perf_counter() + seconds
+        while calls < 3 or time.perf_counter() < t_end:
+            sync()
+            t0 = time.perf_counter()
+            torch.mm(a, b)
+            sync()
+            best = max(best, 2 * n**3 / (time.perf_counter() - t0) / 1e9)
+            calls += 1
+    return best

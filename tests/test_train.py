@@ -20,6 +20,7 @@ import pytest
 import torch
 from PIL import Image
 
+from patchforensics import protocol
 from patchforensics.cli import add_train_parser, config_from_args
 from patchforensics.models import load_classifier
 from patchforensics.train import (
@@ -246,7 +247,7 @@ def test_command_line_options_make_the_config():
                               "--inversions", "inv", "--load-size", "192", "--crop", "96"])
     cfg = config_from_args(args)
     assert (cfg.setting, cfg.crop, cfg.stop_patience, cfg.epochs) == \
-        ("samples_inversions", 96, 50, 2)  # notebook 02's epoch cap (tests/test_cli_help.py)
+        ("samples_inversions", 96, 50, protocol.profile("default").epochs)  # notebook 02's
     with pytest.raises(ValueError, match="resnet18"):
         config_from_args(parser.parse_args(["train", "--real", "r", "--fake", "f", "--arch",
                                             "resnet18", "--depth", "5"]))
@@ -400,6 +401,45 @@ def test_random_windows_cut_one_window_per_image_and_crop_training_runs(planted,
                       load_size=64, crop=40)
     res = train(cfg, real, fake, tmp_path / "run", device="cpu", progress=False)
     assert res.best_epoch == 1 and 0 <= res.best["patch_acc"] <= 1
+
+
+def test_resized_windows_are_the_windows_of_the_resized_images():
+    """The training step cuts its windows before upsampling: the same windows from the same
+    draws as ``random_windows(model.resize(x))``, up to float rounding."""
+    from patchforensics.models import build_model
+    from patchforensics.train import random_windows, resized_windows
+
+    torch.manual_seed(0)
+    x = (torch.rand(64, 3, SIZE, SIZE) * 2 - 1).contiguous(memory_format=torch.channels_last)
+    for load, side, tol in ((96, 48, 2e-5), (64, 40, 0.0), (96, 95, 0.0), (48, 20, 0.0)):
+        model = build_model(load_size=load)  # 3x (rounding), 2x (exact), 1.5x (falls back)
+        rng_a, rng_b = np.random.default_rng(3), np.random.default_rng(3)
+        whole = random_windows(model.resize(x), side, rng_a)
+        first = resized_windows(model, x, side, rng_b)
+        assert first.shape == whole.shape == (64, 3, side, side)
+        assert (first - whole).abs().max() <= tol, (load, side)
+        assert first.is_contiguous(memory_format=torch.channels_last)
+        assert rng_a.random() == rng_b.random()  # the same draws, so runs resume alike
+
+
+def test_the_optimised_step_reaches_the_whole_image_step_result(tmp_path, monkeypatch):
+    """The default training step (windows cut before upsampling, ``train.resized_windows``)
+    must learn what the step before it learned (whole images upsampled 3x, then windows).
+    Upsampled 3x, the +-10 checkerboard stays unlearnt for many epochs: +-40 here."""
+    import patchforensics.train as train_module
+
+    real = write_planted(tmp_path / "real", 0, 0)
+    fake = write_planted(tmp_path / "fake", 50_000, 40)
+    cfg = TrainConfig(arch="xception", depth="block1", load_size=96, crop=48, epochs=10,
+                      patience=10, batch_size=16)
+    fast = train(cfg, real, fake, tmp_path / "fast", device="cpu", progress=False)
+    monkeypatch.setattr(train_module, "resized_windows", lambda model, x, side, rng:
+                        train_module.random_windows(model.resize(x), side, rng))
+    whole = train(cfg, real, fake, tmp_path / "whole", device="cpu", progress=False)
+    for res in (fast, whole):
+        assert res.best["patch_acc"] >= 0.9 and res.best["ap"] >= 0.99
+    assert abs(fast.best["patch_acc"] - whole.best["patch_acc"]) <= 0.05
+    assert fast.history["val_patch_acc"].iloc[0] < 0.9  # both had to learn it
 
 
 def test_paired_setting_pairs_each_real_with_the_fake_of_its_name(tmp_path):

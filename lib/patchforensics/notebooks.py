@@ -38,6 +38,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from queue import Empty
 from typing import IO, Any
@@ -66,18 +67,23 @@ MAX_HEARTBEAT_S = 20.0  # heartbeat interval asked of the kernels (smaller for s
 # (:func:`calibrate`, idle); smoke: `make smoke` there with the smoke world's generators cached.
 # The session lead updates these after each measured run.
 REFERENCE_SECONDS = {
-    "default": {"01": 1950, "02": 20700, "03": 700, "04": 62, "05": 181, "06": 102, "07": 1850},
+    "default": {"01": 1950, "02": 12300, "03": 700, "04": 62, "05": 181, "06": 102, "07": 1850},
     "smoke": {"01": 30, "02": 23, "03": 23, "04": 16, "05": 21, "06": 13, "07": 50},
 }
 # Reference seconds that are projections, not measurements, said so in the estimate line. 02: the
 # default profile of issue 24 (seeds 0-2 to the original's rule), never run on the reference CPU:
 # the epochs the rule took on a GPU (block1 255, block2 54, full 14; benchmarks/records/) times
-# the reference CPU's seconds per epoch (block1 14.5, block2 15.5, full at 192 px about 170),
-# three seeds. 03: nine runs scored instead of four, the full model at 192 px. 07: block2 and
-# the full model per manipulation to the rule under a 10-epoch cap (16 and 25 s per epoch).
+# the reference CPU's seconds per epoch, training and validation (block1 6.6, block2 10.4, full at
+# 192 px 125.5: benchmarks/records/2026-12-04_epyc_bench_train.log, after issue 25's kept heap
+# and windows cut before upsampling), three seeds: 12,005 s, plus 0.3 s of checkpoints per epoch.
+# 03: nine runs scored instead of four, the full model at 192 px. 07: block2 and the full model
+# per manipulation to the rule under a 10-epoch cap (16 and 25 s per epoch).
 PROJECTED = {"default": frozenset({"02", "03", "07"}), "smoke": frozenset()}
 REFERENCE_CPU = "2-core AMD EPYC (Zen 4)"
-CALIBRATION_REFERENCE_S = 0.011
+# calibrate() on the reference kind, idle (2026-12-04, 20 calls over 3 minutes): 18.6-19.3 ms or
+# 23.2-24.8 ms, two modes of the same machine (training steps show them too); the midpoint keeps
+# either within 13 %.
+CALIBRATION_REFERENCE_S = 0.021
 
 
 class NotebookError(RuntimeError):
@@ -456,31 +462,66 @@ def run_notebook(name: str, out_dir: str | os.PathLike, parameters: dict[str, An
 
 # --- the series -------------------------------------------------------------------------------
 
-def calibrate(seconds: float = 1.0) -> float:
-    """Seconds one fixed workload (a 3x3 convolution and a matrix product, fp32, torch's
-    default threads) takes on this machine: the best of as many repeats as fit in about
-    ``seconds``. Compare with :data:`CALIBRATION_REFERENCE_S` to scale reference timings."""
+@dataclass(frozen=True)
+class Calibration:
+    """What :func:`calibrate` measured: the median seconds of one calibration step on this
+    machine, in the precision its training runs use, over ``repeats`` steps, and how long the
+    whole calibration took. ``speed``: over the reference machine's (>1 is slower)."""
+
+    step_s: float
+    precision: str
+    repeats: int
+    wall_s: float
+
+    @property
+    def speed(self) -> float:
+        return self.step_s / CALIBRATION_REFERENCE_S
+
+    def describe(self) -> str:
+        return (f"{self.speed:.2f} x the time of the reference {REFERENCE_CPU}: a "
+                f"{self.precision} training step of Xception block1, median of {self.repeats}, "
+                f"{1e3 * self.step_s:.1f} ms against {1e3 * CALIBRATION_REFERENCE_S:.1f} ms; "
+                f"calibration {self.wall_s:.1f} s")
+
+
+def calibrate(seconds: float = 2.0) -> Calibration:
+    """Time what dominates the series, a classifier's training step: Xception block1 on 16
+    random 64 px images, forward + backward under the precision training picks here
+    (``resolve_precision("auto")``: bf16 where the CPU has native bf16, so a CPU without it is
+    measured as slow as its training will be), inside the kept heap as in ``train``. One
+    warm-up step, then the median of as many as fit in about ``seconds`` (at least 5): a median,
+    since the best of many tiny calls measured a 3x different machine on the reference kind."""
     import torch
 
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(16, 32, 32, 32, generator=g)
-    w = torch.randn(32, 32, 3, 3, generator=g)
-    a = torch.randn(384, 384, generator=g)
+    from .allocator import kept_heap
+    from .generators.training import autocast, resolve_precision
+    from .models import build_model
 
-    def work() -> None:
-        with torch.no_grad():
-            for _ in range(2):  # about 0.8 GFLOP
-                torch.nn.functional.conv2d(x, w, padding=1)
-                a @ a
+    t_start = time.perf_counter()
+    dev = torch.device("cpu")
+    precision = resolve_precision("auto", dev)
+    model = build_model(arch="xception", depth="block1", seed=0).to(
+        memory_format=torch.channels_last)
+    x = torch.randn(16, 3, 64, 64, generator=torch.Generator().manual_seed(0)).contiguous(
+        memory_format=torch.channels_last)
 
-    work()  # warm-up: allocator, oneDNN primitive creation
-    best, t_end = float("inf"), time.perf_counter() + seconds
-    while True:
-        t0 = time.perf_counter()
-        work()
-        best = min(best, time.perf_counter() - t0)
-        if time.perf_counter() >= t_end:
-            return best
+    def step() -> None:
+        model.zero_grad(set_to_none=True)
+        with autocast(precision, dev):
+            out = model(x)
+        out.float().square().mean().backward()
+
+    times: list[float] = []
+    with kept_heap():
+        step()  # warm-up: oneDNN primitives, the heap
+        t_end = time.perf_counter() + seconds
+        while len(times) < 5 or time.perf_counter() < t_end:
+            t0 = time.perf_counter()
+            step()
+            times.append(time.perf_counter() - t0)
+    times.sort()
+    return Calibration(times[len(times) // 2], precision, len(times),
+                       time.perf_counter() - t_start)
 
 
 def estimate_seconds(names: list[str], smoke: bool, speed: float = 1.0) -> dict[str, float]:
@@ -547,13 +588,12 @@ def run_series(*, smoke: bool = False, only: list[str] | None = None,
         todo = [n for n in names if force or finished_notebook(out, n, params) is None]
         expected = {n: 0.0 for n in names}
         if estimate and todo:
-            speed = calibrate() / CALIBRATION_REFERENCE_S
-            expected.update(estimate_seconds(todo, smoke, speed))
+            cal = calibrate()
+            expected.update(estimate_seconds(todo, smoke, cal.speed))
             guessed = sorted(n[:2] for n in todo
                              if n[:2] in PROJECTED["smoke" if smoke else "default"])
             say(f"estimate: about {clock(sum(expected.values()))} for {len(todo)} notebook(s) "
-                f"on this machine ({speed:.2f} x the time of the reference {REFERENCE_CPU}, "
-                f"from a 1 s calibration"
+                f"on this machine ({cal.describe()}"
                 + (f"; {', '.join(guessed)} projected, not yet measured" if guessed else "")
                 + f"); logs in {log_path('x').parent}")
         for n, name in enumerate(names, start=1):
@@ -588,5 +628,4 @@ def run_series(*, smoke: bool = False, only: list[str] | None = None,
 
 
 if __name__ == "__main__":  # pragma: no cover - `python -m patchforensics.notebooks`
-    print(f"calibration: {calibrate():.4f} s (reference {CALIBRATION_REFERENCE_S} s)",
-          file=sys.stderr)
+    print(f"calibration: {calibrate().describe()}", file=sys.stderr)

@@ -61,6 +61,7 @@ from torch.utils.data import DistributedSampler
 from tqdm.auto import tqdm
 
 from . import paths, runs
+from .allocator import kept_heap
 from .config import WorldConfig, fingerprint, from_dict, to_dict
 from .data import (
     FAKE,
@@ -305,6 +306,43 @@ def random_windows(x: torch.Tensor, side: int, rng: np.random.Generator) -> torc
         if x.is_contiguous(memory_format=torch.channels_last) else out
 
 
+def resized_windows(model: PatchClassifier, x: torch.Tensor, side: int,
+                    rng: np.random.Generator) -> torch.Tensor:
+    """``random_windows(model.resize(x), side, rng)``, the same windows from the same draws of
+    ``rng``, without upsampling whole images: each window's source region (the rows and
+    columns its bicubic taps reach) is upsampled alone, a quarter of the work for the
+    protocol's 96 px windows of 192 px faces. Equal up to float rounding (below 1e-5 for
+    inputs in [-1, 1]: the kernel weights come from offsets within the region instead of the
+    image). Falls back to resizing whole images when the load size is not a whole multiple
+    of the image side, and for the LANCZOS filter. N x 3 x H x W float in, N x 3 x ``side``
+    x ``side`` out (channels-last when ``x`` is)."""
+    cfg = model.config
+    n, h, w = x.shape[0], x.shape[-2], x.shape[-1]
+    big = (cfg.load_size, cfg.load_size) if cfg.load_size else (h, w)
+    rh, rw = big[0] // h, big[1] // w
+    # Source rows a window of ``side`` output rows reads: from (top // r) - 2 to
+    # ceil((top + side) / r) + 2, at most ceil(side / r) + 5 of them.
+    mh, mw = -(-side // max(rh, 1)) + 5, -(-side // max(rw, 1)) + 5
+    if (x.ndim != 4 or cfg.resize_filter != "bicubic" or big == (h, w) or big[0] % h
+            or big[1] % w or side >= min(big) or mh > h or mw > w):
+        return random_windows(model.resize(x), side, rng)
+    top = rng.integers(0, big[0] - side + 1, n)  # random_windows' draws, in its order
+    left = rng.integers(0, big[1] - side + 1, n)
+    a = np.clip(top // rh - 2, 0, h - mh)  # region origins, inside the image (clamped
+    b = np.clip(left // rw - 2, 0, w - mw)  # taps then clamp at the same border)
+    src = torch.stack([x[i, :, s: s + mh, u: u + mw]
+                       for i, (s, u) in enumerate(zip(a.tolist(), b.tolist(), strict=True))])
+    # The same scale as the whole image's (mh / (rh * mh) == h / big[0] == 1 / rh), so each
+    # output pixel samples the same source position.
+    up = F.interpolate(src.contiguous(), size=(rh * mh, rw * mw), mode="bicubic",
+                       align_corners=False)
+    oy, ox = (top - rh * a).tolist(), (left - rw * b).tolist()
+    out = torch.stack([up[i, :, t: t + side, s: s + side]
+                       for i, (t, s) in enumerate(zip(oy, ox, strict=True))])
+    return out.contiguous(memory_format=torch.channels_last) \
+        if x.is_contiguous(memory_format=torch.channels_last) else out.contiguous()
+
+
 Images = torch.Tensor | ImageFiles  # N x 3 x S x S uint8, in memory or streamed from disk
 
 
@@ -450,6 +488,61 @@ def evaluate_split(model: torch.nn.Module, real: torch.Tensor | ImageFiles,
             "ap": float(average_precision_score(y, s))}
 
 
+# --- the training step --------------------------------------------------------------------------
+
+@dataclass
+class TrainStep:
+    """One optimiser step of a patch classifier: what ``train`` runs for every batch, and what
+    ``benchmarks/bench_train.py`` times (build it with :func:`training_step`).
+
+    ``batch``: N x 3 x S x S uint8, augmented (:func:`epoch_batches`) -> float in [-1, 1]
+    (channels-last if asked) -> with ``cfg.crop``, one random window per image of the
+    load-size image (positions from ``rng``) -> forward under the run's autocast -> per-patch
+    loss in fp32 -> backward -> Adam. Returns ``(loss, logits)``, detached (the logits are
+    N x 2 x h x w, in the forward's dtype)."""
+
+    cfg: TrainConfig
+    model: PatchClassifier  # the weights: saved, validated, resumed
+    net: torch.nn.Module  # what runs the forward: ``model``, its DDP wrapper, or compiled
+    optim: torch.optim.Optimizer
+    labels: torch.Tensor  # N int64: REAL x half, FAKE x half
+    dev: torch.device
+    channels_last: bool = True
+    windows_first: bool = True  # cut the windows before upsampling (resized_windows)
+
+    def __call__(self, batch: torch.Tensor, rng: np.random.Generator
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        x = to_input(batch, self.dev, self.channels_last)
+        if self.cfg.crop and self.windows_first:
+            x = resized_windows(self.model, x, self.cfg.crop, rng)
+        elif self.cfg.crop:
+            x = random_windows(self.model.resize(x), self.cfg.crop, rng)
+        with autocast(self.cfg.precision, self.dev):
+            logits = self.net(x, resize=not self.cfg.crop)
+        loss = patch_loss(logits.float(), self.labels)
+        self.optim.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optim.step()
+        return loss.detach(), logits.detach()
+
+
+def training_step(cfg: TrainConfig, model: PatchClassifier, dev: torch.device,
+                  labels: torch.Tensor, *, channels_last: bool = True,
+                  compiled: bool = False, windows_first: bool = True) -> TrainStep:
+    """The model moved to ``dev`` (channels-last if asked), fused Adam on its parameters
+    (``cfg.lr``, ``cfg.beta1``) and the :class:`TrainStep` that trains it. ``labels``: the
+    N int64 labels of every batch (reals first). ``compiled``: the forward (and so the
+    backward) through ``torch.compile``. ``windows_first``: crop windows with
+    :func:`resized_windows` (else :func:`random_windows` of whole resized images)."""
+    model = model.to(dev)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optim = adam(model.parameters(), cfg.lr, (cfg.beta1, 0.999), dev)  # fused where it exists
+    net = torch.compile(model, dynamic=False) if compiled else model
+    return TrainStep(cfg, model, net, optim, labels.to(dev), dev, channels_last,
+                     windows_first)
+
+
 # --- distributed --------------------------------------------------------------------------------
 
 @dataclass
@@ -585,11 +678,13 @@ def train(cfg: TrainConfig, real_dir: str | os.PathLike, fake_dir: str | os.Path
     t_start = time.perf_counter()
     d, dev = _init_dist(device)
     try:
-        return _train(cfg, Path(real_dir), Path(fake_dir),
-                      Path(out_dir) if out_dir else runs.default_run_dir(cfg, real_dir, fake_dir),
-                      d, dev, progress, force, channels_last, checkpoint_every, callback,
-                      t_start, Path(inversions_dir) if inversions_dir else None,
-                      replace_stale, stream)
+        with kept_heap():  # steps reuse freed pages instead of faulting in fresh ones
+            return _train(cfg, Path(real_dir), Path(fake_dir),
+                          Path(out_dir) if out_dir
+                          else runs.default_run_dir(cfg, real_dir, fake_dir),
+                          d, dev, progress, force, channels_last, checkpoint_every, callback,
+                          t_start, Path(inversions_dir) if inversions_dir else None,
+                          replace_stale, stream)
     finally:
         if d.owns_group:
             dist.destroy_process_group()
@@ -706,22 +801,17 @@ def _resume(out: Path, model: torch.nn.Module, optim: torch.optim.Optimizer, d: 
 
 @dataclass
 class _Loop:
-    """What one run's epochs share: the model (and its DDP wrapper), optimiser, state, data and
-    the run's machine settings."""
+    """What one run's epochs share: the training step (model, DDP wrapper, optimiser), state,
+    data and the run's machine settings."""
 
     cfg: TrainConfig
     out: Path
     d: _Dist
-    dev: torch.device
-    model: PatchClassifier
-    net: torch.nn.Module
-    optim: torch.optim.Optimizer
+    step: TrainStep  # the model, its optimiser and what one batch does to them
     state: dict[str, Any]
     train_sets: tuple[Any, Any, Any]  # real, fake, inversions (or None) training images
     val_sets: tuple[Any, Any]  # real, fake validation images
-    labels: torch.Tensor  # REAL x half, FAKE x half
     n_inv: int  # fakes per batch that are inversions of its reals
-    channels_last: bool
     checkpoint_every: int
     callback: Callable[[dict[str, Any]], None] | None
     progress: bool
@@ -734,7 +824,8 @@ class _Loop:
         self.clock = now
         saved = {**self.state, "accum": _all_sum(self.state["accum"], self.d)}
         if self.d.main:
-            _save({"model": self.model.state_dict(), "optimizer": self.optim.state_dict(),
+            _save({"model": self.step.model.state_dict(),
+                   "optimizer": self.step.optim.state_dict(),
                    "state": saved, "model_config": to_dict(self.cfg.model_config())},
                   self.out / runs.LATEST)
 
@@ -743,7 +834,7 @@ class _Loop:
         mid-way)."""
         cfg, d, state = self.cfg, self.d, self.state
         train_real, train_fake, train_inv = self.train_sets
-        epoch, half = state["epoch"], len(self.labels) // 2
+        epoch, half = state["epoch"], len(self.step.labels) // 2
         real_idx, fake_idx = epoch_order(len(train_real), len(train_fake), half, seed=cfg.seed,
                                          epoch=epoch, rank=d.rank, world_size=d.world_size,
                                          by_real=train_inv is not None)
@@ -754,34 +845,26 @@ class _Loop:
                            disable=not (self.progress and d.main), leave=False, unit="step")
         batches = epoch_batches((train_real, train_inv, train_fake), real_idx, fake_idx,
                                 self.n_inv, cfg, epoch=epoch, rank=d.rank, start=state["step"],
-                                stop=steps, device=self.dev)
+                                stop=steps, device=self.step.dev)
         for step, (batch, rng) in zip(bar, batches, strict=True):
-            x = to_input(batch, self.dev, self.channels_last)
-            if cfg.crop:
-                x = random_windows(self.model.resize(x), cfg.crop, rng)
-            with autocast(cfg.precision, self.dev):
-                logits = self.net(x, resize=not cfg.crop)
-            loss = patch_loss(logits.float(), self.labels)
-            self.optim.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optim.step()
-            c, n = patch_correct(logits.detach(), self.labels)
+            loss, logits = self.step(batch, rng)
+            c, n = patch_correct(logits, self.step.labels)
             acc = state["accum"]
-            acc[0] += float(loss.detach()) * len(x)
-            acc[1] += len(x)
+            acc[0] += float(loss) * len(batch)
+            acc[1] += len(batch)
             acc[2] += c
             acc[3] += n
             state["step"] = step + 1
             state["global_step"] += 1
-            bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
+            bar.set_postfix(loss=f"{float(loss):.3f}")
             if self.checkpoint_every and state["global_step"] % self.checkpoint_every == 0 \
                     and state["step"] < steps:
-                _sync_buffers(self.model, d)
+                _sync_buffers(self.step.model, d)
                 self.save_latest()
             if self.callback is not None:
                 self.callback({"event": "step", "epoch": epoch + 1, "step": step + 1,
                                "global_step": state["global_step"],
-                               "loss": float(loss.detach())})
+                               "loss": float(loss)})
         bar.close()
         batches.close()  # stops its DataLoader workers before validation starts its own
 
@@ -789,9 +872,10 @@ class _Loop:
         """Validate, keep ``best.pt``, append the history row, apply the stopping rule and
         write ``latest.pt``."""
         cfg, d, state, epoch = self.cfg, self.d, self.state, self.state["epoch"]
-        _sync_buffers(self.model, d)
-        val = evaluate_split(self.model, *self.val_sets, self.dev,
-                             channels_last=self.channels_last)
+        model = self.step.model
+        _sync_buffers(model, d)
+        val = evaluate_split(model, *self.val_sets, self.step.dev,
+                             channels_last=self.step.channels_last)
         loss_sum, count, correct, patches = _all_sum(state["accum"], d)
         row = {"epoch": epoch + 1, "steps": state["global_step"],
                "train_loss": loss_sum / max(count, 1),
@@ -800,7 +884,7 @@ class _Loop:
         if val["patch_acc"] > state["best_metric"]:
             state.update(best_metric=val["patch_acc"], best_epoch=epoch + 1, best=val)
             if d.main:
-                _save({"model": self.model.state_dict(),
+                _save({"model": model.state_dict(),
                        "model_config": to_dict(cfg.model_config()), "epoch": epoch + 1,
                        "val": val, "input_size": int(self.train_sets[0].shape[-1])},
                       self.out / runs.BEST)
@@ -846,10 +930,10 @@ def _train(cfg: TrainConfig, real_dir: Path, fake_dir: Path, out: Path, d: _Dist
     model = build_model(mcfg, seed=cfg.seed)
     _check_input_size(model, data["real"]["train"][0].shape[-1])
     init_report = load_init(model, cfg.init) if cfg.init else None
-    model = model.to(dev)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    optim = adam(model.parameters(), cfg.lr, (cfg.beta1, 0.999), dev)  # fused where it exists
+    half = cfg.batch_size // (2 * d.world_size)
+    labels = torch.cat([torch.full((half,), REAL), torch.full((half,), FAKE)])
+    step = training_step(cfg, model, dev, labels, channels_last=channels_last)
+    model, optim = step.model, step.optim
     state = _resume(out, model, optim, d, announce=prep.plan.action == "resume") \
         if prep.plan.action != "fresh" else _fresh_state()
     recorded_cap = (runs.read_json(out, runs.CONFIG) or {}).get("config", {}).get("epochs")
@@ -861,17 +945,13 @@ def _train(cfg: TrainConfig, real_dir: Path, fake_dir: Path, out: Path, d: _Dist
             "init": init_report and {k: len(v) for k, v in init_report.items()},
             "provenance": run_record()}, indent=1))
 
-    net: torch.nn.Module = model
     if d.world_size > 1:
-        net = DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
-    half = cfg.batch_size // (2 * d.world_size)
-    loop = _Loop(cfg, out, d, dev, model, net, optim, state,
-                 _train_images(data, prep.pairs, dev, cfg),
-                 _val_images(data, prep.pairs, cfg.setting),
-                 torch.cat([torch.full((half,), REAL), torch.full((half,), FAKE)]).to(dev),
-                 half // 2 if prep.pairs else 0, channels_last, checkpoint_every, callback,
-                 progress, clock=time.perf_counter())
-    net.train()
+        step.net = DistributedDataParallel(
+            model, device_ids=[dev.index] if dev.type == "cuda" else None)
+    loop = _Loop(cfg, out, d, step, state, _train_images(data, prep.pairs, dev, cfg),
+                 _val_images(data, prep.pairs, cfg.setting), half // 2 if prep.pairs else 0,
+                 checkpoint_every, callback, progress, clock=time.perf_counter())
+    step.net.train()
     while not state["stopped"]:
         loop.one_epoch()
         loop.end_epoch()

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import paths
+from ..allocator import kept_heap
 from ..config import WorldConfig, fingerprint, to_dict
 from ..embedded import read_manifest
 from .base import (
@@ -198,12 +199,11 @@ def train_generator(dataset: str, name: str, *, world_root: str | Path | None = 
     channels = data_channels(images)
     dev = default_device(device)
     desc = f"{root.name}/{dataset}/{name}"
-    if isinstance(cfg, GANConfig):
-        done = train_gan(folder, fp, record, cfg, images, channels, dev, force=force,
-                         progress=progress, desc=desc, stop_after=stop_after)
-    elif isinstance(cfg, VAEConfig):
-        done = train_vae(folder, fp, record, cfg, images, channels, dev, force=force,
-                         progress=progress, desc=desc, stop_after=stop_after)
+    if isinstance(cfg, GANConfig | VAEConfig):
+        fit = train_gan if isinstance(cfg, GANConfig) else train_vae
+        with kept_heap():  # steps reuse freed pages (allocator.py)
+            done = fit(folder, fp, record, cfg, images, channels, dev, force=force,
+                       progress=progress, desc=desc, stop_after=stop_after)
     else:
         done = fit_gmm(folder, fp, record, cfg, images, channels, force=force)
     return {**done, "run_dir": str(folder)}

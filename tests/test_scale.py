@@ -245,7 +245,7 @@ def test_compare_runs_reports_the_changed_numbers_both_ways(tmp_path):
     a, b = tmp_path / "a" / "tables", tmp_path / "b"
     a.mkdir(parents=True)
     b.mkdir()
-    for name in ("cross_generator", "patch_vs_full"):
+    for name in ("cross_generator", "top_patch_counts"):
         shutil.copy(paths.reference_dir() / f"{name}.csv", a / f"{name}_smoke32.csv")
         shutil.copy(paths.reference_dir() / f"{name}.csv", b / f"{name}_smoke32.csv")
     assert compare_runs(tmp_path / "a", b).empty  # a results folder or its tables folder
@@ -253,7 +253,7 @@ def test_compare_runs_reports_the_changed_numbers_both_ways(tmp_path):
     t.loc[2, "auc"] = t.loc[2, "auc"] + (0.3 if t.loc[2, "auc"] < 0.5 else -0.3)
     t.loc[3, "auc"] = t.loc[3, "auc"] + 0.05  # within the 0.1 tolerance
     t.drop(index=5).to_csv(b / "cross_generator_smoke32.csv", index=False)
-    (b / "patch_vs_full_smoke32.csv").unlink()
+    (b / "top_patch_counts_smoke32.csv").unlink()
     diff = compare_runs(tmp_path / "a", b)
     assert list(diff.columns) == ["table", "key", "column", "a", "b", "tolerance"]
     assert len(diff) == 3

@@ -10,10 +10,14 @@ together, separate the two sets: the "cheat" AUC. A fact whose AUC reaches ``fla
 *finding*. Two facts are reported but never flagged, since they depend on image content and
 differ even at perfect parity: the file size (smooth fakes compress better) and the share of
 high-frequency energy (sensitive to the resampling method, so a resize mismatch shows there).
-One content fact *is* a finding: ``jpeg_grid`` (``jpeg.block_grid_score``), the amplitude of a
-JPEG block grid at the fixed phase of the reals' crop. A set whose images were JPEG-compressed
-at their native frame carries it after the resize to 64 px; one that was not does not (issue 23;
-``benchmarks/jpeg_grid_probe.py`` measures it: per-image AUC ~0.9 on the issue's pair).
+One content fact *is* a finding: ``jpeg_grid``, whether an image lacks the reals' JPEG block
+grid. The grid's amplitude (``jpeg.block_grid_score``, at the fixed phase of the reals' crop)
+depends on content as much as on history (blurry fakes show a weaker grid after the same JPEG
+step, sharp ones a stronger one), so sets are not compared by it. Each image is compared with
+itself instead: :func:`grid_gain` gives it the reals' history once more and measures how much
+grid that adds. An image that already went through that history gains about nothing (JPEG at
+the same tables and phase is nearly idempotent); one that never did gains the whole grid its
+content can carry. ``benchmarks/jpeg_grid_gain.py`` measures it (issue 23).
 """
 
 from __future__ import annotations
@@ -36,11 +40,12 @@ from . import paths
 from .embedded import read_manifest
 from .images import MAX_PIXELS, ImageError, atomic_write_text, list_images, read_image
 from .jpeg import (
-    GRID_FRAME,
+    JpegHistory,
     block_grid_score,
+    ijg_history,
     jpeg_quality,  # re-exported: the audit's quality estimate lives with the history
 )
-from .preprocess import center_square
+from .preprocess import center_square, prepare_generated
 
 # Container facts: each alone separating the sets is a finding.
 CONTAINER = ("format", "size", "mode", "bit_depth", "exif", "metadata", "icc_profile",
@@ -49,6 +54,12 @@ CONTAINER = ("format", "size", "mode", "bit_depth", "exif", "metadata", "icc_pro
 CONTENT = ("file_size", "hf_energy")
 # Content facts that are findings: a JPEG block grid in one set only is a history mismatch.
 GRID = ("jpeg_grid",)
+# Grid gain (grey levels of |second difference|) above which an image lacks the reals' grid.
+# Measured by benchmarks/jpeg_grid_gain.py (record 2026-12-05): on the default world's 13 CelebA
+# test sets (reals, blurry VAE/GMM, sharp DCGAN/upconv, inversions, manipulations: all with the
+# reals' history) the 2nd to 98th percentiles of the gain lie in -0.19 to 0.10; real crops
+# without the history gain 0.21 to 0.92 (sharp and blurred); 0.15 lies between.
+GRID_MISSING = 0.15
 _BITS = {"1": 1, "L": 8, "P": 8, "RGB": 8, "RGBA": 8, "CMYK": 8, "YCbCr": 8, "LA": 8,
          "I;16": 16, "I;16B": 16, "I;16L": 16, "I": 32, "F": 32}
 _OWN_KEYS = {"exif", "icc_profile", "progressive", "progression", "dpi", "jfif", "jfif_version",
@@ -72,7 +83,7 @@ class FileFacts:
     progressive: bool = False
     file_size: int = 0
     hf_energy: float = float("nan")  # share of spectral power above half the Nyquist frequency
-    jpeg_grid: float = float("nan")  # jpeg.block_grid_score of the centre square
+    jpeg_grid: float = float("nan")  # grid_gain of the centre square (> GRID_MISSING: no grid)
     error: str = ""
 
 
@@ -87,10 +98,41 @@ def hf_energy(arr: np.ndarray) -> float:
     return float(power[np.hypot(fy, fx) > 0.25].sum() / total) if total > 0 else 0.0
 
 
+def grid_gain(arr: np.ndarray, history: JpegHistory) -> float:
+    """How much JPEG block grid one more pass through ``history`` adds to an image.
+
+    ``arr``: S x S x 3 uint8, the centre square of a ``history`` frame resized to S px (as
+    ``preprocess.prepare_array`` makes it). The image is put through the reals' history once
+    more (``preprocess.prepare_generated``: rendered at the native frame, JPEG round trip with
+    ``history``'s tables, crop, LANCZOS back to S) and the result's ``jpeg.block_grid_score``
+    minus its own is returned, in grey levels of |second difference|. About 0 for an image
+    that already has this history, whatever its content; clearly positive (~0.2-0.9 on 64 px
+    faces) for one that never had it (see ``GRID_MISSING``). NaN where the score is (S < 48,
+    not square, grey).
+    """
+    before = block_grid_score(arr, (history.height, history.width))
+    if not np.isfinite(before):
+        return float("nan")
+    again = prepare_generated(arr, arr.shape[0], jpeg=history)
+    return block_grid_score(again, (history.height, history.width)) - before
+
+
+def grid_auc(real_gains: np.ndarray, fake_gains: np.ndarray) -> float:
+    """AUC in [0.5, 1] of "lacks the grid" (:func:`grid_gain` > ``GRID_MISSING``) between two
+    sets' gains: 0.5 + half the difference of the two shares. NaN when either side has no
+    measurable image."""
+    a, b = (np.asarray(g, dtype=np.float64) for g in (real_gains, fake_gains))
+    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+    if not len(a) or not len(b):
+        return float("nan")
+    return 0.5 + abs(float(np.mean(a > GRID_MISSING)) - float(np.mean(b > GRID_MISSING))) / 2
+
+
 def inspect_file(path: str | os.PathLike, *, max_pixels: int = MAX_PIXELS,
-                 grid_frame: tuple[int, int] = GRID_FRAME) -> FileFacts:
+                 history: JpegHistory | None = None) -> FileFacts:
     """Container and content facts of one image file; ``error`` is set when it can't be read.
-    ``grid_frame``: the native (H, W) frame whose JPEG blocks ``jpeg_grid`` looks for."""
+    ``history``: the reals' JPEG history whose grid ``jpeg_grid`` looks for (default CelebA's,
+    ``jpeg.ijg_history()``)."""
     path = Path(path)
     facts = FileFacts(path=str(path))
     try:
@@ -110,7 +152,7 @@ def inspect_file(path: str | os.PathLike, *, max_pixels: int = MAX_PIXELS,
                                          im.info.get("progression"))
         arr, _ = read_image(path, max_pixels=max_pixels, min_side=1)
         facts.hf_energy = hf_energy(arr)
-        facts.jpeg_grid = block_grid_score(center_square(arr), grid_frame)
+        facts.jpeg_grid = grid_gain(center_square(arr), history or ijg_history())
     except ImageError as err:
         facts.error = err.problem
     except Exception as err:  # noqa: BLE001 - any unreadable file is reported, not fatal
@@ -132,6 +174,9 @@ class AuditReport:
     findings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     unreadable: dict[str, str] = field(default_factory=dict)
+    # jpeg_grid in numbers: per side ("real", "fake") the measurable images, the share that
+    # lacks the grid and the median grid_gain
+    grid: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @property
     def clean(self) -> bool:
@@ -203,20 +248,33 @@ def _describe(series: pd.Series) -> str:
     return ", ".join(parts) + (" ..." if len(counts) > 3 else "")
 
 
+def _describe_grid(gains: pd.Series) -> str:
+    """``jpeg_grid`` of one side: the share of measurable images that lack the grid, and the
+    median gain."""
+    gains = gains.dropna()
+    if gains.empty:
+        return "not measurable (gray or under 48 px)"
+    return (f"{(gains > GRID_MISSING).mean():.0%} lack it (median gain "
+            f"{gains.median():.3g})")
+
+
 def audit(real_dir: str | os.PathLike, fake_dir: str | os.PathLike, *, flag_auc: float = 0.7,
           max_files: int | None = 2000, recursive: bool = False, seed: int = 0,
-          grid_frame: tuple[int, int] = GRID_FRAME) -> AuditReport:
-    """Audit two image folders for container differences, and a JPEG block grid, that alone
-    separate them.
+          history: JpegHistory | None = None) -> AuditReport:
+    """Audit two image folders for container differences, and a missing JPEG block grid, that
+    alone separate them.
 
-    ``flag_auc`` is the one threshold: a container fact or ``jpeg_grid`` whose AUC reaches it
-    is a finding. ``grid_frame``: the native (H, W) frame the images are centre crops of
-    (default CelebA's 218 x 178), which fixes where a JPEG grid would sit.
+    ``flag_auc`` is the one threshold: a container fact whose AUC reaches it is a finding, and
+    so is ``jpeg_grid``, whose AUC is that of "lacks the grid" (:func:`grid_gain` above
+    ``GRID_MISSING``; AUC 0.5 + half the difference of the two shares). ``history``: the reals'
+    JPEG history (default CelebA's: q75, 4:2:0, the images centre crops of a 218 x 178 frame),
+    which fixes the tables and where a grid would sit.
 
     ``max_files`` caps the files read per folder (a seeded random subset; ``None`` reads all).
     Raises ``FileNotFoundError`` / ``ValueError`` naming the folder when one is missing or holds
     no images; unreadable files are listed in the report, not fatal.
     """
+    history = history or ijg_history()
     sides = []
     for folder in (real_dir, fake_dir):
         files = list_images(folder, recursive=recursive)
@@ -225,7 +283,7 @@ def audit(real_dir: str | os.PathLike, fake_dir: str | os.PathLike, *, flag_auc:
         if max_files is not None and len(files) > max_files:
             pick = np.random.default_rng(seed).choice(len(files), max_files, replace=False)
             files = [files[i] for i in sorted(pick)]
-        sides.append([inspect_file(f, grid_frame=grid_frame) for f in files])
+        sides.append([inspect_file(f, history=history) for f in files])
     rows = [asdict(f) | {"label": lab} for lab, side in enumerate(sides) for f in side]
     df = pd.DataFrame(rows)
     report = AuditReport(real=str(real_dir), fake=str(fake_dir), n_real=len(sides[0]),
@@ -240,16 +298,25 @@ def audit(real_dir: str | os.PathLike, fake_dir: str | os.PathLike, *, flag_auc:
         report.notes.append("fewer than 5 readable files on a side: AUCs are in-sample/unstable")
     for fact in CONTAINER + CONTENT + GRID:
         kind = "container" if fact in CONTAINER else "grid" if fact in GRID else "content"
-        auc = _auc(ok[[fact]], y, seed) if kind != "grid" else _score_auc(ok[fact], y)
-        real_s, fake_s = _describe(ok[ok.label == 0][fact]), _describe(ok[ok.label == 1][fact])
+        if kind == "grid":
+            gains = {side: ok[fact][y == k].dropna() for k, side in enumerate(("real", "fake"))}
+            report.grid = {side: {"n": len(g), "lacking": float((g > GRID_MISSING).mean()),
+                                  "median_gain": float(g.median())} if len(g) else {}
+                           for side, g in gains.items()}
+            auc = grid_auc(gains["real"].to_numpy(), gains["fake"].to_numpy())
+            auc = 0.5 if np.isnan(auc) else auc
+            real_s, fake_s = (_describe_grid(ok[ok.label == k][fact]) for k in (0, 1))
+        else:
+            auc = _auc(ok[[fact]], y, seed)
+            real_s, fake_s = (_describe(ok[ok.label == k][fact]) for k in (0, 1))
         finding = kind != "content" and auc >= flag_auc
         report.table.append({"fact": fact, "kind": kind, "real": real_s, "fake": fake_s,
                              "auc": round(auc, 3), "finding": finding})
         if finding and kind == "grid":
             report.findings.append(
-                f"{fact}: the JPEG block grid (8/16 px blocks of a {grid_frame[0]}x"
-                f"{grid_frame[1]} frame) differs: real {real_s} vs fake {fake_s} alone "
-                f"separates the sets (AUC {auc:.2f}); give both the same JPEG history")
+                f"{fact}: the JPEG block grid (8/16 px blocks of a {history.height}x"
+                f"{history.width} frame, q{history.quality}) is in one set only: real "
+                f"{real_s} vs fake {fake_s} (AUC {auc:.2f}); give both the same JPEG history")
         elif finding:
             report.findings.append(f"{fact}: real {real_s} vs fake {fake_s} alone separates the "
                                    f"sets (AUC {auc:.2f})")
@@ -311,6 +378,21 @@ def pairs_frame(reports: dict[str, AuditReport]) -> pd.DataFrame:
         for name, r in reports.items()]).set_index("pair")
 
 
+def grid_frame(reports: dict[str, AuditReport]) -> pd.DataFrame:
+    """The JPEG-grid check of each audited pair with a measurable grid on both sides: ``pair``,
+    per side ``n_``, ``lacking_`` (share of images without the grid) and ``median_gain_``
+    (:func:`grid_gain`), and the fact's ``auc`` and ``finding``."""
+    rows = []
+    for name, r in reports.items():
+        if not (r.grid.get("real") and r.grid.get("fake")):
+            continue  # gray or small images: no grid to measure
+        row = next(t for t in r.table if t["fact"] in GRID)
+        rows.append({"pair": name} | {f"{k}_{side}": round(v, 4) if k != "n" else int(v)
+                                      for side, g in r.grid.items() for k, v in g.items()}
+                    | {"auc": row["auc"], "finding": row["finding"]})
+    return pd.DataFrame(rows).set_index("pair") if rows else pd.DataFrame()
+
+
 def save_table(frame: pd.DataFrame, name: str) -> pd.DataFrame:
     """Write ``frame`` to ``results/tables/<name>.csv`` (atomically) and return it for display."""
 
@@ -318,48 +400,25 @@ def save_table(frame: pd.DataFrame, name: str) -> pd.DataFrame:
     return frame
 
 
-def _history(entry: dict[str, Any]) -> tuple[Any, ...] | None:
-    """(quality, subsampling, width, height) of a manifest entry's JPEG history: a fake set's
-    applied ``jpeg``, else a real set's estimated ``jpeg_source``; None without one."""
-    j = entry.get("jpeg") or entry.get("jpeg_source")
-    return None if not j else (j.get("quality"), j.get("subsampling"), j.get("width"),
-                               j.get("height"))
-
-
-def same_history_grid_findings(reports: dict[str, AuditReport],
-                               world_root: str | os.PathLike) -> pd.DataFrame:
-    """The pairs of :func:`audit_world` whose only findings are the JPEG grid although the
-    world's manifest records the **same** JPEG history for both sets (the fakes were given the
-    reals' history by construction): there the grid measure differs with the images' content
-    (blurry fakes show a weaker block grid after the same JPEG step, sharp ones a stronger
-    one), not with the pipeline; a known limit of the measure, reported, not hidden. One row per
-    such pair: ``pair``, ``history`` and the grid row's ``real``, ``fake`` and ``auc``."""
-    sets = read_manifest(Path(world_root))["sets"]
-    rows = []
-    for pair, r in reports.items():
-        dataset, generator = pair.split("/")
-        real_h = _history(sets.get(f"real/{dataset}", {}))
-        fake_h = _history(sets.get(f"fake/{dataset}/{generator}", {}))
-        only_grid = r.findings and all(f.split(":")[0] in GRID for f in r.findings)
-        if only_grid and real_h is not None and real_h == fake_h:
-            grid = next(t for t in r.table if t["fact"] in GRID)
-            rows.append({"pair": pair, "history": "q{} subsampling {} at {}x{}".format(*real_h),
-                         "real": grid["real"], "fake": grid["fake"], "auc": grid["auc"]})
-    return pd.DataFrame(rows, columns=["pair", "history", "real", "fake", "auc"])
-
-
 def audit_world(world_root: str | os.PathLike, *, split: str = "test",
                 **kwargs: Any) -> dict[str, AuditReport]:
     """Audit every fake set of a built world against its dataset's reals, on one split.
 
     Returns ``{"celeba/dcgan": report, ...}`` (manifest order); ``kwargs`` go to :func:`audit`.
+    The JPEG grid looked for is the one the manifest records for the reals' source files
+    (``jpeg_source``); CelebA's default where none is recorded.
     """
 
     root = Path(world_root)
+    sets = read_manifest(root)["sets"]
     reports = {}
-    for key in sorted(read_manifest(root)["sets"]):
+    for key in sorted(sets):
         if key.startswith("fake/"):
             _, dataset, generator = key.split("/")
+            # the grid looked for is the one the reals' own files were recorded with
+            source = sets.get(f"real/{dataset}", {}).get("jpeg_source")
+            history = JpegHistory.from_dict(source) if source else None
             reports[f"{dataset}/{generator}"] = audit(root / "real" / dataset / split,
-                                                      root / key / split, **kwargs)
+                                                      root / key / split,
+                                                      **({"history": history} | kwargs))
     return reports

@@ -90,6 +90,19 @@ def estimate_jpeg_history(blobs: Iterable[bytes]) -> JpegHistory | None:
                        round(n / files, 4))
 
 
+def ijg_history(quality: int = 75, subsampling: int = 2, height: int = 218,
+                width: int = 178) -> JpegHistory:
+    """The history of a libjpeg encoder at an IJG ``quality`` (its standard tables scaled, as
+    PIL writes them), for images with no source files to read it from. The defaults are the
+    embedded CelebA reals' (q75, 4:2:0, 178 x 218: PIL's q75 tables equal theirs exactly).
+    ``files`` is 0: nothing was read."""
+    buf = io.BytesIO()
+    Image.new("RGB", (16, 16)).save(buf, format="JPEG", quality=quality, subsampling=subsampling)
+    with Image.open(buf) as im:
+        tables = tuple(tuple(int(v) for v in im.quantization[k]) for k in sorted(im.quantization))
+    return JpegHistory(height, width, quality, subsampling, tables, 0, 1.0)
+
+
 def render_native(arr: np.ndarray, height: int, width: int) -> np.ndarray:
     """Put an image into the reals' native frame so the reals' crop gives it back whole.
 

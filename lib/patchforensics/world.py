@@ -36,6 +36,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from . import paths
+from .audit import grid_auc, grid_gain
 from .config import WorldConfig, fingerprint, from_dict, to_dict
 from .data import load_folder
 from .embedded import (
@@ -57,7 +58,7 @@ from .generators import (
     world_generators,
 )
 from .generators.training import load_torch, save_torch
-from .jpeg import JpegHistory, block_grid_score
+from .jpeg import JpegHistory, ijg_history
 from .preprocess import PIPELINE, prepare_array, prepare_generated
 from .progress import bar as progress_bar
 from .provenance import run_record
@@ -275,7 +276,6 @@ def spectrum_auc(reals: np.ndarray, fakes: np.ndarray, *, folds: int = 5, seed: 
     ``reals``, ``fakes``: N x S x S x 3 uint8 (counts may differ; folds are stratified).
     """
     from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -289,20 +289,10 @@ def spectrum_auc(reals: np.ndarray, fakes: np.ndarray, *, folds: int = 5, seed: 
     return float(roc_auc_score(y, scores))
 
 
-def grid_scores(images: np.ndarray) -> np.ndarray:
-    """``jpeg.block_grid_score`` of each of N x S x S x 3 uint8 images: N float (NaN where
-    none is measurable)."""
-    return np.array([block_grid_score(x) for x in images], dtype=np.float64)
-
-
-def grid_auc(real_scores: np.ndarray, fake_scores: np.ndarray) -> float:
-    """AUC in [0.5, 1] between two sets' :func:`grid_scores` (the audit's ``jpeg_grid`` fact,
-    two-sided); NaN when either side has no measurable image."""
-    a, b = real_scores[np.isfinite(real_scores)], fake_scores[np.isfinite(fake_scores)]
-    if not len(a) or not len(b):
-        return float("nan")
-    auc = float(roc_auc_score(np.r_[np.zeros(len(a)), np.ones(len(b))], np.r_[a, b]))
-    return max(auc, 1.0 - auc)
+def grid_gains(images: np.ndarray, history: JpegHistory) -> np.ndarray:
+    """``audit.grid_gain`` of each of N x S x S x 3 uint8 images for the reals' ``history``:
+    N float (NaN where none is measurable)."""
+    return np.array([grid_gain(x, history) for x in images], dtype=np.float64)
 
 
 def resampling_ablation(world_root: str | Path | None = None, *, split: str = "train",
@@ -318,8 +308,9 @@ def resampling_ablation(world_root: str | Path | None = None, *, split: str = "t
     whole history, JPEG included: the default world's; only for reals that were JPEGs).
     Columns: dataset, generator, history, n_real, n_fake, ``spectrum_distance`` /
     ``spectrum_distance_high`` (``quality.spectrum_distance``, log10 units), ``spectrum_auc``
-    (:func:`spectrum_auc`, cross-validated), ``jpeg_grid_auc`` (:func:`grid_auc`: how well the
-    JPEG block grid alone separates the sets; NaN for gray sets). Generators are loaded from the
+    (:func:`spectrum_auc`, cross-validated), ``jpeg_grid_auc`` (``audit.grid_auc``: how well
+    "lacks the reals' JPEG block grid" alone separates the sets, the audit's ``jpeg_grid``;
+    NaN for gray sets). Generators are loaded from the
     world's cache (trained first if missing), or ``generators`` (ready generators, each
     compared with the reals of its ``dataset``). ``world_root`` defaults to the default world.
     """
@@ -334,13 +325,14 @@ def resampling_ablation(world_root: str | Path | None = None, *, split: str = "t
     real_sets: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # dataset -> (images, grid)
     for gen in generators:
         dataset, name = gen.dataset, gen.name
-        if dataset not in real_sets:
-            images = load_split(root, f"real/{dataset}", split)
-            real_sets[dataset] = images, grid_scores(images)
-        reals, real_grid = real_sets[dataset]
-        native = gen.sample(len(reals), split_seed(cfg.seed, dataset, name, split))
         # the reals' JPEG history whatever cfg.fake_history says: the ablation shows both
         jpeg = manifest["sets"][f"real/{dataset}"].get("jpeg_source")
+        grid_history = JpegHistory.from_dict(jpeg) if jpeg else ijg_history()
+        if dataset not in real_sets:
+            images = load_split(root, f"real/{dataset}", split)
+            real_sets[dataset] = images, grid_gains(images, grid_history)
+        reals, real_grid = real_sets[dataset]
+        native = gen.sample(len(reals), split_seed(cfg.seed, dataset, name, split))
         for history in histories:
             if history == "jpeg" and not jpeg:
                 continue  # reals that never were JPEGs: nothing to copy
@@ -354,7 +346,8 @@ def resampling_ablation(world_root: str | Path | None = None, *, split: str = "t
                          "spectrum_distance_high": spectrum_distance(fakes, reals,
                                                                      high_only=True),
                          "spectrum_auc": spectrum_auc(reals, fakes, seed=seed),
-                         "jpeg_grid_auc": grid_auc(real_grid, grid_scores(fakes))})
+                         "jpeg_grid_auc": grid_auc(real_grid,
+                                                   grid_gains(fakes, grid_history))})
     return pd.DataFrame(rows)
 
 

@@ -67,15 +67,17 @@ MAX_HEARTBEAT_S = 20.0  # heartbeat interval asked of the kernels (smaller for s
 # (:func:`calibrate`, idle); smoke: `make smoke` there with the smoke world's generators cached.
 # The session lead updates these after each measured run.
 REFERENCE_SECONDS = {
-    "default": {"01": 1950, "02": 12300, "03": 700, "04": 62, "05": 181, "06": 102, "07": 1850},
+    "default": {"01": 1950, "02": 13500, "03": 700, "04": 62, "05": 181, "06": 102, "07": 1850},
     "smoke": {"01": 30, "02": 23, "03": 23, "04": 16, "05": 21, "06": 13, "07": 50},
 }
 # Reference seconds that are projections, not measurements, said so in the estimate line. 02: the
-# default profile of issue 24 (seeds 0-2 to the original's rule), never run on the reference CPU:
-# the epochs the rule took on a GPU (block1 255, block2 54, full 14; benchmarks/records/) times
-# the reference CPU's seconds per epoch, training and validation (block1 6.6, block2 10.4, full at
-# 192 px 125.5: benchmarks/records/2026-12-04_epyc_bench_train.log, after issue 25's kept heap
-# and windows cut before upsampling), three seeds: 12,005 s, plus 0.3 s of checkpoints per epoch.
+# default profile of issue 24 (seeds 0-2 to the original's rule), never run whole on the
+# reference CPU: the epochs the rule took on a GPU on the old world (block2 54, full 14;
+# benchmarks/records/) and block1's 300 (at least: the one CPU run of the plan, on the new world,
+# was still improving when the then cap of 300 ended it; PLAN_CHANGES) times the reference CPU's
+# seconds per epoch, training and validation (block1 7.0 as measured in that run, block2 10.4,
+# full at 192 px 125.5: benchmarks/records/2026-12-04_epyc_bench_train.log), three seeds:
+# 13,250 s, plus 0.3 s of checkpoints per epoch. A lower bound while block1's epochs are unknown.
 # 03: nine runs scored instead of four, the full model at 192 px. 07: block2 and the full model
 # per manipulation to the rule under a 10-epoch cap (16 and 25 s per epoch).
 PROJECTED = {"default": frozenset({"02", "03", "07"}), "smoke": frozenset()}

@@ -82,8 +82,8 @@ def test_every_subcommand_help_has_examples_and_defaults():
 
 
 def test_constants_copied_into_the_cli_match_the_library():
-    from patchforensics.evaluate import MODES
     from patchforensics.models import DEPTHS
+    from patchforensics.score_modes import MODES
 
     assert cli.MODES == MODES and cli.ARCHS == tuple(DEPTHS)
 

@@ -19,34 +19,38 @@ from PIL import Image
 from patchforensics import cli
 from patchforensics.data import load_folder
 from patchforensics.evaluate import (
-    CALIBRATION_METHOD,
-    MODES,
-    binary_metrics,
-    boot_counts,
-    calibrated_probability,
     calibration,
-    choose_threshold,
     degrade,
     evaluate,
     evaluate_maps,
-    expected_calibration_error,
     fit_calibration,
-    fit_temperature,
     load_checkpoint,
-    log_odds_from_maps,
     logit_maps,
     metrics_from_scores,
-    n_tied,
     patch_vs_full,
     score_files,
-    scores_from_maps,
     unseen_auc,
-    weighted_ap,
-    weighted_auc,
 )
 from patchforensics.images import ImageError
 from patchforensics.models import ModelConfig, build_model, image_scores
 from patchforensics.receptive_field import receptive_field
+from patchforensics.score_modes import (
+    CALIBRATION_METHOD,
+    MODES,
+    calibrated_probability,
+    fit_temperature,
+    log_odds_from_maps,
+    n_tied,
+    scores_from_maps,
+)
+from patchforensics.stats import (
+    binary_metrics,
+    boot_counts,
+    choose_threshold,
+    expected_calibration_error,
+    weighted_ap,
+    weighted_auc,
+)
 from patchforensics.train import TrainConfig, train
 from patchforensics.viz import extremes, heatmap_overlay, project_map
 
@@ -382,8 +386,9 @@ def test_bf16_scoring_keeps_the_fp32_ranking_of_a_patch_model(planted_world, tmp
     from scipy.stats import spearmanr
     from sklearn.metrics import roc_auc_score
 
-    from patchforensics.evaluate import eval_precision, log_odds_from_maps, n_tied
+    from patchforensics.evaluate import eval_precision
     from patchforensics.generators.training import native_bf16
+    from patchforensics.score_modes import log_odds_from_maps, n_tied
 
     cfg = TrainConfig(arch="xception", depth="block1", epochs=3, patience=3, batch_size=16,
                       precision="bf16")

@@ -245,7 +245,8 @@ def test_groups_from_file_column_and_world_folders(tmp_path):
 
 
 def test_boot_weights_resample_people_whole_and_metrics_read_them_from_file_names():
-    from patchforensics.evaluate import boot_weights, file_groups
+    from patchforensics.evaluate import file_groups
+    from patchforensics.stats import boot_weights
 
     people = np.repeat(np.arange(4), 10)
     w_real, w_fake = boot_weights(40, 30, "olivetti", "gmm", n_boot=50, real_groups=people)

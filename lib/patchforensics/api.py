@@ -11,7 +11,7 @@ An image is a path, a PIL image or an H x W x 3 (or H x W) uint8 array of any si
 through the training pipeline (centre square, LANCZOS to the run's image size), as
 ``patchforensics score`` does. Scores are those of notebook 03 (``evaluate``): the mean patch
 softmax by default, temperature-calibrated when the run has a validation split (one T on the
-image log-odds, ``evaluate.calibrated_probability``: it never reorders images).
+image log-odds, ``score_modes.calibrated_probability``: it never reorders images).
 """
 
 from __future__ import annotations
@@ -23,19 +23,11 @@ from typing import Any
 
 import numpy as np
 
-from .evaluate import (
-    MODES,
-    calibrated_probability,
-    calibration,
-    eval_precision,
-    load_checkpoint,
-    log_odds_from_maps,
-    logit_maps,
-    patch_probabilities,
-)
+from .evaluate import calibration, eval_precision, load_checkpoint, logit_maps
 from .images import read_image
 from .preprocess import prepare_array
 from .receptive_field import receptive_field
+from .score_modes import MODES, calibrated_probability, log_odds_from_maps, patch_probabilities
 from .viz import box_to_original, heatmap_figure
 
 ImageLike = Any  # str | os.PathLike | PIL.Image.Image | np.ndarray
@@ -70,7 +62,7 @@ class Detector:
 
     checkpoint: Any  # evaluate.Checkpoint: model, run folder, training image size
     calibration: Any  # evaluate.Calibration, or None when the run has no validation split
-    mode: str = "mean_softmax"  # image score mode (evaluate.MODES)
+    mode: str = "mean_softmax"  # image score mode (score_modes.MODES)
     device: Any = None
 
     @property

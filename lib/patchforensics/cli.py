@@ -27,7 +27,7 @@ from typing import Any
 from .images import ImageError, list_images
 from .notebooks import NOTEBOOK_TIMEOUT_S, STALL_TIMEOUT_S
 
-# Copies of library constants whose modules import torch (``evaluate.MODES``,
+# Copies of library constants whose modules import torch (``score_modes.MODES``,
 # ``models.DEPTHS``): the parser must not import torch; tests/test_cli_help.py keeps them equal.
 MODES = ("mean_softmax", "mean_logit", "vote")
 ARCHS = ("xception", "resnet18")

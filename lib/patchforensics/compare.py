@@ -11,7 +11,7 @@ from the long per-image table of :func:`evaluate.image_scores`.
   Holm within a family, so a table of many comparisons does not read as many discoveries.
 
 Seeds are the unit of the seed part: seeds of two models are independent samples. Test images
-are the other source of noise; they are resampled with :func:`evaluate.boot_weights` (the same
+are the other source of noise; they are resampled with :func:`stats.boot_weights` (the same
 resamples as every other interval of the project; every model and seed sees the same ones, so
 the image part is paired). A set whose images come from a few people (Olivetti: 10 faces of each
 of 4 test persons) is resampled by person instead (:func:`stats.group_boot_counts`).
@@ -84,7 +84,7 @@ def _normalise_groups(groups: Groups | None, t: pd.DataFrame) -> dict[SetKey, np
 
 def _weights(n_real: int, n_fake: int, dataset: str, generator: str, n_boot: int, seed: int,
              groups: dict[SetKey, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    return evaluate.boot_weights(n_real, n_fake, dataset, generator, n_boot=n_boot, seed=seed,
+    return stats.boot_weights(n_real, n_fake, dataset, generator, n_boot=n_boot, seed=seed,
                                  real_groups=groups.get((dataset, "real")),
                                  fake_groups=groups.get((dataset, generator)))
 
@@ -129,8 +129,8 @@ def _fits(t: pd.DataFrame, n_boot: int, seed: int,
                                      f"fakes of {'/'.join(pair)}, other runs had "
                                      f"{w_real.shape[1]} and {w_fake.shape[1]}; the "
                                      "comparison needs the same test images for every run")
-                auc.setdefault(pair, []).append(float(evaluate.weighted_auc(real, fake)[0]))
-                boot.setdefault(pair, []).append(evaluate.weighted_auc(real, fake, w_real, w_fake))
+                auc.setdefault(pair, []).append(float(stats.weighted_auc(real, fake)[0]))
+                boot.setdefault(pair, []).append(stats.weighted_auc(real, fake, w_real, w_fake))
         if any(len(v) != len(seeds) for v in auc.values()):
             raise ValueError(f"{label}: not every seed was scored on every test set")
         first = g.iloc[0]
@@ -184,7 +184,7 @@ def _contrast_row(patch: _Fit, full: _Fit, pairs: Sequence[SetKey],
             "df": c.df, "ci_low": c.ci_low, "ci_high": c.ci_high, "method": c.method,
             "adequate_runs": f"{good}/{n_runs}",
             "cap_runs": f"{patch.info['cap'] + full.info['cap']}/{n_runs}", "p": c.p,
-            "verdict": evaluate.verdict(c.ci_low, c.ci_high) if good == n_runs
+            "verdict": stats.verdict(c.ci_low, c.ci_high) if good == n_runs
             else UNDER_TRAINED}
 
 
@@ -229,7 +229,7 @@ def primary_contrast(scores: pd.DataFrame, *,
     ``n_seeds_full``, ``adequate_runs`` and ``cap_runs`` (runs of the two models that pass the
     plan's adequacy criterion, and that the epoch cap ended, e.g. ``"6/6"``, ``"0/6"``; from
     the ``adequate`` and ``stopped_by`` columns when the table has them), ``verdict``
-    (:func:`evaluate.verdict` of the interval, or :data:`UNDER_TRAINED` when a compared run
+    (:func:`stats.verdict` of the interval, or :data:`UNDER_TRAINED` when a compared run
     fails adequacy)."""
     t, setting = one_setting(_of_mode(scores, mode), setting)
     t = t[(t["dataset"] == dataset) & t["set"].isin(["real", *generators])]
@@ -306,7 +306,7 @@ def _with_holm(table: pd.DataFrame, family: str | None, alpha: float) -> pd.Data
     sig = table["p_holm"] < alpha
     table["verdict_holm"] = np.where(
         table["verdict"] == UNDER_TRAINED, UNDER_TRAINED,
-        np.where(sig & (table["diff"] > 0), evaluate.VERDICTS[0],
-                 np.where(sig & (table["diff"] < 0), evaluate.VERDICTS[2],
-                          evaluate.VERDICTS[1])))
+        np.where(sig & (table["diff"] > 0), stats.VERDICTS[0],
+                 np.where(sig & (table["diff"] < 0), stats.VERDICTS[2],
+                          stats.VERDICTS[1])))
     return table[SECONDARY_COLUMNS]

@@ -24,8 +24,8 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from .images import ImageError, list_images, read_image
+from .stats import FAKE, REAL  # the class labels (0, 1), kept with the metrics that read them
 
-REAL, FAKE = 0, 1
 # Decoded uint8 bytes above which a split is streamed from disk rather than held in memory: the
 # size at which ``train`` already kept sets off the GPU. ``PATCHFORENSICS_STREAM_BYTES`` overrides.
 STREAM_BYTES = 2 * 2**30

@@ -48,7 +48,6 @@ import numpy as np
 import pandas as pd
 import torch
 from PIL import Image, ImageFilter
-from scipy.special import expit, logsumexp
 
 from . import original, paths, runs
 from .config import to_dict
@@ -76,13 +75,36 @@ from .progress import bar as progress_bar
 from .protocol import ADEQUACY_MIN, one_setting
 from .receptive_field import field_fraction, paper_field_fraction, receptive_field
 from .runs import finished, stopped_by
-from .stats import group_boot_counts, groups_from_names, seed_image_mean
+from .score_modes import (
+    CALIBRATION_METHOD,
+    MODES,
+    calibrated_probability,
+    fit_temperature,
+    log_odds_from_maps,
+    n_tied,
+    patch_probabilities,
+    scores_from_maps,
+)
+from .stats import (
+    LEVEL,
+    N_BOOT,
+    VERDICTS,
+    binary_metrics,
+    boot_weights,
+    choose_threshold,
+    expected_calibration_error,
+    groups_from_names,
+    interval,
+    named_rng,
+    seed_image_mean,
+    verdict,
+    weighted_ap,
+    weighted_auc,
+)
 from .viz import box_to_original, heatmap_figure, png_bytes
 
 Device = str | torch.device | None  # None or "auto": CUDA when present, else CPU
 
-MODES = ("mean_softmax", "mean_logit", "vote")
-ECE_BINS = 15
 # Test-time degradations (applied to real and fake alike): JPEG quality, Gaussian blur sigma
 # (px), and resize factor (down to factor * size with bicubic, then back up to size).
 SWEEPS: dict[str, tuple[float, ...]] = {
@@ -173,301 +195,13 @@ def folder_maps(ck: Checkpoint, folder: str | os.PathLike, *, device: Device = N
     return maps
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    # expit never overflows, so no clip is needed (a clip at +-60 tied every saturated image).
-    return expit(x)
-
-
-def scores_from_maps(maps: np.ndarray, mode: str = "mean_softmax",
-                     temperature: float = 1.0) -> np.ndarray:
-    """Image scores from N x h x w logit-difference maps: N float64 in [0, 1] (> 0.5 = fake),
-    the *probability view* (thresholds, accuracy, calibration).
-
-    ``mode`` is one of ``MODES``; ``temperature`` divides the *patch* logits first (no effect on
-    ``vote``). That is not the run's calibration, which scales the image log-odds and keeps the
-    images' order: use :func:`calibrated_probability`. In float64 a probability saturates at 1.0
-    once d exceeds about 37, so images the model is very sure of tie here; rank them with
-    :func:`log_odds_from_maps`."""
-    if maps.ndim != 3:
-        raise ValueError(f"expected N x h x w maps, got shape {maps.shape}")
-    if temperature <= 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
-    d = maps.astype(np.float64) / temperature
-    if mode == "mean_softmax":
-        return _sigmoid(d).mean(axis=(1, 2))
-    if mode == "mean_logit":
-        return _sigmoid(d.mean(axis=(1, 2)))
-    if mode == "vote":
-        return (maps > 0).mean(axis=(1, 2)).astype(np.float64)
-    raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-
-
-def log_odds_from_maps(maps: np.ndarray, mode: str = "mean_softmax",
-                       temperature: float = 1.0) -> np.ndarray:
-    """Image scores that keep their order: N float64, a strictly increasing function of
-    :func:`scores_from_maps` (same ``mode`` and ``temperature``), computed in log space so that
-    saturated images still rank (the metrics AP and AUC use these).
-
-    - ``mean_softmax``: log p - log(1 - p) of p = mean of the patches' P(fake), both terms as
-      log-mean-exp of per-patch log-sigmoids (log p alone would lose a saturated fake's order
-      near 0, log(1 - p) keeps it; the difference keeps both ends). Unbounded; > 0 = fake.
-    - ``mean_logit``: the mean logit difference itself (the log-odds of sigmoid(mean d)).
-    - ``vote``: the share of "fake" patches, in [0, 1]: a count over h x w cells, so images tie
-      whenever their counts do; that is inherent to the mode, not a numerical loss."""
-    if maps.ndim != 3:
-        raise ValueError(f"expected N x h x w maps, got shape {maps.shape}")
-    if temperature <= 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
-    d = maps.astype(np.float64).reshape(len(maps), -1) / temperature
-    if mode == "mean_softmax":
-        # log sigmoid(x) = -log(1 + exp(-x)); logaddexp keeps its tail exact.
-        return (logsumexp(-np.logaddexp(0.0, -d), axis=1)
-                - logsumexp(-np.logaddexp(0.0, d), axis=1))
-    if mode == "mean_logit":
-        return d.mean(axis=1)
-    if mode == "vote":
-        return (maps > 0).reshape(len(maps), -1).mean(axis=1).astype(np.float64)
-    raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-
-
-def n_tied(scores: np.ndarray) -> int:
-    """How many of ``scores`` share their value with at least one other score."""
-    _, counts = np.unique(np.asarray(scores), return_counts=True)
-    return int(counts[counts > 1].sum())
-
-
-def patch_probabilities(maps: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    """Per-patch probability of "fake": N x h x w logit differences -> N x h x w float64 in
-    [0, 1], sigmoid(d / ``temperature``).
-
-    Heatmaps draw these at ``temperature`` 1.0, not at the run's calibration T: that T was fitted
-    on *image* log-odds against image labels and says nothing about single patches (they have no
-    labels), and at 1.0 the map shows what the classifier said per patch, its mean being the
-    uncalibrated ``mean_softmax`` image probability."""
-    return _sigmoid(maps.astype(np.float64) / temperature)
-
-
 # --- metrics -----------------------------------------------------------------------------------
-
-def _check_labels(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    scores, labels = np.asarray(scores, np.float64), np.asarray(labels, np.int64)
-    if scores.shape != labels.shape or scores.ndim != 1:
-        raise ValueError(f"scores {scores.shape} and labels {labels.shape} must be equal 1-D")
-    if not ((labels == REAL).any() and (labels == FAKE).any()):
-        raise ValueError("need at least one real (0) and one fake (1) image")
-    return scores, labels
-
-
-def expected_calibration_error(prob_fake: np.ndarray, labels: np.ndarray,
-                               bins: int = ECE_BINS) -> float:
-    """ECE of binary predictions: confidence = max(p, 1 - p) in ``bins`` equal-width bins over
-    [0.5, 1]; sum over bins of (bin share) x |accuracy - mean confidence|. In [0, 0.5]."""
-    p, y = _check_labels(prob_fake, labels)
-    pred = (p > 0.5).astype(np.int64)
-    conf = np.where(pred == FAKE, p, 1.0 - p)
-    correct = (pred == y).astype(np.float64)
-    edges = np.linspace(0.5, 1.0, bins + 1)
-    which = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, bins - 1)
-    ece = 0.0
-    for b in range(bins):
-        sel = which == b
-        if sel.any():
-            ece += sel.mean() * abs(correct[sel].mean() - conf[sel].mean())
-    return float(ece)
-
-
-def choose_threshold(scores: np.ndarray, labels: np.ndarray) -> float:
-    """The threshold t maximising accuracy of "fake if score > t" on (balanced) validation
-    scores; candidates are 0.5 and the midpoints between neighbouring distinct scores, and ties
-    go to the candidate closest to 0.5 (the untuned default)."""
-    s, y = _check_labels(scores, labels)
-    u = np.unique(s)
-    cands = np.unique(np.concatenate([[0.5], (u[:-1] + u[1:]) / 2, [u[0] - 1e-9]]))
-    # Balanced accuracy, so the threshold does not drift towards a larger class.
-    acc = np.array([((s[y == FAKE] > t).mean() + (s[y == REAL] <= t).mean()) / 2
-                    for t in cands])
-    best = np.flatnonzero(acc >= acc.max() - 1e-12)
-    return float(cands[best[np.argmin(np.abs(cands[best] - 0.5))]])
-
-
-def binary_metrics(scores: np.ndarray, labels: np.ndarray, *, threshold: float = 0.5,
-                   rank_scores: np.ndarray | None = None) -> dict[str, float]:
-    """Metrics of image scores (fake = positive, label 1): ``ap``, ``ap_real_positive`` (the
-    original code's convention), ``auc``, ``acc``/``real_acc``/``fake_acc`` at 0.5, and
-    ``acc_at_threshold`` at ``threshold`` (chosen elsewhere, on validation data).
-
-    ``scores``: probabilities in [0, 1] (the thresholds apply to them). ``rank_scores``: the same
-    images' order-keeping scores (:func:`log_odds_from_maps`); when given, the rank metrics (AP,
-    AUC) use them, so saturated probabilities do not tie. Classes need not be balanced."""
-    from sklearn.metrics import average_precision_score, roc_auc_score
-
-    s, y = _check_labels(scores, labels)
-    r = s if rank_scores is None else _check_labels(rank_scores, labels)[0]
-    pred = s > 0.5
-    pred_t = s > threshold
-    return {"n_real": int((y == REAL).sum()), "n_fake": int((y == FAKE).sum()),
-            "ap": float(average_precision_score(y, r)),
-            "ap_real_positive": float(average_precision_score(1 - y, -r)),
-            "auc": float(roc_auc_score(y, r)),
-            "acc": float((pred == y).mean()),
-            "real_acc": float((~pred[y == REAL]).mean()),
-            "fake_acc": float(pred[y == FAKE].mean()),
-            "threshold": float(threshold),
-            "acc_at_threshold": float((pred_t == y).mean())}
 
 
 # --- bootstrap over test images (and seeds) --------------------------------------------------
 
-N_BOOT = 1000  # resamples of the test images behind every interval
-LEVEL = 0.95  # interval coverage
-_CHUNK = 256  # resamples per block: bounds memory at _CHUNK x (images of one set) floats
-
-
-def boot_counts(n: int, n_boot: int, rng: np.random.Generator) -> np.ndarray:
-    """``n_boot`` x ``n`` float64: how often each of ``n`` items is drawn in each bootstrap
-    resample (``n`` draws with replacement; every row sums to ``n``)."""
-    idx = rng.integers(0, n, (n_boot, n))
-    flat = (idx + n * np.arange(n_boot)[:, None]).ravel()
-    return np.bincount(flat, minlength=n_boot * n).reshape(n_boot, n).astype(np.float64)
-
-
-def weighted_auc(real: np.ndarray, fake: np.ndarray, w_real: np.ndarray | None = None,
-                 w_fake: np.ndarray | None = None) -> np.ndarray:
-    """AUC (fake positive; ties count one half) of ``fake`` (n1) against ``real`` (n0) scores
-    under B rows of image weights (``w_real``: B x n0, ``w_fake``: B x n1, e.g. from
-    :func:`boot_counts`; None = all ones, B = 1): B floats in [0, 1].
-
-    Vectorised by ranks: the reals are sorted once; a fake's weighted count of reals below it
-    is a cumulative sum read at its ``searchsorted`` position (half the tied reals' weight
-    added), so the cost is B x (n0 + n1), not B x n0 x n1."""
-    real, fake = np.asarray(real, np.float64), np.asarray(fake, np.float64)
-    w_real = np.ones((1, len(real))) if w_real is None else np.atleast_2d(w_real)
-    w_fake = np.ones((1, len(fake))) if w_fake is None else np.atleast_2d(w_fake)
-    if w_real.shape[1] != len(real) or w_fake.shape[1] != len(fake) or \
-            len(w_real) != len(w_fake):
-        raise ValueError(f"weights {w_real.shape}, {w_fake.shape} do not match "
-                         f"{len(real)} reals and {len(fake)} fakes")
-    order = np.argsort(real, kind="stable")
-    r = real[order]
-    lo, hi = np.searchsorted(r, fake, "left"), np.searchsorted(r, fake, "right")
-    out = np.empty(len(w_real))
-    for at in range(0, len(w_real), _CHUNK):
-        wr, wf = w_real[at: at + _CHUNK, order], w_fake[at: at + _CHUNK]
-        c = np.concatenate([np.zeros((len(wr), 1)), np.cumsum(wr, axis=1)], axis=1)
-        below = c[:, lo] + 0.5 * (c[:, hi] - c[:, lo])
-        out[at: at + _CHUNK] = (wf * below).sum(1) / (wr.sum(1) * wf.sum(1))
-    return out
-
-
-def weighted_ap(scores: np.ndarray, labels: np.ndarray,
-                weights: np.ndarray | None = None) -> np.ndarray:
-    """Average precision (label 1 positive, as sklearn's ``average_precision_score``: precision
-    at each distinct threshold times the recall step) under B rows of image weights
-    (``weights``: B x N; None = all ones): B floats in [0, 1]."""
-    s, y = _check_labels(scores, labels)
-    weights = np.ones((1, len(s))) if weights is None else np.atleast_2d(weights)
-    order = np.argsort(-s, kind="stable")
-    s, y = s[order], y[order]
-    ends = np.r_[np.flatnonzero(np.diff(s) != 0), len(s) - 1]  # last index of each threshold
-    out = np.empty(len(weights))
-    for at in range(0, len(weights), _CHUNK):
-        w = weights[at: at + _CHUNK, order]
-        tp = np.cumsum(w * (y == 1), axis=1)[:, ends]
-        fp = np.cumsum(w * (y == 0), axis=1)[:, ends]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            precision = np.where(tp + fp > 0, tp / (tp + fp), 0.0)
-            recall = tp / tp[:, -1:]
-        step = np.diff(np.concatenate([np.zeros((len(w), 1)), recall], axis=1), axis=1)
-        out[at: at + _CHUNK] = (step * precision).sum(1)
-    return out
-
-
-def _interval(boots: np.ndarray, level: float = LEVEL) -> tuple[float, float]:
-    alpha = (1 - level) / 2
-    return float(np.quantile(boots, alpha)), float(np.quantile(boots, 1 - alpha))
-
-
-def _set_rng(seed: int, *names: str) -> np.random.Generator:
-    """A generator seeded by ``seed`` and the names of a test set: every model (and seed) sees
-    the same resamples of the same images, which is what pairs the comparisons."""
-    import zlib
-
-    return np.random.default_rng([seed, *(zlib.crc32(n.encode()) for n in names)])
-
-
-def boot_weights(n_real: int, n_fake: int, dataset: str, generator: str, *,
-                 n_boot: int = N_BOOT, seed: int = 0, real_groups: np.ndarray | None = None,
-                 fake_groups: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """The bootstrap resamples of one test pair, stratified (reals and fakes drawn separately,
-    so class counts stay fixed): ``(w_real, w_fake)``, n_boot x n_real and n_boot x n_fake
-    counts. The reals' draws depend only on ``(seed, dataset)``, so every generator of a dataset
-    resamples the same reals; the fakes' on ``(seed, dataset, generator)``. ``real_groups`` /
-    ``fake_groups`` (one id per image, e.g. Olivetti's person): those images are resampled by
-    group (``stats.group_boot_counts``: a person's images stay together), since images of one
-    person are not independent."""
-    def draw(n: int, groups: np.ndarray | None, *names: str) -> np.ndarray:
-        if groups is None:
-            return boot_counts(n, n_boot, _set_rng(seed, *names))
-        if len(groups) != n:
-            raise ValueError(f"{'/'.join(names)}: {len(groups)} group ids for {n} images")
-        return group_boot_counts(np.asarray(groups), n_boot, _set_rng(seed, "groups", *names))
-
-    return (draw(n_real, real_groups, dataset), draw(n_fake, fake_groups, dataset, generator))
-
 
 # --- calibration: a temperature on the image log-odds ----------------------------------------
-
-CALIBRATION_METHOD = "image_logodds_temperature"  # how Calibration.temperature is applied
-_LOG_T_BOUNDS = (-5.0, 6.0)  # search interval of log T (T from 0.007 to 400)
-
-
-def calibrated_probability(score: np.ndarray, temperature: float = 1.0,
-                           mode: str = "mean_softmax") -> np.ndarray:
-    """The calibrated P(fake) of image scores (:func:`log_odds_from_maps`, N floats):
-    sigmoid(score / T), a strictly increasing function of the score, so calibrating never
-    changes which images a model calls more fake (AUC by it equals AUC by the score), and 0.5
-    stays at score 0. ``vote`` scores are shares of patches, not log-odds: their log-odds are
-    scaled instead (at T = 1 the share itself; :func:`fit_temperature` leaves vote at T = 1,
-    uncalibrated). N floats in [0, 1]."""
-    if not (np.isfinite(temperature) and temperature > 0):
-        raise ValueError(f"temperature must be finite and > 0, got {temperature}")
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    z = np.asarray(score, np.float64)
-    if mode == "vote":
-        with np.errstate(divide="ignore"):  # shares of 0 and 1: log-odds -inf and +inf
-            z = np.log(z) - np.log1p(-z)
-    return expit(z / temperature)
-
-
-def fit_temperature(maps: np.ndarray, labels: np.ndarray, mode: str = "mean_softmax") -> float:
-    """Temperature T > 0 minimising the image-level negative log-likelihood of
-    ``calibrated_probability(log_odds_from_maps(maps, mode), T, mode)`` against ``labels``
-    (0 real, 1 fake); ``maps``: N x h x w logit differences. 1.0 for ``vote`` (not
-    calibrated: its score is a share of patches, and an all-agree vote has infinite log-odds).
-
-    The targets are Platt's (1999) smoothed labels, (N+ + 1) / (N+ + 2) for fakes and
-    1 / (N- + 2) for reals: on a perfectly separated validation split (common here: val
-    accuracy is often 1.0) plain maximum likelihood drives T to 0 and every probability to 0 or
-    1. Searched over log T in [-5, 6] (T from 0.007 to 400)."""
-    from scipy.optimize import minimize_scalar
-
-    labels = np.asarray(labels, np.int64)
-    _check_labels(np.zeros(len(labels)), labels)
-    if mode == "vote":
-        return 1.0
-    score = log_odds_from_maps(maps, mode)
-    n_pos, n_neg = int((labels == FAKE).sum()), int((labels == REAL).sum())
-    target = np.where(labels == FAKE, (n_pos + 1) / (n_pos + 2), 1 / (n_neg + 2))
-
-    def nll(log_t: float) -> float:
-        z = score / np.exp(log_t)
-        # log sigmoid(z) = -logaddexp(0, -z): exact in the tails, where a clipped p was not.
-        return float(np.mean(target * np.logaddexp(0.0, -z)
-                             + (1 - target) * np.logaddexp(0.0, z)))
-
-    res = minimize_scalar(nll, bounds=_LOG_T_BOUNDS, method="bounded", options={"xatol": 1e-4})
-    return float(np.exp(res.x))
 
 
 # --- checkpoints, their validation data and calibration --------------------------------------
@@ -651,7 +385,7 @@ def validation_auc(val_real: np.ndarray, val_fake: np.ndarray, *, n_boot: int = 
     fake = log_odds_from_maps(val_fake, "mean_softmax")
     boots = weighted_auc(real, fake, *boot_weights(len(real), len(fake), "val", "seen",
                                                    n_boot=n_boot))
-    lo, hi = _interval(boots, level)
+    lo, hi = interval(boots, level)
     return {"auc": float(weighted_auc(real, fake)[0]), "auc_ci_low": lo, "auc_ci_high": hi}
 
 
@@ -691,7 +425,7 @@ def evaluate_maps(real: np.ndarray, fakes: dict[str, np.ndarray], cal: Calibrati
                    "ece_calibrated": expected_calibration_error(
                        calibrated_probability(rank, t, mode), y)}
             if weights is not None:
-                row["auc_ci_low"], row["auc_ci_high"] = _interval(
+                row["auc_ci_low"], row["auc_ci_high"] = interval(
                     weighted_auc(rank[y == REAL], rank[y == FAKE], *weights))
             rows.append(row)
     return pd.DataFrame(rows)
@@ -926,10 +660,10 @@ def metrics_from_scores(scores: pd.DataFrame, *, n_boot: int = N_BOOT, seed: int
                                              real_groups=file_groups(real),
                                              fake_groups=file_groups(fake))
             w_real, w_fake = weights[wkey]
-            auc_lo, auc_hi = _interval(weighted_auc(real["score"].to_numpy(),
+            auc_lo, auc_hi = interval(weighted_auc(real["score"].to_numpy(),
                                                     fake["score"].to_numpy(), w_real, w_fake),
                                        level)
-            ap_lo, ap_hi = _interval(weighted_ap(-rank, 1 - y, np.hstack([w_real, w_fake])),
+            ap_lo, ap_hi = interval(weighted_ap(-rank, 1 - y, np.hstack([w_real, w_fake])),
                                      level)
             rows.append({
                 **{k: v for k, v in head.items() if k != "mode"}, "generator": gen,
@@ -969,14 +703,6 @@ def cross_generator(runs: dict[RunKey, str | os.PathLike], world_root: str | os.
 
 
 # --- paired comparisons: patch vs. full, with intervals over images and seeds ----------------
-
-VERDICTS = ("patch better", "no difference", "full better")
-
-
-def verdict(ci_low: float, ci_high: float) -> str:
-    """``"patch better"`` when an interval of AUC(patch) - AUC(full) lies above 0, ``"full
-    better"`` when below, else ``"no difference"`` (the data do not decide)."""
-    return VERDICTS[0] if ci_low > 0 else VERDICTS[2] if ci_high < 0 else VERDICTS[1]
 
 
 @dataclass
@@ -1035,7 +761,7 @@ def _model_boots(scores: pd.DataFrame, mode: str, n_boot: int,
                         weighted_auc(real, fake, *weights[wkey]))
         if any(len(v) != len(seeds) for v in auc.values()):
             raise ValueError(f"{label} ({setting}): not every seed was scored on every test set")
-        picks = _set_rng(seed, "seeds", str(setting), str(label)).integers(
+        picks = named_rng(seed, "seeds", str(setting), str(label)).integers(
             0, len(seeds), (n_boot, len(seeds)))
         info = {k: first[k] for k in ("arch", "depth", "field_fraction", "train_set")}
         out[(setting, label)] = _ModelBoots(info, seeds, {k: np.array(v) for k, v in auc.items()},
@@ -1086,7 +812,7 @@ def patch_vs_full(scores: pd.DataFrame, *, mode: str = "mean_softmax", full: str
                 diffs: np.ndarray, setting: str = setting, label: str = label,
                 mb: _ModelBoots = mb, ref: _ModelBoots = ref,
                 ref_label: str = ref_label) -> dict[str, Any]:
-            lo, hi = _interval(diffs, level)
+            lo, hi = interval(diffs, level)
             return {"setting": setting, "model": label, "arch": mb.info["arch"],
                     "depth": mb.info["depth"], "field_fraction": mb.info["field_fraction"],
                     "full_model": ref_label, "dataset": dataset, "generator": generator,

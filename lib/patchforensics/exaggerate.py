@@ -37,7 +37,7 @@ from torch import nn
 from . import paths
 from .config import fingerprint, to_dict
 from .data import REAL, to_uint8
-from .evaluate import eval_precision, load_checkpoint, logit_maps, resolve_device, scores_from_maps
+from .evaluate import eval_precision, load_checkpoint, logit_maps, resolve_device
 from .generators import get_generator
 from .generators.base import perceptual_distance
 from .generators.training import RowLog, finish_run, finished, load_torch, start_run, train_loop
@@ -45,6 +45,7 @@ from .images import sha256_cached
 from .models import PatchClassifier, inference_model
 from .parts import best_parts
 from .receptive_field import receptive_field
+from .score_modes import scores_from_maps
 from .segment import PART_ID, PARTS, parse_images
 from .viz import heatmap_overlay, image_grid
 

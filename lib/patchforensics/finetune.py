@@ -39,14 +39,7 @@ from . import paths, runs
 from .config import fingerprint, to_dict
 from .data import FAKE, REAL, load_folder, to_uint8
 from .embedded import SPLITS, read_manifest, set_is_complete, write_set
-from .evaluate import (
-    binary_metrics,
-    eval_precision,
-    folder_maps,
-    load_checkpoint,
-    logit_maps,
-    scores_from_maps,
-)
+from .evaluate import eval_precision, folder_maps, load_checkpoint, logit_maps
 from .generators import get_generator
 from .generators.base import from_uint8
 from .generators.gan import discriminator_step
@@ -65,7 +58,9 @@ from .parts import top_patches
 from .preprocess import PIPELINE
 from .quality import knn_distances, nn_distances, spectrum_distance
 from .receptive_field import receptive_field
+from .score_modes import scores_from_maps
 from .segment import parse_set
+from .stats import binary_metrics
 from .train import random_windows, run_setup, train
 from .world import fake_items, split_seed, world_config_of
 

@@ -25,7 +25,7 @@ with intervals over images (:func:`localization_table`). The sanity controls of 
 A local manipulation also needs a *local image score*: averaging a map over the face dilutes one
 fake region among many real-looking patches (the paper's ``mean_softmax`` calls such an image
 real). :func:`topk_log_odds` scores an image by its k most fake patches, :func:`choose_k` picks k
-on validation data and :func:`aggregation_table` compares it with ``evaluate.MODES``.
+on validation data and :func:`aggregation_table` compares it with ``score_modes.MODES``.
 
 Conventions. Masks are N x S x S floats in [0, 1], binarised at >= 0.5 (a pixel at least half
 manipulated counts as manipulated). Points are (row, col) in *pixel-index* coordinates: pixel
@@ -48,24 +48,19 @@ from scipy.special import expit
 from torch import nn
 
 from .data import FAKE, REAL
-from .evaluate import (
-    LEVEL,
-    MODES,
-    N_BOOT,
-    Checkpoint,
-    Device,
-    _interval,
-    _set_rng,
-    boot_counts,
-    load_checkpoint,
-    log_odds_from_maps,
-    logit_maps,
-    scores_from_maps,
-    weighted_auc,
-)
+from .evaluate import Checkpoint, Device, load_checkpoint, logit_maps
 from .models import PatchClassifier, resolve_device
 from .receptive_field import ReceptiveField, receptive_field
-from .stats import wilson_interval
+from .score_modes import MODES, log_odds_from_maps, scores_from_maps
+from .stats import (
+    LEVEL,
+    N_BOOT,
+    boot_counts,
+    interval,
+    named_rng,
+    weighted_auc,
+    wilson_interval,
+)
 from .viz import project_map
 
 LOCALIZERS = ("patch", "gradcam", "gradient", "random")
@@ -89,7 +84,7 @@ def topk_log_odds(maps: np.ndarray, k: int) -> np.ndarray:
 
     ``maps``: N x h x w logit-difference maps (``evaluate.logit_maps``); returns N float64,
     unbounded, > 0 = fake. ``k`` is clipped to h * w: ``k = 1`` is the most fake patch,
-    ``k >= h * w`` the mean logit (``evaluate.log_odds_from_maps(maps, "mean_logit")``). Mean
+    ``k >= h * w`` the mean logit (``score_modes.log_odds_from_maps(maps, "mean_logit")``). Mean
     *logits* rather than probabilities, so the score keeps its order where sigmoid saturates."""
     maps = _check_maps(maps)
     if k < 1:
@@ -136,23 +131,23 @@ def choose_k(val_real_maps: np.ndarray, val_fake_maps: np.ndarray,
 def aggregation_table(real_maps: np.ndarray, fake_maps: np.ndarray, k: int, *,
                       n_boot: int = N_BOOT, seed: int = 0) -> pd.DataFrame:
     """How each way of turning a map into an image score fares on one test pair: one row per
-    mode of ``evaluate.MODES`` and ``"topk"`` (:func:`topk_log_odds` with ``k``).
+    mode of ``score_modes.MODES`` and ``"topk"`` (:func:`topk_log_odds` with ``k``).
 
     Columns: ``mode``, ``k`` (topk only), ``n_real``, ``n_fake``, ``auc`` (fake positive, on the
     order-keeping scores) with ``auc_low``/``auc_high``, ``auc_minus_mean`` (this mode's AUC
     minus that of ``MODES[0]``, the paper's mean patch softmax, with a paired interval
     ``auc_minus_mean_low``/``_high``), ``fake_called_fake`` and
     ``real_called_real`` (shares with probability score > 0.5 / <= 0.5) with ``_low``/``_high``.
-    Intervals: ``evaluate.LEVEL`` percentile bootstrap over images, reals and fakes resampled
+    Intervals: ``stats.LEVEL`` percentile bootstrap over images, reals and fakes resampled
     separately, the same ``n_boot`` resamples for every mode (seeded by ``seed``), so modes
-    compare paired. "topk" is not added to ``evaluate.MODES``: the other tables iterate it."""
+    compare paired. "topk" is not added to ``score_modes.MODES``: the other tables iterate it."""
     real, fake = _check_maps(real_maps), _check_maps(fake_maps)
     rng = np.random.default_rng(seed)
     w_real, w_fake = boot_counts(len(real), n_boot, rng), boot_counts(len(fake), n_boot, rng)
 
     def share(called: np.ndarray, w: np.ndarray) -> tuple[float, float, float]:
         called = called.astype(np.float64)
-        return (float(called.mean()), *_interval(w @ called / len(called)))
+        return (float(called.mean()), *interval(w @ called / len(called)))
 
     rows = []
     base_boot: np.ndarray | None = None
@@ -172,11 +167,11 @@ def aggregation_table(real_maps: np.ndarray, fake_maps: np.ndarray, k: int, *,
             base_boot, base_auc = boot, auc
         rows.append({"mode": mode, "k": int(k) if mode == "topk" else pd.NA,
                      "n_real": len(real), "n_fake": len(fake), "auc": auc,
-                     **dict(zip(("auc_low", "auc_high"), _interval(boot), strict=True)),
+                     **dict(zip(("auc_low", "auc_high"), interval(boot), strict=True)),
                      # paired over the shared resamples: this mode's AUC minus the mean's
                      "auc_minus_mean": auc - base_auc,
                      **dict(zip(("auc_minus_mean_low", "auc_minus_mean_high"),
-                                _interval(boot - base_boot), strict=True)),
+                                interval(boot - base_boot), strict=True)),
                      "fake_called_fake": ff, "fake_called_fake_low": ff_lo,
                      "fake_called_fake_high": ff_hi,
                      "real_called_real": rr, "real_called_real_low": rr_lo,
@@ -572,7 +567,7 @@ def localization_table(frames: pd.DataFrame, *, n_boot: int = N_BOOT, seed: int 
     """Per (method, model, manipulation[, images][, control]) of :func:`localization_frame`
     rows (``images``, ``control``: columns a study adds, e.g. ``sanity``'s controls): ``n``
     images, the mean of each metric with an interval over images (``<metric>_low``/``_high``,
-    ``evaluate.LEVEL`` unless ``level``: the pointing game's hit rate a Wilson interval, the
+    ``stats.LEVEL`` unless ``level``: the pointing game's hit rate a Wilson interval, the
     others a percentile bootstrap) and
     the images it was computed on (``n_<metric>``: NaNs are dropped per metric), ``mask_area``
     (the mean mask share: the chance level of ``mass_inside`` and of a pixel-resolution
@@ -598,8 +593,8 @@ def localization_table(frames: pd.DataFrame, *, n_boot: int = N_BOOT, seed: int 
             if metric == "pointing_game":  # a share: Wilson, which does not collapse at 0 or 1
                 lo, hi = (float(x) for x in wilson_interval(v.sum(), len(v), level or LEVEL))
             else:
-                w = boot_counts(len(v), n_boot, _set_rng(seed, str(key[2]), metric))
-                lo, hi = _interval(w @ v / len(v), level or LEVEL)
+                w = boot_counts(len(v), n_boot, named_rng(seed, str(key[2]), metric))
+                lo, hi = interval(w @ v / len(v), level or LEVEL)
             row |= {metric: float(v.mean()), f"{metric}_low": lo, f"{metric}_high": hi}
         row["mask_area"] = float(g["mask_area"].mean())
         if "pointing_chance" in g:

@@ -48,8 +48,6 @@ from .compare import UNDER_TRAINED
 from .config import WorldConfig, world_config
 from .data import load_folder
 from .evaluate import (
-    LEVEL,
-    N_BOOT,
     Checkpoint,
     adequate,
     calibration,
@@ -62,7 +60,7 @@ from .evaluate import (
 )
 from .parts import PartsAnalysis, analyze
 from .runs import finished, stopped_by
-from .stats import holm, t_interval, t_pvalue
+from .stats import LEVEL, N_BOOT, holm, t_interval, t_pvalue
 from .study import find_root
 from .train import training_pair
 

@@ -21,8 +21,9 @@ import numpy as np
 import pandas as pd
 
 from .data import load_folder
-from .evaluate import _interval, boot_weights, weighted_auc, world_sets
+from .evaluate import world_sets
 from .quality import radial_spectra
+from .stats import boot_weights, interval, weighted_auc
 
 BLURRY = ("vae", "gmm")  # generator names (substrings) of the over-smooth likelihood models
 
@@ -62,7 +63,7 @@ def probe_table(real_train: np.ndarray, fake_train: np.ndarray,
         sf = model.decision_function(spectrum_features(fake))
         w_real, w_fake = boot_weights(len(real), len(fake), "probe", name, n_boot=n_boot,
                                       seed=seed)
-        lo, hi = _interval(weighted_auc(sr, sf, w_real, w_fake), level)
+        lo, hi = interval(weighted_auc(sr, sf, w_real, w_fake), level)
         rows.append({"generator": name, "seen": name == seen, "n_real": len(real),
                      "n_fake": len(fake), "auc": float(weighted_auc(sr, sf)[0]),
                      "auc_ci_low": lo, "auc_ci_high": hi})

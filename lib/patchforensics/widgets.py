@@ -19,15 +19,15 @@ import numpy as np
 from IPython.display import Image
 
 from . import viz
-from .evaluate import (
+from .evaluate import logit_maps
+from .exaggerate import strip_images
+from .manipulation_study import Localization
+from .score_modes import (
     calibrated_probability,
     log_odds_from_maps,
-    logit_maps,
     patch_probabilities,
     scores_from_maps,
 )
-from .exaggerate import strip_images
-from .manipulation_study import Localization
 from .viz import folder_grid, heatmap_overlay, image_grid, project_map, training_curves
 
 
@@ -85,7 +85,7 @@ def heatmap_explorer(images: dict[str, np.ndarray], maps: dict[str, np.ndarray],
                      temperature: float = 1.0) -> w.VBox:
     """Dropdown over sets and a slider over images: the image with its patch map overlaid
     (``viz.heatmap_overlay``), the most suspicious patch boxed, and its image score
-    (``evaluate.calibrated_probability`` at ``temperature``, the run's ``mean_softmax`` T).
+    (``score_modes.calibrated_probability`` at ``temperature``, the run's ``mean_softmax`` T).
     ``images``: ``{set: N x H x W x 3 uint8}``; ``maps``: ``{set: N x h x w}`` logit
     differences (``evaluate.logit_maps``)."""
 

@@ -25,7 +25,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from patchforensics.evaluate import load_checkpoint, logit_maps, score_files
+from patchforensics.checkpoint import load_checkpoint, logit_maps
+from patchforensics.evaluate import score_files
 from patchforensics.models import ModelConfig, build_model
 
 

@@ -17,15 +17,12 @@ import torch
 from PIL import Image
 
 from patchforensics import cli
+from patchforensics.checkpoint import calibration, fit_calibration, load_checkpoint, logit_maps
 from patchforensics.data import load_folder
 from patchforensics.evaluate import (
-    calibration,
     degrade,
     evaluate,
     evaluate_maps,
-    fit_calibration,
-    load_checkpoint,
-    logit_maps,
     metrics_from_scores,
     patch_vs_full,
     score_files,
@@ -353,7 +350,7 @@ def test_a_calibration_file_of_another_method_is_refitted(planted_run, tmp_path)
 
 def test_folder_maps_are_cached_per_checkpoint_and_folder_content(planted_world, planted_run,
                                                                   tmp_path):
-    from patchforensics.evaluate import folder_maps
+    from patchforensics.checkpoint import folder_maps
 
     ck = load_checkpoint(planted_run)
     folder = tmp_path / "set"
@@ -386,7 +383,7 @@ def test_bf16_scoring_keeps_the_fp32_ranking_of_a_patch_model(planted_world, tmp
     from scipy.stats import spearmanr
     from sklearn.metrics import roc_auc_score
 
-    from patchforensics.evaluate import eval_precision
+    from patchforensics.checkpoint import eval_precision
     from patchforensics.generators.training import native_bf16
     from patchforensics.score_modes import log_odds_from_maps, n_tied
 

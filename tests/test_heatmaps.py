@@ -18,7 +18,8 @@ from PIL import Image
 
 import patchforensics
 from patchforensics import cli
-from patchforensics.evaluate import HEATMAP_MARKER, checkpoint_sha256, score_files
+from patchforensics.checkpoint import checkpoint_sha256
+from patchforensics.evaluate import HEATMAP_MARKER, score_files
 from patchforensics.models import ModelConfig
 from patchforensics.receptive_field import receptive_field
 from patchforensics.viz import (

@@ -18,7 +18,7 @@ from torch import nn
 
 from patchforensics import localize as loc
 from patchforensics import sanity
-from patchforensics.evaluate import load_checkpoint
+from patchforensics.checkpoint import load_checkpoint
 from patchforensics.models import ModelConfig, build_model
 from patchforensics.receptive_field import receptive_field
 from patchforensics.score_modes import MODES, log_odds_from_maps

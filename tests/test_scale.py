@@ -153,7 +153,8 @@ def test_an_unusable_hash_cache_is_skipped_not_trusted(cache_home, monkeypatch):
 # --- the original authors' checkpoints ----------------------------------------------------------
 
 def test_an_authors_checkpoint_scores_like_ours(tmp_path, capsys, one_thread):
-    from patchforensics.evaluate import load_checkpoint, logit_maps, score_files
+    from patchforensics.checkpoint import load_checkpoint, logit_maps
+    from patchforensics.evaluate import score_files
     from patchforensics.models import ModelConfig, build_model
     from patchforensics.original import to_original
 
@@ -216,7 +217,7 @@ def test_authors_layouts_are_inferred_or_refused_by_name(tmp_path):
 
 
 def test_a_file_that_is_no_checkpoint_is_named_with_a_guess(tmp_path):
-    from patchforensics.evaluate import load_checkpoint
+    from patchforensics.checkpoint import load_checkpoint
 
     (tmp_path / "history.csv").write_text("epoch,steps,train_loss\n1,16,0.69\n")
     with pytest.raises(ValueError, match=r"history\.csv: not a checkpoint \(a CSV file\?\)$"):

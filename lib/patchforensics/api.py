@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .evaluate import calibration, eval_precision, load_checkpoint, logit_maps
+from .checkpoint import calibration, eval_precision, load_checkpoint, logit_maps
 from .images import read_image
 from .preprocess import prepare_array
 from .receptive_field import receptive_field
@@ -60,8 +60,8 @@ def to_rgb_array(x: ImageLike) -> np.ndarray:
 class Detector:
     """A trained classifier ready to judge single images (see :func:`load`)."""
 
-    checkpoint: Any  # evaluate.Checkpoint: model, run folder, training image size
-    calibration: Any  # evaluate.Calibration, or None when the run has no validation split
+    checkpoint: Any  # checkpoint.Checkpoint: model, run folder, training image size
+    calibration: Any  # checkpoint.Calibration, or None when the run has no validation split
     mode: str = "mean_softmax"  # image score mode (score_modes.MODES)
     device: Any = None
 
@@ -122,7 +122,7 @@ def load(run_or_checkpoint: str | os.PathLike, *, mode: str = "mean_softmax",
          device: str | None = None, **original: int) -> Detector:
     """A :class:`Detector` from a run folder or its ``best.pt`` (as ``train`` and notebook 02
     write them), or an original authors' ``*_net_D.pth`` (``original``: ``fake_class_id``,
-    ``input_size``, ``load_size`` override its ``opt.yml``; see ``evaluate.load_checkpoint``).
+    ``input_size``, ``load_size`` override its ``opt.yml``; see ``checkpoint.load_checkpoint``).
     ``mode``: ``"mean_softmax"`` (the paper's), ``"mean_logit"`` or ``"vote"``; ``device``:
     ``None`` = CUDA when present. A missing or foreign file raises an error that names it."""
 

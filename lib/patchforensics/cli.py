@@ -205,9 +205,8 @@ def inversions_arg(args: argparse.Namespace) -> Path | None:
 
 def config_from_args(args: argparse.Namespace) -> Any:
     """The ``train.TrainConfig`` of ``patchforensics train``'s options (``auto`` resolved)."""
-    from .evaluate import resolve_device
     from .generators.training import resolve_precision
-    from .models import parse_depth
+    from .models import parse_depth, resolve_device
     from .train import TrainConfig
 
     depth = parse_depth(args.arch, args.depth)

@@ -35,14 +35,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import paths
+from .checkpoint import eval_precision, load_checkpoint, logit_maps
 from .config import fingerprint, to_dict
 from .data import REAL, to_uint8
-from .evaluate import eval_precision, load_checkpoint, logit_maps, resolve_device
 from .generators import get_generator
 from .generators.base import perceptual_distance
 from .generators.training import RowLog, finish_run, finished, load_torch, start_run, train_loop
 from .images import sha256_cached
-from .models import PatchClassifier, inference_model
+from .models import PatchClassifier, inference_model, resolve_device
 from .parts import best_parts
 from .receptive_field import receptive_field
 from .score_modes import scores_from_maps
@@ -63,7 +63,7 @@ class ExaggerateConfig:
     checkpoint_every: int = 50  # steps between resumable saves
     seed: int = 0  # training latents and minibatches
     precision: str = "auto"  # the classifier's forward: "fp32", "bf16" features (fp32 head),
-    #                          or "auto": as notebook 03 scores it (``evaluate.eval_precision``
+    #                          or "auto": as notebook 03 scores it (``checkpoint.eval_precision``
     #                          in ``run_for``; fp32 when the checkpoint is not known)
 
     def __post_init__(self) -> None:

@@ -36,10 +36,10 @@ import torch
 import torch.nn.functional as F
 
 from . import paths, runs
+from .checkpoint import eval_precision, folder_maps, load_checkpoint, logit_maps
 from .config import fingerprint, to_dict
 from .data import FAKE, REAL, load_folder, to_uint8
 from .embedded import SPLITS, read_manifest, set_is_complete, write_set
-from .evaluate import eval_precision, folder_maps, load_checkpoint, logit_maps
 from .generators import get_generator
 from .generators.base import from_uint8
 from .generators.gan import discriminator_step
@@ -83,7 +83,7 @@ class FinetuneConfig:
     checkpoint_every: int = 50  # steps between resumable saves
     seed: int = 0  # batches, latents, flips
     precision: str = "auto"  # C's forward in G's loss: "fp32", "bf16" features (fp32 head), or
-    #                          "auto": as notebook 03 scores C (``evaluate.eval_precision``)
+    #                          "auto": as notebook 03 scores C (``checkpoint.eval_precision``)
 
     def __post_init__(self) -> None:
         if self.precision not in ("auto", "fp32", "bf16"):
@@ -140,7 +140,7 @@ class _Job:
     generator, the reals, and the run folder with its fingerprint."""
 
     cfg: FinetuneConfig
-    ck: Any  # evaluate.Checkpoint
+    ck: Any  # checkpoint.Checkpoint
     gen: Any  # the source TorchGenerator
     reals: np.ndarray  # N x S x S x 3 uint8, the reals G's discriminator trains on
     val_reals: np.ndarray  # the reals the logged statistics compare against

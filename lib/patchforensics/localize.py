@@ -47,8 +47,8 @@ import torch.nn.functional as F
 from scipy.special import expit
 from torch import nn
 
+from .checkpoint import Checkpoint, Device, load_checkpoint, logit_maps
 from .data import FAKE, REAL
-from .evaluate import Checkpoint, Device, load_checkpoint, logit_maps
 from .models import PatchClassifier, resolve_device
 from .receptive_field import ReceptiveField, receptive_field
 from .score_modes import MODES, log_odds_from_maps, scores_from_maps
@@ -82,7 +82,7 @@ def _check_maps(maps: np.ndarray) -> np.ndarray:
 def topk_log_odds(maps: np.ndarray, k: int) -> np.ndarray:
     """Local image score: the mean of each image's ``k`` largest patch logit differences.
 
-    ``maps``: N x h x w logit-difference maps (``evaluate.logit_maps``); returns N float64,
+    ``maps``: N x h x w logit-difference maps (``checkpoint.logit_maps``); returns N float64,
     unbounded, > 0 = fake. ``k`` is clipped to h * w: ``k = 1`` is the most fake patch,
     ``k >= h * w`` the mean logit (``score_modes.log_odds_from_maps(maps, "mean_logit")``). Mean
     *logits* rather than probabilities, so the score keeps its order where sigmoid saturates."""
@@ -252,7 +252,7 @@ def grid_candidates(shape: tuple[int, int], size: int) -> np.ndarray:
 
 
 def _as_input(images: np.ndarray, device: torch.device) -> torch.Tensor:
-    """N x S x S x 3 uint8 -> N x 3 x S x S float32 in [-1, 1] (as ``evaluate.logit_maps``)."""
+    """N x S x S x 3 uint8 -> N x 3 x S x S float32 in [-1, 1] (as ``checkpoint.logit_maps``)."""
     x = torch.from_numpy(np.ascontiguousarray(images)).to(device).permute(0, 3, 1, 2)
     return x.float().div(127.5).sub(1.0)
 
@@ -636,7 +636,7 @@ def localize_set(source: Checkpoint | PatchClassifier | str | os.PathLike, image
     ``"auto"`` the deepest with a fine enough grid (:func:`gradcam_layer`), ``None`` the last
     one (recorded in the ``layer`` column). ``seed``: the random maps'. ``patch``
     needs a patch model (a full model has one cell and nothing to point with); ``maps``: its
-    N x h x w logit maps of ``images`` when already computed (e.g. ``evaluate.folder_maps``'
+    N x h x w logit maps of ``images`` when already computed (e.g. ``checkpoint.folder_maps``'
     cache), else they are computed here."""
     if kind not in LOCALIZERS:
         raise ValueError(f"kind must be one of {LOCALIZERS}, got {kind!r}")

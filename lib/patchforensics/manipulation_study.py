@@ -13,7 +13,7 @@ before which result):
   (setting ``paired``, as FaceForensics++ pairs each manipulated video with its original).
 - **Adequacy** (:func:`adequacy_table`): a run has learned its manipulation when the lower
   95 % bound of its validation AUC on that manipulation's val split is at least
-  ``protocol.ADEQUACY_MIN`` (``evaluate.adequate``). A comparison with a run that has not is
+  ``protocol.ADEQUACY_MIN`` (``checkpoint.adequate``). A comparison with a run that has not is
   "not tested: under-trained" (``compare.UNDER_TRAINED``), never a verdict.
 - **Detection.** Train on one manipulation, test on each: ROC AUC of the mean patch softmax
   (``protocol.PRIMARY_MODE``) with a 95 % stratified bootstrap interval over images.
@@ -44,20 +44,12 @@ import numpy as np
 import pandas as pd
 
 from . import localize, manipulate, paths, protocol, sanity
+from .checkpoint import Checkpoint, adequate, calibration, folder_maps, load_checkpoint
 from .compare import UNDER_TRAINED
 from .config import WorldConfig, world_config
 from .data import load_folder
-from .evaluate import (
-    Checkpoint,
-    adequate,
-    calibration,
-    evaluate_maps,
-    folder_maps,
-    load_checkpoint,
-    manipulation_sets,
-    resolve_device,
-    save_world_table,
-)
+from .evaluate import evaluate_maps, manipulation_sets, save_world_table
+from .models import resolve_device
 from .parts import PartsAnalysis, analyze
 from .runs import finished, stopped_by
 from .stats import LEVEL, N_BOOT, holm, t_interval, t_pvalue
@@ -203,8 +195,8 @@ def adequacy_table(ms: ManipulationStudy, runs: dict[str, dict[str, Path]]) -> p
     ``epochs`` run, ``best_epoch``, ``stopped_by`` (``rule`` or ``cap``: ``runs.stopped_by``),
     the validation AUC of the primary score on that manipulation's val split with its 95 %
     stratified bootstrap interval (``val_auc``, ``val_auc_ci_low``, ``val_auc_ci_high``, from
-    ``evaluate.calibration``, cached in the run's ``calibration.json``), ``adequacy_min``
-    (``protocol.ADEQUACY_MIN``) and ``adequate`` (``evaluate.adequate``: the lower bound at
+    ``checkpoint.calibration``, cached in the run's ``calibration.json``), ``adequacy_min``
+    (``protocol.ADEQUACY_MIN``) and ``adequate`` (``checkpoint.adequate``: the lower bound at
     least that)."""
     rows = []
     for m, models in runs.items():

@@ -403,7 +403,7 @@ def inference_model(model: PatchClassifier, precision: str = "fp32") -> nn.Modul
     convolution before it (``torch.fx.experimental.optimization.fuse``): the same outputs up to
     float rounding, 1.2-1.5x faster on a CPU (eval-mode BatchNorm is a memory-bound pass of its
     own there). ``precision="bf16"``: the features run under bf16 autocast, the head in fp32
-    (for runs trained in bf16, on devices with native bf16: ``evaluate.eval_precision``).
+    (for runs trained in bf16, on devices with native bf16: ``checkpoint.eval_precision``).
     Cached on ``model`` until its weights change; ``model`` itself is untouched (it may go on
     training, or be backpropagated through). Falls back to an unfolded eval copy when the
     features cannot be traced."""

@@ -19,7 +19,7 @@ import numpy as np
 from IPython.display import Image
 
 from . import viz
-from .evaluate import logit_maps
+from .checkpoint import logit_maps
 from .exaggerate import strip_images
 from .manipulation_study import Localization
 from .score_modes import (
@@ -87,7 +87,7 @@ def heatmap_explorer(images: dict[str, np.ndarray], maps: dict[str, np.ndarray],
     (``viz.heatmap_overlay``), the most suspicious patch boxed, and its image score
     (``score_modes.calibrated_probability`` at ``temperature``, the run's ``mean_softmax`` T).
     ``images``: ``{set: N x H x W x 3 uint8}``; ``maps``: ``{set: N x h x w}`` logit
-    differences (``evaluate.logit_maps``)."""
+    differences (``checkpoint.logit_maps``)."""
 
     names = list(images)
     pick = w.Dropdown(options=names, value=names[0], description="set")

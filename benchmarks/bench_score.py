@@ -26,8 +26,8 @@ import torch
 from PIL import Image
 
 from patchforensics.checkpoint import load_checkpoint, logit_maps
-from patchforensics.evaluate import score_files
 from patchforensics.models import ModelConfig, build_model
+from patchforensics.scoring import score_files
 
 
 def write_inputs(folder: Path, n: int, side: int, seed: int = 0) -> None:

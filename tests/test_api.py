@@ -12,8 +12,8 @@ from PIL import Image
 
 import patchforensics
 from patchforensics import cli
-from patchforensics.evaluate import score_files
 from patchforensics.receptive_field import receptive_field
+from patchforensics.scoring import score_files
 
 from conftest import face_like, train_tiny, write_bad_corpus
 

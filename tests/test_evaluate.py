@@ -21,11 +21,9 @@ from patchforensics.checkpoint import calibration, fit_calibration, load_checkpo
 from patchforensics.data import load_folder
 from patchforensics.evaluate import (
     degrade,
-    evaluate,
     evaluate_maps,
     metrics_from_scores,
     patch_vs_full,
-    score_files,
     unseen_auc,
 )
 from patchforensics.images import ImageError
@@ -40,6 +38,7 @@ from patchforensics.score_modes import (
     n_tied,
     scores_from_maps,
 )
+from patchforensics.scoring import evaluate, score_files
 from patchforensics.stats import (
     binary_metrics,
     boot_counts,

@@ -19,9 +19,9 @@ from PIL import Image
 import patchforensics
 from patchforensics import cli
 from patchforensics.checkpoint import checkpoint_sha256
-from patchforensics.evaluate import HEATMAP_MARKER, score_files
 from patchforensics.models import ModelConfig
 from patchforensics.receptive_field import receptive_field
+from patchforensics.scoring import HEATMAP_MARKER, score_files
 from patchforensics.viz import (
     box_to_original,
     heatmap_figure,

@@ -19,9 +19,9 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 from patchforensics import paths
 from patchforensics.cli import main
-from patchforensics.evaluate import evaluate, score_files
 from patchforensics.models import ModelConfig, build_model
 from patchforensics.original import read_options, to_original, to_ours
+from patchforensics.scoring import evaluate, score_files
 
 FIXTURE = Path(__file__).parent / "fixtures" / "original-xception-block2"
 CKPT = FIXTURE / "bestval_net_D.pth"

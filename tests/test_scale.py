@@ -154,9 +154,9 @@ def test_an_unusable_hash_cache_is_skipped_not_trusted(cache_home, monkeypatch):
 
 def test_an_authors_checkpoint_scores_like_ours(tmp_path, capsys, one_thread):
     from patchforensics.checkpoint import load_checkpoint, logit_maps
-    from patchforensics.evaluate import score_files
     from patchforensics.models import ModelConfig, build_model
     from patchforensics.original import to_original
+    from patchforensics.scoring import score_files
 
     # A round trip cannot see a convention error (tests/test_original.py meets the original
     # code's own output); it checks that the two ways of reading the same weights agree. An

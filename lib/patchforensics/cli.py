@@ -260,7 +260,8 @@ def _original_options(args: argparse.Namespace) -> dict[str, int | None]:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from .evaluate import evaluate, save_csv
+    from .evaluate import save_csv
+    from .scoring import evaluate
 
     _refuse_existing(args.out, args.force)
     fakes = _fake_sets(args.fake_images)
@@ -283,7 +284,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_score(args: argparse.Namespace) -> int:
-    from .evaluate import save_csv, score_files
+    from .evaluate import save_csv
+    from .scoring import score_files
 
     _refuse_existing(args.out, args.force)
     def skipped(path: Path, problem: str) -> None:

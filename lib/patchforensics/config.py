@@ -19,8 +19,8 @@ FAKE_HISTORY_DEFAULT = "reals"
 
 @dataclass(frozen=True)
 class WorldConfig:
-    """The embedded default world (DESIGN.md): which reals, at what size, split how, and how
-    its fakes are made.
+    """The embedded default world (README, "The embedded world"): which reals, at what size,
+    split how, and how its fakes are made.
 
     ``fake_resample`` decides the resampling history of every generated set (samples and
     inversions). The reals are photos downsampled 178 -> 64 px with PIL's LANCZOS filter: an

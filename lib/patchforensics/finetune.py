@@ -360,7 +360,7 @@ def summary(history: pd.DataFrame, frozen: pd.DataFrame, fresh: pd.DataFrame, ge
             control_set: str | None = None) -> pd.DataFrame:
     """The finetuning's headline numbers, one row per quantity: the frozen and the fresh
     classifier's AUC (fake positive, with its bootstrap interval when the table has one), AP and
-    share of fakes caught on every test set they were evaluated on (``evaluate.evaluate``
+    share of fakes caught on every test set they were evaluated on (``scoring.evaluate``
     tables, mean_softmax rows), and the generator's distances before and after (first and last
     row of ``history``). ``control``: the table of the control classifier (trained the same way
     on ``control_set``, a second DCGAN that was never finetuned), so that "the finetuned fakes

@@ -1,7 +1,7 @@
 """The reals' JPEG history: read it from their files, and give it to generated images.
 
 Chai et al. (Sec. 3) prepare reals and fakes identically so that a classifier cannot learn the
-preprocessing; DESIGN.md ("Protocol parity") extends that to the *whole* history. The embedded
+preprocessing; the project extends that to the *whole* history. The embedded
 CelebA reals are decoded JPEGs (178 x 218 px, one quality and chroma subsampling for all), so
 every fake of CelebA is rendered at that native frame, JPEG-encoded with the reals' own
 quantisation tables and subsampling, decoded, and only then put through the reals' crop and

@@ -230,16 +230,6 @@ def parse_set(world_root: str | os.PathLike, key: str, split: str = "test", *,
     return labels, found, files
 
 
-def describe() -> dict[str, Any]:
-    """The label set and how it maps to the paper's clusters (for tables and notebooks)."""
-    return {"parts": list(PARTS),
-            "paper_clusters": {"background": "background", "skin": "skin", "brows": "brows",
-                               "eyes": "eyes (incl. glasses)", "nose": "nose",
-                               "mouth": "mouth (lips + inner mouth)", "hair": "hair (+ ears, hat)",
-                               "neck_clothes": "neck + clothes"},
-            "not_separated": ["ears", "hat"]}
-
-
 # --- which parts a patch covers (label maps -> counts; parts, viz) ---------------------------
 
 def true_class_cell(logit_map: np.ndarray, label: int) -> tuple[int, int]:

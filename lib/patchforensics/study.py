@@ -104,9 +104,6 @@ class Study:
 
         return save_world_table(frame, base, self.name)
 
-    def figure_name(self, base: str) -> str:
-        return f"{base}_{self.name}"
-
 
 def find_root(data_root: str | os.PathLike) -> Path:
     """A data root given as a path, or below the working directory, the project root or the

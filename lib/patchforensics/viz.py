@@ -158,13 +158,6 @@ def heatmap_overlay(image: np.ndarray, heat: np.ndarray, *, alpha: float = 0.45,
     return out
 
 
-def heatmap_grid(images: np.ndarray, probs: np.ndarray, rf, *, titles: Sequence[str] | None = None,
-                 ncols: int = 8, title: str | None = None) -> matplotlib.figure.Figure:
-    """Overlays of per-patch fake probabilities (N x h x w) on their images (N x H x W x 3)."""
-    tiles = [heatmap_overlay(im, project_map(p, rf)) for im, p in zip(images, probs, strict=True)]
-    return image_grid(tiles, ncols=ncols, titles=titles, title=title, scale=1.4)
-
-
 def centre_square(shape: tuple[int, ...]) -> tuple[int, int, int]:
     """``(top, left, side)`` of the centre square that ``preprocess.prepare_array`` crops from
     an image of ``shape`` (H, W[, C]), in the original image's pixels."""

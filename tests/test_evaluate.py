@@ -20,7 +20,6 @@ from patchforensics import cli
 from patchforensics.checkpoint import calibration, fit_calibration, load_checkpoint, logit_maps
 from patchforensics.data import load_folder
 from patchforensics.evaluate import (
-    degrade,
     evaluate_maps,
     metrics_from_scores,
     patch_vs_full,
@@ -29,6 +28,7 @@ from patchforensics.evaluate import (
 from patchforensics.images import ImageError
 from patchforensics.models import ModelConfig, build_model, image_scores
 from patchforensics.receptive_field import receptive_field
+from patchforensics.robustness import degrade
 from patchforensics.score_modes import (
     CALIBRATION_METHOD,
     MODES,
@@ -623,7 +623,7 @@ def test_paired_bootstrap_covers_a_known_difference_and_calls_identical_models_e
 
 
 def test_reading_words_verdicts_only_from_intervals():
-    from patchforensics.evaluate import depth_summary, reading
+    from patchforensics.findings import depth_summary, reading
 
     better = synthetic_scores({"block1": 1.5, "block2": 0.5, "full": 0.5})
     table = metrics_from_scores(better, n_boot=200)
@@ -671,7 +671,7 @@ def test_field_fraction_is_relative_to_the_network_input_and_inversions_are_not_
 def test_paper_panel_is_drawn_against_field_fraction_with_interval_bars():
     import matplotlib.pyplot as plt
 
-    from patchforensics.evaluate import paper_ap_by_block
+    from patchforensics.findings import paper_ap_by_block
     from patchforensics.viz import ap_by_depth, patch_vs_full_figure
 
     scores = synthetic_scores({"block1": 1.5, "block2": 1.0, "full": 0.5}, seeds=2)

@@ -15,16 +15,14 @@ reports ``n_tied``, the images whose order-keeping score another image shares.
 
 from __future__ import annotations
 
-import io
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from PIL import Image, ImageFilter
 
 from . import paths, runs
 from .checkpoint import (
@@ -33,10 +31,8 @@ from .checkpoint import (
     Device,
     adequate,
     calibration,
-    eval_precision,
     folder_maps,
     load_checkpoint,
-    logit_maps,
 )
 from .data import FAKE, REAL, load_folder
 from .embedded import read_manifest
@@ -44,10 +40,8 @@ from .images import (
     atomic_write_text,
     list_images,
 )
-from .models import DEPTHS
 from .progress import bar as progress_bar
-from .protocol import one_setting
-from .receptive_field import field_fraction, paper_field_fraction, receptive_field
+from .receptive_field import field_fraction, receptive_field
 from .runs import finished, stopped_by
 from .score_modes import (
     MODES,
@@ -59,7 +53,6 @@ from .score_modes import (
 from .stats import (
     LEVEL,
     N_BOOT,
-    VERDICTS,
     binary_metrics,
     boot_weights,
     expected_calibration_error,
@@ -71,15 +64,6 @@ from .stats import (
     weighted_ap,
     weighted_auc,
 )
-
-# Test-time degradations (applied to real and fake alike): JPEG quality, Gaussian blur sigma
-# (px), and resize factor (down to factor * size with bicubic, then back up to size).
-SWEEPS: dict[str, tuple[float, ...]] = {
-    "jpeg": (95, 85, 75, 60, 45, 30),
-    "blur": (0.0, 0.5, 1.0, 1.5, 2.0, 3.0),
-    "resize": (1.0, 0.75, 0.5, 0.375, 0.25),
-}
-
 
 # --- evaluating sets ---------------------------------------------------------------------------
 
@@ -484,189 +468,8 @@ def unseen_auc(scores: pd.DataFrame, *, mode: str = "mean_softmax", n_boot: int 
 
 # --- robustness ------------------------------------------------------------------------------
 
-def degrade(images: np.ndarray, kind: str, value: float) -> np.ndarray:
-    """A test-time degradation of N x S x S x 3 uint8 images (same shape back): ``jpeg``
-    (quality ``value``), ``blur`` (Gaussian, sigma ``value`` px; 0 = identity) or ``resize``
-    (bicubic down to round(value * S) px and back up; 1 = identity)."""
-    if kind not in SWEEPS:
-        raise ValueError(f"kind must be one of {tuple(SWEEPS)}, got {kind!r}")
-    if (kind == "blur" and value == 0) or (kind == "resize" and value == 1):
-        return images.copy()
-    out = np.empty_like(images)
-    side = images.shape[1]
-    for i, arr in enumerate(images):
-        im = Image.fromarray(arr)
-        if kind == "jpeg":
-            buf = io.BytesIO()
-            im.save(buf, format="JPEG", quality=int(value))
-            im = Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
-        elif kind == "blur":
-            im = im.filter(ImageFilter.GaussianBlur(radius=float(value)))
-        else:
-            small = max(1, round(value * side))
-            im = im.resize((small, small), Image.Resampling.BICUBIC).resize(
-                (side, side), Image.Resampling.BICUBIC)
-        out[i] = np.asarray(im)
-    return out
-
-
-def robustness(runs: dict[str, str | os.PathLike], real: np.ndarray, fake: np.ndarray, *,
-               sweeps: dict[str, Iterable[float]] | None = None, mode: str = "mean_softmax",
-               device: Device = None, progress: bool = True) -> pd.DataFrame:
-    """AP and accuracy of every checkpoint under each degradation of ``sweeps`` (default
-    ``SWEEPS``), applied to the real and the fake images (N x S x S x 3 uint8) alike. One row per
-    (run, kind, value) with ``label``, ``model``, ``seed``, ``ap``, ``auc``, ``acc``; the clean
-    score is the row with ``kind == "none"``."""
-
-    sweeps = {k: tuple(v) for k, v in (sweeps or SWEEPS).items()}
-    y = np.r_[np.full(len(real), REAL), np.full(len(fake), FAKE)]
-    both = np.concatenate([real, fake])
-    variants = {("none", 0.0): both}
-    for kind, values in sweeps.items():
-        for v in values:
-            variants[(kind, float(v))] = degrade(both, kind, v)
-    rows = []
-    for label, run in progress_bar(list(runs.items()), desc="robustness", disable=not progress):
-        ck = load_checkpoint(run, device=device)
-        for (kind, value), imgs in variants.items():
-            s = scores_from_maps(logit_maps(ck.model, imgs, device=device,
-                                            precision=eval_precision(ck, device)), mode)
-            m = binary_metrics(s, y)
-            rows.append({"label": label, "model": ck.name, "seed": ck.seed, "kind": kind,
-                         "value": value, "ap": m["ap"], "auc": m["auc"], "acc": m["acc"]})
-    return pd.DataFrame(rows)
-
 
 # --- the written reading (notebook 03) ---------------------------------------------------------
-
-def depth_summary(table: pd.DataFrame, *, mode: str = "mean_softmax",
-                  arch: str = "xception", setting: str | None = None) -> pd.DataFrame:
-    """Per depth of ``arch`` (rows in depth order), from a :func:`cross_generator` table of one
-    training ``setting`` (default: the primary one): ``field_fraction``, ``rf_px``, ``n_seeds``
-    and the mean over seeds and test pairs of AUC and AP on the seen pair (``auc_seen``,
-    ``ap_seen``), the training dataset's unseen generators (``auc_unseen``, ``ap_unseen``) and
-    the other datasets (``auc_other_dataset``, ``ap_other_dataset``). No intervals: those come
-    from :func:`unseen_auc` and :func:`patch_vs_full`, which resample images and seeds."""
-
-    t, _ = one_setting(table[(table["mode"] == mode) & (table["arch"] == arch)], setting)
-    if "seed" not in t.columns:
-        t = t.assign(seed=0)
-    train_dataset = t["train_set"].str.split("/").str[0]
-    same = t[t["dataset"] == train_dataset]
-    other = t[t["dataset"] != train_dataset]
-    out = pd.DataFrame(index=pd.Index(sorted(set(t["depth"])), name="depth"))
-    if "field_fraction" in t.columns:
-        out["field_fraction"] = t.groupby("depth")["field_fraction"].first()
-    out["rf_px"] = t.groupby("depth")["rf_px"].first()
-    out["n_seeds"] = t.groupby("depth")["seed"].nunique()
-    for metric in ("auc", "ap"):
-        if metric not in t.columns:
-            continue
-        by = same.groupby(["depth", "seen"])[metric].mean().unstack("seen")
-        out[f"{metric}_seen"] = by.get(True)
-        out[f"{metric}_unseen"] = by.get(False)
-        out[f"{metric}_other_dataset"] = other.groupby("depth")[metric].mean()
-    return out.reindex([d for d in DEPTHS[arch] if d in out.index])
-
-
-def _ff(x: float) -> str:
-    return "full image" if x >= 1.0 else f"field {x:.0%} of the face"
-
-
-def _secondary_reading(cmp_: pd.DataFrame) -> list[str]:
-    """The pooled rows and the verdict counts per unseen test set of a comparison table
-    (``compare.secondary_comparisons``, Holm-adjusted verdicts, or :func:`patch_vs_full`)."""
-    col = "verdict_holm" if "verdict_holm" in cmp_.columns else "verdict"
-    is_pooled = cmp_["generator"].isin(["mean_unseen", "pooled"])
-    pooled, per = cmp_[is_pooled], cmp_[~cmp_["seen"] & ~is_pooled]
-    kinds = [*VERDICTS, *sorted(set(per[col]) - set(VERDICTS))]
-    adjusted = ", Holm-adjusted within the table" if col == "verdict_holm" else ""
-    lines = []
-    if len(pooled):
-        lines.append(f"\nPatch vs. full model on the mean over unseen generators (AUC(patch) - "
-                     f"AUC(full){adjusted}):")
-        lines += [f"- {r.model} ({_ff(r.field_fraction)}): {r.diff:+.3f} "
-                  f"[{r.ci_low:+.3f}, {r.ci_high:+.3f}]: **{getattr(r, col)}**"
-                  for r in pooled.itertuples()]
-    lines.append(f"\nVerdicts per unseen test set (patch models against the full model"
-                 f"{adjusted}):")
-    for (dataset, gen), g in per.groupby(["dataset", "generator"], sort=True):
-        counts = g[col].value_counts()
-        better = g[g[col] == VERDICTS[0]]["model"].tolist()
-        lines.append(f"- {dataset}/{gen}: " + ", ".join(
-            f"{v}: {int(counts.get(v, 0))}" for v in kinds) +
-            (f" (patch better: {', '.join(better)})" if better else ""))
-    n, total = per[col].value_counts(), len(per)
-    if total and n.get(VERDICTS[0], 0) == 0 and n.get(VERDICTS[2], 0) == 0:
-        lines.append(f"\nNo interval separates a patch model from the full model on any of the "
-                     f"{total} (model, unseen generator) comparisons: this run does not decide "
-                     "the paper's claim.")
-    elif total:
-        lines.append(f"\nOf {total} (model, unseen generator) comparisons, "
-                     f"{int(n.get(VERDICTS[0], 0))} favour the patch model, "
-                     f"{int(n.get(VERDICTS[2], 0))} the full model and "
-                     f"{total - int(n.get(VERDICTS[0], 0)) - int(n.get(VERDICTS[2], 0))} are "
-                     "undecided or untested. Trends across patch sizes are not tested here.")
-    return lines
-
-
-def reading(table: pd.DataFrame, *, mode: str = "mean_softmax",
-            paper: pd.DataFrame | None = None, comparison: pd.DataFrame | None = None,
-            summary: pd.DataFrame | None = None, setting: str | None = None,
-            primary: pd.DataFrame | None = None) -> str:
-    """A short markdown reading of the paper's claim that smaller receptive fields generalise
-    better to unseen generators, worded only from intervals; every number is computed from the
-    arguments.
-
-    ``table``: :func:`cross_generator` (per-row AUC intervals); ``primary``:
-    ``compare.primary_contrast`` (the pre-registered verdicts); ``comparison``:
-    ``compare.secondary_comparisons`` (or :func:`patch_vs_full`: secondary verdicts); ``summary``:
-    :func:`unseen_auc` (mean unseen AUC per field fraction with intervals); ``paper``: the
-    paper's AP-by-block figure (rows = test sets). One training ``setting`` (default: the
-    primary one). Without ``primary`` and ``comparison`` the reading states no verdict: per-row
-    intervals that overlap or not do not test a paired difference."""
-    t, setting = one_setting(table[table["mode"] == mode], setting)
-    where = f", setting `{setting}`" if setting else ""
-    lines = [f"**Unseen generators, {mode}{where}** (AUC, fake = positive; 95 % bootstrap "
-             "intervals over test images and seeds):"]
-    if summary is not None:
-        sm, _ = one_setting(summary, setting)
-        for r in sm.itertuples():
-            lines.append(f"- {r.model} ({_ff(r.field_fraction)}, {r.n_seeds} seed(s)): mean "
-                         f"unseen AUC {r.auc_unseen:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}] "
-                         f"over {r.n_unseen} generator(s); seen {r.auc_seen:.3f}")
-    if primary is not None:
-        lines.append("\n**The primary contrast** (pre-registered; AUC(patch) - AUC(full), mean "
-                     "over the unseen generators and seeds):")
-        for r in primary.itertuples():
-            lines.append(f"- {r.model} vs {r.full_model} on {r.generators}: {r.diff:+.3f} "
-                         f"[{r.ci_low:+.3f}, {r.ci_high:+.3f}] ({r.method}; seeds "
-                         f"{r.n_seeds} + {r.n_seeds_full}; adequate runs {r.adequate_runs}, "
-                         f"ended by the cap {r.cap_runs}): **{r.verdict}**")
-    if comparison is not None:
-        lines += _secondary_reading(one_setting(comparison, setting)[0])
-    if primary is None and comparison is None:
-        lines.append("\nPer unseen test set, AUC [interval over test images] by model "
-                     "(no verdict without the paired comparison, `patch_vs_full`):")
-        u = t[~t["seen"]]
-        has_ci = "auc_ci_low" in u.columns
-        for (dataset, gen), g in u.groupby(["dataset", "generator"], sort=True):
-            g = g.groupby("label", sort=False).agg(
-                auc=("auc", "mean"), lo=("auc_ci_low" if has_ci else "auc", "mean"),
-                hi=("auc_ci_high" if has_ci else "auc", "mean"), n=("auc", "size"))
-            lines.append(f"- {dataset}/{gen}: " + "; ".join(
-                f"{m} {r.auc:.3f}" + (f" [{r.lo:.3f}, {r.hi:.3f}]" if has_ci and r.n == 1
-                                       else f" (mean of {r.n} seeds)" if r.n > 1 else "")
-                for m, r in g.iterrows()))
-    if paper is not None:
-        cols = [c for c in paper.columns if c.startswith("block") or c == "full"]
-        unseen = paper.drop(index=[i for i in paper.index if i.endswith("pgan")], errors="ignore")
-        means = unseen[cols].mean() / 100
-        lines.append("\nThe paper (AP read off its figure, real = positive, mean over its unseen "
-                     "test sets, no intervals published): " +
-                     ", ".join(f"{_ff(paper_field_fraction(c))} {v:.3f}"
-                               for c, v in means.items()) + ".")
-    return "\n".join(lines)
 
 
 def save_csv(frame: pd.DataFrame, path: str | os.PathLike) -> Path:
@@ -687,9 +490,6 @@ def save_world_table(frame: pd.DataFrame, base: str, world: str) -> Path:
 
 
 # --- notebook 03 helpers ---------------------------------------------------------------------
-
-SMOKE_SWEEPS: dict[str, tuple[float, ...]] = {"jpeg": (75, 30), "blur": (0.0, 1.5),
-                                              "resize": (1.0, 0.5)}
 
 
 def table_name(base: str, world: str) -> str:
@@ -722,38 +522,6 @@ def set_maps(ckpt: str | os.PathLike, world_root: str | os.PathLike, dataset: st
     maps = {name: folder_maps(ck, root / keys[name] / split, device=device,
                               loader=lambda _, im=im: im) for name, im in images.items()}
     return ck, images, maps
-
-
-def paper_ap_by_block() -> pd.DataFrame:
-    """The paper's AP (%) per test set and Xception depth, read off its figure (approximate,
-    real = positive); rows = test sets. From ``results/reference/paper_ap_by_block.csv``."""
-    return pd.read_csv(paths.reference_dir() / "paper_ap_by_block.csv", comment="#",
-                       index_col="test_set")
-
-
-def ap_pivot(table: pd.DataFrame, *, mode: str = "mean_softmax", metric: str = "ap",
-             setting: str | None = None) -> pd.DataFrame:
-    """``metric`` of a :func:`cross_generator` table as models x test sets, mean over seeds, for
-    one training ``setting`` (default: the primary one); rows in the table's model order, the
-    training set's column first."""
-    t, _ = one_setting(table[table["mode"] == mode], setting)
-    t = t.assign(test_set=lambda f: f["dataset"] + "/" + f["generator"])
-    pivot = t.pivot_table(index="label", columns="test_set", values=metric, aggfunc="mean")
-    seen = t.loc[t["seen"], "test_set"].unique().tolist()
-    cols = seen + [c for c in pivot.columns if c not in seen]
-    return pivot.reindex(index=list(dict.fromkeys(t["label"])), columns=cols)
-
-
-def interval_pivot(table: pd.DataFrame, *, mode: str = "mean_softmax",
-                   setting: str | None = None, metric: str = "auc") -> pd.DataFrame:
-    """``metric`` with its bootstrap interval as text ("0.912 [0.874, 0.945]"), models (field
-    fraction, label, seed) x test sets, for one score mode and setting (default: the primary)."""
-    t, _ = one_setting(table[table["mode"] == mode], setting)
-    text = t.apply(lambda r: f"{r[metric]:.3f} [{r[f'{metric}_ci_low']:.3f}, "
-                             f"{r[f'{metric}_ci_high']:.3f}]", axis=1)
-    return t.assign(**{metric: text}).pivot_table(
-        index=["field_fraction", "label", "seed"], columns=["dataset", "generator"],
-        values=metric, aggfunc="first")
 
 
 def calibration_table(runs: dict[str, str | os.PathLike], *,

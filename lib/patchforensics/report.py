@@ -21,7 +21,8 @@ import pandas as pd
 from . import paths
 from .config import world_config
 from .embedded import read_manifest
-from .evaluate import ap_pivot, paper_ap_by_block, reading, table_name
+from .evaluate import table_name
+from .findings import ap_pivot, paper_ap_by_block, reading
 from .images import atomic_write_text
 from .protocol import PRIMARY_MODE, PRIMARY_SETTING
 from .provenance import run_record

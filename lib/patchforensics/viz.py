@@ -406,7 +406,7 @@ def patch_vs_full_figure(comparison) -> matplotlib.figure.Figure:
 
 
 def robustness_curves(frame) -> matplotlib.figure.Figure:
-    """AP against each degradation's strength (an ``evaluate.robustness`` frame): a panel per
+    """AP against each degradation's strength (a ``robustness.robustness`` frame): a panel per
     kind, a line per model (mean over seeds) with the min-max spread shaded and the clean AP
     dotted."""
     kinds = [k for k in frame["kind"].unique() if k != "none"]

@@ -113,6 +113,22 @@ def test_the_package_has_no_import_cycle():
             visit(m)
 
 
+def test_no_private_name_crosses_modules_of_the_library():
+    """A name with a leading underscore is its module's own: another module of the package
+    imports only public names (``from .api import load as _load`` imports a public one)."""
+    import ast
+
+    crossing = []
+    for path in sorted((REPO / "lib" / "patchforensics").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.level or "patchforensics" in
+                                                     (node.module or "")):
+                crossing += [f"{path.relative_to(REPO)}:{node.lineno} {a.name}"
+                             for a in node.names
+                             if a.name.startswith("_") and not a.name.startswith("__")]
+    assert not crossing, crossing
+
+
 def test_sibling_imports_sit_at_module_top():
     """Lazy sibling imports only where the command line must start without torch (`--help`
     answers in well under a second): the package (its `load`), `cli` and what `cli` reads at

@@ -252,8 +252,10 @@ def read_manifest(world_root: str | Path) -> dict[str, Any]:
         raise ValueError(f"{path}: corrupt manifest ({err}); delete it to rebuild") from err
 
 
-def _record_set(world_root: Path, key: str, entry: dict[str, Any] | None,
-                world: dict[str, Any]) -> None:
+def record_set(world_root: Path, key: str, entry: dict[str, Any] | None,
+               world: dict[str, Any]) -> None:
+    """Write set ``key``'s manifest entry (``None`` removes it) with the world's config and
+    the pipeline, atomically: the one writer of a world's ``manifest.json``."""
     manifest = read_manifest(world_root)
     if entry is None:
         manifest["sets"].pop(key, None)
@@ -296,7 +298,7 @@ def write_set(world_root: str | Path, key: str,
     final = root / key
     partial = final.with_name(final.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
-    _record_set(root, key, None, world)  # the old entry is void from here on
+    record_set(root, key, None, world)  # the old entry is void from here on
     entry: dict[str, Any] = {**meta, "size": size, "resample": history,
                              "jpeg": jpeg.to_dict() if jpeg is not None else None,
                              "splits": {}}
@@ -310,7 +312,7 @@ def write_set(world_root: str | Path, key: str,
         entry["splits"][split] = {"count": len(files), "files": files}
     shutil.rmtree(final, ignore_errors=True)
     partial.rename(final)
-    _record_set(root, key, entry, world)
+    record_set(root, key, entry, world)
     return entry
 
 
@@ -351,7 +353,7 @@ def build_real_world(cfg: WorldConfig, root: str | Path | None = None, *,
         if not force and set_is_complete(root, key, fp):
             entry = read_manifest(root)["sets"][key]
             if "jpeg_source" not in entry:  # a set built before the estimate was recorded
-                _record_set(root, key, {**entry, "jpeg_source": found}, world)
+                record_set(root, key, {**entry, "jpeg_source": found}, world)
             continue
         # jpeg_source: the encoding the fakes' JPEG history copies (WorldConfig.fake_history)
         meta = {"kind": "real", "dataset": dataset, "source": pkg.source, "fingerprint": fp,

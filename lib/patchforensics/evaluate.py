@@ -466,11 +466,7 @@ def unseen_auc(scores: pd.DataFrame, *, mode: str = "mean_softmax", n_boot: int 
                                           ignore_index=True)
 
 
-# --- robustness ------------------------------------------------------------------------------
-
-
-# --- the written reading (notebook 03) ---------------------------------------------------------
-
+# --- tables and notebook 03 helpers ----------------------------------------------------------
 
 def save_csv(frame: pd.DataFrame, path: str | os.PathLike) -> Path:
     """Write a table atomically (``index=False``)."""
@@ -484,12 +480,6 @@ def save_world_table(frame: pd.DataFrame, base: str, world: str) -> Path:
     named = frame.index.names != [None]
     return save_csv(frame.reset_index() if named else frame,
                     paths.tables_dir() / f"{table_name(base, world)}.csv")
-
-
-# --- scoring arbitrary images (``patchforensics score``) ---------------------------------------
-
-
-# --- notebook 03 helpers ---------------------------------------------------------------------
 
 
 def table_name(base: str, world: str) -> str:

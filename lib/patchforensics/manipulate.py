@@ -55,11 +55,11 @@ from . import paths
 from .config import WorldConfig, fingerprint, to_dict
 from .embedded import (
     SPLITS,
-    _record_set,
     config_diff,
     fake_jpeg_history,
     read_manifest,
     real_splits,
+    record_set,
     set_is_complete,
     write_set,
 )
@@ -635,7 +635,7 @@ def _build_one(root: Path, method: str, cfg: WorldConfig, p: ManipulationConfig,
                       "format": "npz: <split> N x S x S uint8 (weight x 255), <split>_names"}
     entry["mask_coverage"] = {s: float(masks[s].mean() / 255) if len(masks[s]) else 0.0
                               for s in SPLITS}
-    _record_set(root, key, entry, world)
+    record_set(root, key, entry, world)
 
 
 # --- reading ------------------------------------------------------------------------------------

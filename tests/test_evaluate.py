@@ -27,7 +27,7 @@ from patchforensics.evaluate import (
 )
 from patchforensics.images import ImageError
 from patchforensics.models import ModelConfig, build_model, image_scores
-from patchforensics.receptive_field import receptive_field
+from patchforensics.receptive_field import project_map, receptive_field
 from patchforensics.robustness import degrade
 from patchforensics.score_modes import (
     CALIBRATION_METHOD,
@@ -48,7 +48,7 @@ from patchforensics.stats import (
     weighted_auc,
 )
 from patchforensics.train import TrainConfig, train
-from patchforensics.viz import extremes, heatmap_overlay, project_map
+from patchforensics.viz import extremes, heatmap_overlay
 
 from conftest import CONVERTED, REFUSED, face_like, write_bad_corpus, write_planted
 

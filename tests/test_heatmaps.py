@@ -20,15 +20,14 @@ import patchforensics
 from patchforensics import cli
 from patchforensics.checkpoint import checkpoint_sha256
 from patchforensics.models import ModelConfig
-from patchforensics.receptive_field import receptive_field
-from patchforensics.scoring import HEATMAP_MARKER, score_files
-from patchforensics.viz import (
+from patchforensics.receptive_field import (
     box_to_original,
-    heatmap_figure,
-    heatmap_overlay,
     map_to_original,
     project_map,
+    receptive_field,
 )
+from patchforensics.scoring import HEATMAP_MARKER, score_files
+from patchforensics.viz import heatmap_figure, heatmap_overlay
 
 from conftest import face_like, train_tiny
 

@@ -26,9 +26,9 @@ import numpy as np
 from .checkpoint import calibration, eval_precision, load_checkpoint, logit_maps
 from .images import read_image
 from .preprocess import prepare_array
-from .receptive_field import receptive_field
+from .receptive_field import box_to_original, receptive_field
 from .score_modes import MODES, calibrated_probability, log_odds_from_maps, patch_probabilities
-from .viz import box_to_original, heatmap_figure
+from .viz import heatmap_figure
 
 ImageLike = Any  # str | os.PathLike | PIL.Image.Image | np.ndarray
 

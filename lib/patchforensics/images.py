@@ -138,6 +138,15 @@ def _to_rgb(path: str | os.PathLike, im: Image.Image) -> tuple[np.ndarray, list[
     raise ImageError(path, f"has unsupported pixel mode {mode!r}")
 
 
+def center_box(shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """``(top, left, side)`` of the centre square of an image of ``shape`` (H, W[, C]): the crop
+    every prepared image is made from (``preprocess.center_square``), and where a JPEG frame's
+    blocks sit on it (``jpeg``)."""
+    h, w = shape[:2]
+    side = min(h, w)
+    return (h - side) // 2, (w - side) // 2, side
+
+
 def list_images(folder: str | os.PathLike, *, recursive: bool = False) -> list[Path]:
     """Image files in ``folder`` (by extension, case-insensitive), sorted by relative path.
 

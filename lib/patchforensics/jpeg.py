@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, JpegImagePlugin
 
+from .images import center_box
+
 # Standard IJG luminance table (quality 50), for estimating a JPEG's quality setting.
 _IJG_LUMA = np.array([
     16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69,
@@ -119,9 +121,8 @@ def render_native(arr: np.ndarray, height: int, width: int) -> np.ndarray:
     if arr.ndim != 3 or arr.shape[0] != arr.shape[1]:
         raise ValueError(f"expected a square HxWx3 image or one of {height}x{width}, "
                          f"got shape {arr.shape}")
-    side = min(height, width)
+    top, left, side = center_box((height, width))
     up = np.asarray(Image.fromarray(arr, mode="RGB").resize((side, side), UPSAMPLE))
-    top, left = (height - side) // 2, (width - side) // 2
     pad = ((top, height - side - top), (left, width - side - left), (0, 0))
     return np.pad(up, pad, mode="reflect")
 
@@ -173,8 +174,8 @@ def block_grid_score(arr: np.ndarray, frame: tuple[int, int] = GRID_FRAME) -> fl
     s = arr.shape[0]
     if arr.ndim != 3 or arr.shape[1] != s or s < GRID_MIN_SIDE:
         return float("nan")
-    native = min(frame)
-    offsets = ((frame[1] - native) // 2, (frame[0] - native) // 2)  # left, top of the crop
+    top, left, native = center_box(frame)
+    offsets = (left, top)  # of the crop in the frame
     chroma = arr.astype(np.float64) @ _CHROMA.T  # S x S x 2
     if np.abs(chroma).max() < 0.5:  # R = G = B: a grey image has no chroma blocks to measure
         return float("nan")

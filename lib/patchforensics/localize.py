@@ -9,7 +9,7 @@ Localizers (:data:`LOCALIZERS`), each giving an N x S x S heat map at the image 
 point per image:
 
 - ``patch``: the patch model's own P(fake) per cell, projected onto the pixels each cell sees
-  (``viz.project_map``); its point is the field centre of the most fake cell;
+  (``receptive_field.project_map``); its point is the field centre of the most fake cell;
 - ``gradcam``: Grad-CAM (Selvaraju et al. 2017) of the fake-minus-real logit of a full-image
   model, in :func:`localize_set` at the deepest block whose grid is at least
   :data:`GRADCAM_MIN_CELLS` cells a side (:func:`gradcam_layer`: a full Xception's last block
@@ -50,7 +50,7 @@ from torch import nn
 from .checkpoint import Checkpoint, Device, load_checkpoint, logit_maps
 from .data import FAKE, REAL
 from .models import PatchClassifier, resolve_device
-from .receptive_field import ReceptiveField, receptive_field
+from .receptive_field import ReceptiveField, project_map, receptive_field
 from .score_modes import MODES, log_odds_from_maps, scores_from_maps
 from .stats import (
     LEVEL,
@@ -61,7 +61,6 @@ from .stats import (
     weighted_auc,
     wilson_interval,
 )
-from .viz import project_map
 
 LOCALIZERS = ("patch", "gradcam", "gradient", "random")
 METRICS = ("pointing_game", "pixel_auc", "mass_inside")
@@ -218,7 +217,7 @@ def _check_rf(maps: np.ndarray, rf: ReceptiveField) -> np.ndarray:
 def patch_pixel_maps(maps: np.ndarray, rf: ReceptiveField) -> np.ndarray:
     """P(fake) of every cell (sigmoid of N x h x w logit differences) on the image's pixels:
     N x S x S float64 in [0, 1] at ``rf``'s input size, each pixel the mean over the cells
-    whose field covers it (``viz.project_map``), NaN where no cell sees the pixel."""
+    whose field covers it (``receptive_field.project_map``), NaN where no cell sees the pixel."""
     maps = _check_rf(maps, rf)
     return np.stack([project_map(expit(m.astype(np.float64)), rf) for m in maps]) if len(maps) \
         else np.zeros((0, *rf.input_size))

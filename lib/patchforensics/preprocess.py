@@ -28,6 +28,7 @@ from .images import (
     ImageError,
     atomic_write_bytes,
     atomic_write_text,
+    center_box,
     list_images,
     read_image,
     sha256_bytes,
@@ -40,11 +41,9 @@ PNG_COMPRESS_LEVEL = 6  # fixed so that the same pixels always give the same byt
 
 
 def center_square(arr: np.ndarray) -> np.ndarray:
-    """Centre crop of an HxWxC array to min(H, W) on both sides."""
-    h, w = arr.shape[:2]
-    s = min(h, w)
-    top, left = (h - s) // 2, (w - s) // 2
-    return arr[top : top + s, left : left + s]
+    """Centre crop of an HxWxC array to min(H, W) on both sides (``images.center_box``)."""
+    top, left, side = center_box(arr.shape)
+    return arr[top : top + side, left : left + side]
 
 
 def prepare_array(arr: np.ndarray, size: int) -> np.ndarray:

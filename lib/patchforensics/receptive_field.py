@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from . import paths
-from .images import atomic_write_text
+from .images import atomic_write_text, center_box
 from .models import ModelConfig, PatchClassifier, build_model, count_parameters
 from .progress import beat
 
@@ -283,3 +283,51 @@ PAPER_INPUT_PX = 299
 def paper_field_fraction(depth: str) -> float:
     """The paper's field side over its 299 px input for an Xception depth (``"full"``: 1.0)."""
     return 1.0 if depth == "full" else PAPER_FIELD_PX[depth] / PAPER_INPUT_PX
+
+
+def project_map(cells: np.ndarray, rf) -> np.ndarray:
+    """Bring an h x w map of per-cell values (e.g. fake probabilities) to the image's H x W
+    pixels with the classifier's receptive-field geometry: each pixel gets the mean of the cells
+    whose field covers it (``rf``: a ``receptive_field.ReceptiveField``). Unlike stretching the
+    map, a value lands exactly on the pixels its cell judged, border cells included. Pixels no
+    cell sees (e.g. the last column when a strided convolution without padding skips it) are
+    NaN."""
+    if cells.shape != rf.output_size:
+        raise ValueError(f"map is {cells.shape} but the model's output is {rf.output_size}")
+    total = np.zeros(rf.input_size, np.float64)
+    count = np.zeros(rf.input_size, np.float64)
+    for i, (r0, r1) in enumerate(rf.rows):
+        for j, (c0, c1) in enumerate(rf.cols):
+            total[r0:r1, c0:c1] += cells[i, j]
+            count[r0:r1, c0:c1] += 1
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / count, np.nan)
+
+
+def box_to_original(box: tuple[int, int, int, int], shape: tuple[int, ...],
+                    size: int) -> tuple[int, int, int, int]:
+    """A ``(top, left, bottom, right)`` half-open box in the prepared ``size`` x ``size`` image
+    -> the same box in the pixels of the original image of ``shape`` (H, W[, C]) it was
+    prepared from (centre square, resized): the smallest pixel box that covers it."""
+    top, left, side = center_box(shape)
+    k = side / size  # original px per prepared px
+    r0, c0, r1, c1 = box
+    return (top + int(np.floor(r0 * k)), left + int(np.floor(c0 * k)),
+            top + int(np.ceil(r1 * k)), left + int(np.ceil(c1 * k)))
+
+
+def map_to_original(heat: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """A per-pixel map of the prepared image (``size`` x ``size``, e.g. :func:`project_map`'s
+    output, NaN allowed) -> H x W float64 over the original image of ``shape`` (H, W[, C]).
+
+    The pipeline crops the centre square and resizes it to ``size``; each original pixel of
+    that square takes the value of the prepared pixel under its centre. Pixels outside the
+    square (the classifier never saw them) are NaN, so overlays leave them unpainted."""
+    size = heat.shape[0]
+    if heat.ndim != 2 or heat.shape[1] != size:
+        raise ValueError(f"expected a square map of the prepared image, got {heat.shape}")
+    top, left, side = center_box(shape)
+    idx = np.minimum(((np.arange(side) + 0.5) * size / side).astype(np.int64), size - 1)
+    out = np.full(shape[:2], np.nan)
+    out[top:top + side, left:left + side] = heat[np.ix_(idx, idx)]
+    return out

@@ -28,7 +28,7 @@ from .evaluate import evaluate_maps
 from .images import ImageError, atomic_write_bytes, atomic_write_text, list_images, read_image
 from .preprocess import prepare_array
 from .progress import bar as progress_bar
-from .receptive_field import receptive_field
+from .receptive_field import box_to_original, receptive_field
 from .score_modes import (
     MODES,
     calibrated_probability,
@@ -36,7 +36,7 @@ from .score_modes import (
     patch_probabilities,
     scores_from_maps,
 )
-from .viz import box_to_original, heatmap_figure, png_bytes
+from .viz import heatmap_figure, png_bytes
 
 
 def _load_images(folder: str | os.PathLike, size: int, recursive: bool = False) -> np.ndarray:

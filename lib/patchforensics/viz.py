@@ -23,7 +23,7 @@ from .embedded import read_manifest
 from .images import atomic_write_bytes
 from .models import DEPTHS
 from .protocol import one_setting
-from .receptive_field import extract_patch, paper_field_fraction
+from .receptive_field import extract_patch, map_to_original, paper_field_fraction, project_map
 from .runs import read_history, resolve
 from .segment import (
     PART_COLORS,
@@ -117,24 +117,6 @@ def png_bytes(fig: matplotlib.figure.Figure, *, dpi: int = 100) -> bytes:
 
 # --- heatmaps (Chai et al. 2020, Fig. 3 and 4) --------------------------------------------------
 
-def project_map(cells: np.ndarray, rf) -> np.ndarray:
-    """Bring an h x w map of per-cell values (e.g. fake probabilities) to the image's H x W
-    pixels with the classifier's receptive-field geometry: each pixel gets the mean of the cells
-    whose field covers it (``rf``: a ``receptive_field.ReceptiveField``). Unlike stretching the
-    map, a value lands exactly on the pixels its cell judged, border cells included. Pixels no
-    cell sees (e.g. the last column when a strided convolution without padding skips it) are
-    NaN."""
-    if cells.shape != rf.output_size:
-        raise ValueError(f"map is {cells.shape} but the model's output is {rf.output_size}")
-    total = np.zeros(rf.input_size, np.float64)
-    count = np.zeros(rf.input_size, np.float64)
-    for i, (r0, r1) in enumerate(rf.rows):
-        for j, (c0, c1) in enumerate(rf.cols):
-            total[r0:r1, c0:c1] += cells[i, j]
-            count[r0:r1, c0:c1] += 1
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(count > 0, total / count, np.nan)
-
 
 def heatmap_overlay(image: np.ndarray, heat: np.ndarray, *, alpha: float = 0.45,
                     cmap: str = "RdBu_r", box: tuple[int, int, int, int] | None = None,
@@ -155,43 +137,6 @@ def heatmap_overlay(image: np.ndarray, heat: np.ndarray, *, alpha: float = 0.45,
         for edge in (out[t, left:r + 1], out[b, left:r + 1], out[t:b + 1, left],
                      out[t:b + 1, r]):
             edge[...] = (255, 220, 0)
-    return out
-
-
-def centre_square(shape: tuple[int, ...]) -> tuple[int, int, int]:
-    """``(top, left, side)`` of the centre square that ``preprocess.prepare_array`` crops from
-    an image of ``shape`` (H, W[, C]), in the original image's pixels."""
-    h, w = shape[:2]
-    side = min(h, w)
-    return (h - side) // 2, (w - side) // 2, side
-
-
-def box_to_original(box: tuple[int, int, int, int], shape: tuple[int, ...],
-                    size: int) -> tuple[int, int, int, int]:
-    """A ``(top, left, bottom, right)`` half-open box in the prepared ``size`` x ``size`` image
-    -> the same box in the pixels of the original image of ``shape`` (H, W[, C]) it was
-    prepared from (centre square, resized): the smallest pixel box that covers it."""
-    top, left, side = centre_square(shape)
-    k = side / size  # original px per prepared px
-    r0, c0, r1, c1 = box
-    return (top + int(np.floor(r0 * k)), left + int(np.floor(c0 * k)),
-            top + int(np.ceil(r1 * k)), left + int(np.ceil(c1 * k)))
-
-
-def map_to_original(heat: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """A per-pixel map of the prepared image (``size`` x ``size``, e.g. :func:`project_map`'s
-    output, NaN allowed) -> H x W float64 over the original image of ``shape`` (H, W[, C]).
-
-    The pipeline crops the centre square and resizes it to ``size``; each original pixel of
-    that square takes the value of the prepared pixel under its centre. Pixels outside the
-    square (the classifier never saw them) are NaN, so overlays leave them unpainted."""
-    size = heat.shape[0]
-    if heat.ndim != 2 or heat.shape[1] != size:
-        raise ValueError(f"expected a square map of the prepared image, got {heat.shape}")
-    top, left, side = centre_square(shape)
-    idx = np.minimum(((np.arange(side) + 0.5) * size / side).astype(np.int64), size - 1)
-    out = np.full(shape[:2], np.nan)
-    out[top:top + side, left:left + side] = heat[np.ix_(idx, idx)]
     return out
 
 

@@ -22,13 +22,14 @@ from . import viz
 from .checkpoint import logit_maps
 from .exaggerate import strip_images
 from .manipulation_study import Localization
+from .receptive_field import project_map
 from .score_modes import (
     calibrated_probability,
     log_odds_from_maps,
     patch_probabilities,
     scores_from_maps,
 )
-from .viz import folder_grid, heatmap_overlay, image_grid, project_map, training_curves
+from .viz import folder_grid, heatmap_overlay, image_grid, training_curves
 
 
 def show_figure(out: w.Output, fig) -> None:

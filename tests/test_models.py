@@ -12,8 +12,8 @@ from patchforensics.models import (
     PatchClassifier,
     build_model,
     count_parameters,
-    image_scores,
     load_init,
+    mean_fake_probability,
     parse_depth,
 )
 
@@ -103,7 +103,7 @@ def test_image_score_is_mean_patch_softmax():
     logits = torch.zeros(2, 2, 2, 2)
     logits[0, 1] = torch.tensor([[10.0, -10.0], [10.0, -10.0]])  # two sure-fake, two sure-real
     logits[1, 1] = 10.0
-    s = image_scores(logits)
+    s = mean_fake_probability(logits)
     torch.testing.assert_close(s, torch.tensor([0.5, torch.sigmoid(torch.tensor(10.0)).item()]))
 
 

@@ -232,7 +232,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     process); rank 0 prints the best validation metrics and the image counts."""
     import torch
 
-    from .train import SPLITS, train
+    from .train import FIT_SPLITS, train
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -247,7 +247,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         print(f"{res.out_dir}: {word}; best epoch {res.best_epoch}: {best}")
         data = json.loads((Path(res.out_dir) / "config.json").read_text()).get("data", {})
         counts = {f"{kind} {split}": int(d[split]["count"]) for kind, d in data.items()
-                  for split in SPLITS if split in d}
+                  for split in FIT_SPLITS if split in d}
         print(summary("train", sum(counts.values()), 0, extra=f"setting {cfg.setting}, " +
                       ", ".join(f"{k} {n}" for k, n in counts.items())))
     return 0

@@ -280,7 +280,7 @@ def build_model(cfg: ModelConfig | None = None, *, seed: int | None = None,
     return model
 
 
-def image_scores(logits: torch.Tensor) -> torch.Tensor:
+def mean_fake_probability(logits: torch.Tensor) -> torch.Tensor:
     """The paper's image score: mean over patches of the softmax probability of "fake".
 
     ``logits``: N x 2 x h x w; returns N float in [0, 1] (> 0.5 means "fake").

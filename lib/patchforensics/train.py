@@ -82,10 +82,10 @@ from .models import (
     ModelConfig,
     PatchClassifier,
     build_model,
-    image_scores,
     inference_batch_size,
     inference_model,
     load_init,
+    mean_fake_probability,
     parse_depth,
 )
 from .progress import bar as progress_bar
@@ -93,7 +93,7 @@ from .provenance import run_record
 from .receptive_field import field_fraction, receptive_field
 from .world import build_fake_world
 
-SPLITS = ("train", "val")
+FIT_SPLITS = ("train", "val")  # the splits a training run reads (embedded.SPLITS adds "test")
 SETTINGS = runs.SETTINGS
 # The original scripts' patience (epochs without a better val per-patch accuracy) per cut.
 ORIGINAL_PATIENCE = {"block1": 50, "block2": 20, "layer1": 50, "layer2": 20}
@@ -206,9 +206,9 @@ def stream_splits(files: dict[str, dict[str, list[Path]]],
     None streams a split whose images of all folders take more than
     ``data.stream_threshold()`` bytes decoded."""
     if stream is not None:
-        return {s: bool(stream) for s in SPLITS}
+        return {s: bool(stream) for s in FIT_SPLITS}
     limit = stream_threshold()
-    return {s: sum(decoded_bytes(files[k][s]) for k in files) > limit for s in SPLITS}
+    return {s: sum(decoded_bytes(files[k][s]) for k in files) > limit for s in FIT_SPLITS}
 
 
 def epoch_order(n_real: int, n_fake: int, half: int, *, seed: int, epoch: int, rank: int = 0,
@@ -477,7 +477,7 @@ def evaluate_split(model: torch.nn.Module, real: torch.Tensor | ImageFiles,
             loss_sum += float(patch_loss(logits, y)) * len(x)
             c, n = patch_correct(logits, y)
             correct, patches = correct + c, patches + n
-            scores.append(image_scores(logits).cpu())
+            scores.append(mean_fake_probability(logits).cpu())
             labels.append(y.cpu())
     model.train(was_training)
     s, y = torch.cat(scores).numpy(), torch.cat(labels).numpy()
@@ -624,7 +624,7 @@ def data_record(real_dir: str | os.PathLike, fake_dir: str | os.PathLike,
         kinds.append(("inversions", inversions_dir))
     for kind, folder in kinds:
         out[kind] = {"dir": _portable(Path(folder))}
-        for split in SPLITS:
+        for split in FIT_SPLITS:
             fl = files[kind][split]
             out[kind][split] = {"count": len(fl), "sha256": split_fingerprint(fl)}
     return out
@@ -726,10 +726,10 @@ def _prepare(cfg: TrainConfig, real_dir: Path, fake_dir: Path, out: Path, d: _Di
     folders = {"real": real_dir, "fake": fake_dir}
     if inv_dir is not None:
         folders["inversions"] = inv_dir
-    files = {k: {s: list_images(folders[k] / s)[: cfg.limit or None] for s in SPLITS}
+    files = {k: {s: list_images(folders[k] / s)[: cfg.limit or None] for s in FIT_SPLITS}
              for k in folders}
     pairs = {s: _pair_index(files["real"][s], files["inversions"][s],
-                            missing_ok=cfg.setting == "paired") for s in SPLITS} \
+                            missing_ok=cfg.setting == "paired") for s in FIT_SPLITS} \
         if paired else {}
     record = data_record(real_dir, fake_dir, files, inv_dir)
     identity = {"config": runs.identity(to_dict(cfg)), "data": record,
@@ -755,9 +755,9 @@ def _load_data(cfg: TrainConfig, prep: _Prepared, stream: bool | None, out: Path
     image size or ``ValueError`` naming the folders."""
     streamed = stream_splits(prep.files, stream)
     data = {k: {s: load_split(prep.folders[k], s, cfg.limit, stream=streamed[s])
-                for s in SPLITS} for k in prep.folders}
+                for s in FIT_SPLITS} for k in prep.folders}
     if progress and d.main and any(streamed.values()):
-        tqdm.write(f"{out.name}: streaming {' and '.join(s for s in SPLITS if streamed[s])} "
+        tqdm.write(f"{out.name}: streaming {' and '.join(s for s in FIT_SPLITS if streamed[s])} "
                    f"from disk ({loader_workers()} DataLoader worker(s) per process)")
     shape = {k: tuple(data[k]["train"][0].shape[1:]) for k in data}
     if len(set(shape.values())) != 1 or any(tuple(data[k]["val"][0].shape[1:]) != shape[k]
@@ -961,7 +961,7 @@ def _train(cfg: TrainConfig, real_dir: Path, fake_dir: Path, out: Path, d: _Dist
               "setting": cfg.setting, "patience": cfg.stop_patience,
               "seconds": state["seconds"], "world_size": d.world_size,
               "params_checksum": _checksum(model, d),
-              "streamed": [s for s in SPLITS if streamed[s]]}  # how, not what: not fingerprinted
+              "streamed": [s for s in FIT_SPLITS if streamed[s]]}  # how: not fingerprinted
     if d.main:
         atomic_write_text(out / runs.DONE, json.dumps(result, indent=1))
     d.barrier()

@@ -104,8 +104,8 @@ def test_train_defaults_are_notebook_02s_for_each_model(tmp_path):
     (protocol.train_profile -> train.train_grid) for every model of the default profile."""
     from patchforensics.cli import config_from_args
     from patchforensics.config import from_dict, to_dict
+    from patchforensics.devices import resolve_device
     from patchforensics.generators.training import resolve_precision
-    from patchforensics.models import resolve_device
     from patchforensics.train import TrainConfig
 
     p = protocol.profile("default")

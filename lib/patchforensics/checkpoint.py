@@ -25,6 +25,7 @@ import torch
 from . import original, paths, runs
 from .config import to_dict
 from .data import load_folder
+from .devices import resolve_device
 from .generators.training import native_bf16
 from .images import atomic_write_bytes, atomic_write_text, list_images, sha256_cached
 from .models import (
@@ -32,7 +33,6 @@ from .models import (
     classifier_from_state,
     inference_batch_size,
     inference_model,
-    resolve_device,
 )
 from .protocol import ADEQUACY_MIN
 from .score_modes import (

@@ -205,8 +205,9 @@ def inversions_arg(args: argparse.Namespace) -> Path | None:
 
 def config_from_args(args: argparse.Namespace) -> Any:
     """The ``train.TrainConfig`` of ``patchforensics train``'s options (``auto`` resolved)."""
+    from .devices import resolve_device
     from .generators.training import resolve_precision
-    from .models import parse_depth, resolve_device
+    from .models import parse_depth
     from .train import TrainConfig
 
     depth = parse_depth(args.arch, args.depth)

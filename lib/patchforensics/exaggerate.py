@@ -38,11 +38,12 @@ from . import paths
 from .checkpoint import eval_precision, load_checkpoint, logit_maps
 from .config import fingerprint, to_dict
 from .data import REAL, to_uint8
+from .devices import resolve_device
 from .generators import get_generator
 from .generators.base import perceptual_distance
 from .generators.training import RowLog, finish_run, finished, load_torch, start_run, train_loop
 from .images import sha256_cached
-from .models import PatchClassifier, inference_model, resolve_device
+from .models import PatchClassifier, inference_model
 from .parts import best_parts
 from .receptive_field import receptive_field
 from .score_modes import scores_from_maps

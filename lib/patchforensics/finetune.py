@@ -39,6 +39,7 @@ from . import paths, runs
 from .checkpoint import eval_precision, folder_maps, load_checkpoint, logit_maps
 from .config import fingerprint, to_dict
 from .data import FAKE, REAL, load_folder, to_uint8
+from .devices import resolve_device
 from .embedded import SPLITS, read_manifest, set_is_complete, write_set
 from .generators import get_generator
 from .generators.base import from_uint8
@@ -53,7 +54,7 @@ from .generators.training import (
     train_loop,
 )
 from .images import atomic_write_text, sha256_cached, sha256_files
-from .models import inference_model, resolve_device
+from .models import inference_model
 from .parts import top_patches
 from .preprocess import PIPELINE
 from .quality import knn_distances, nn_distances, spectrum_distance

@@ -49,7 +49,8 @@ from torch import nn
 
 from .checkpoint import Checkpoint, Device, load_checkpoint, logit_maps
 from .data import FAKE, REAL
-from .models import PatchClassifier, resolve_device
+from .devices import resolve_device
+from .models import PatchClassifier
 from .receptive_field import ReceptiveField, project_map, receptive_field
 from .score_modes import MODES, log_odds_from_maps, scores_from_maps
 from .stats import (

@@ -48,8 +48,8 @@ from .checkpoint import Checkpoint, adequate, calibration, folder_maps, load_che
 from .compare import UNDER_TRAINED
 from .config import WorldConfig, world_config
 from .data import load_folder
+from .devices import resolve_device
 from .evaluate import evaluate_maps, manipulation_sets, save_world_table
-from .models import resolve_device
 from .parts import PartsAnalysis, analyze
 from .runs import finished, stopped_by
 from .stats import LEVEL, N_BOOT, holm, t_interval, t_pvalue

@@ -352,7 +352,6 @@ def classifier_from_state(ckpt: dict[str, Any], *,
     return model.to(device).eval()
 
 
-
 # --- inference --------------------------------------------------------------------------------
 
 def inference_batch_size(side: int, device: str | torch.device = "cpu") -> int:
@@ -433,8 +432,3 @@ def inference_model(model: PatchClassifier, precision: str = "fp32") -> nn.Modul
     return out
 
 
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``None`` or ``"auto"`` -> CUDA when present, else CPU; anything else as given."""
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)

@@ -213,8 +213,8 @@ def train_profile(p: Profile, real_dir: str | os.PathLike, fake_dir: str | os.Pa
     per run (see ``train.train_grid``), run folders under ``runs.run_root(world, dataset,
     generator, setting)``."""
     from . import train
+    from .devices import resolve_device
     from .generators.training import resolve_precision
-    from .models import resolve_device
 
     base = train.TrainConfig(batch_size=p.batch_size, epochs=p.epochs,
                              steps_per_epoch=p.steps_per_epoch,

@@ -24,9 +24,9 @@ import pandas as pd
 
 from . import paths, protocol, runs
 from .config import WorldConfig, world_config
+from .devices import resolve_device
 from .evaluate import save_world_table
 from .images import list_images
-from .models import resolve_device
 from .train import training_pair
 
 

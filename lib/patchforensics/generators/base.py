@@ -23,13 +23,6 @@ from ..progress import bar as progress_bar
 SAMPLE_BATCH = 128  # images per forward pass in ``sample``: bounds memory, not results
 
 
-def default_device(device: str | torch.device | None = None) -> torch.device:
-    """``device`` if given, else CUDA when present, else CPU."""
-    if device is not None:
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 def from_uint8(arr: np.ndarray, channels: int) -> torch.Tensor:
     """N x H x W x 3 uint8 -> N x channels x H x W uint8 tensor (channel 0 when gray)."""
     if arr.ndim != 4 or arr.shape[3] != 3 or arr.dtype != np.uint8:

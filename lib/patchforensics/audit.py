@@ -275,15 +275,8 @@ def audit(real_dir: str | os.PathLike, fake_dir: str | os.PathLike, *, flag_auc:
     no images; unreadable files are listed in the report, not fatal.
     """
     history = history or ijg_history()
-    sides = []
-    for folder in (real_dir, fake_dir):
-        files = list_images(folder, recursive=recursive)
-        if not files:
-            raise ValueError(f"{folder}: holds no image files")
-        if max_files is not None and len(files) > max_files:
-            pick = np.random.default_rng(seed).choice(len(files), max_files, replace=False)
-            files = [files[i] for i in sorted(pick)]
-        sides.append([inspect_file(f, history=history) for f in files])
+    sides = [_inspect_folder(folder, history, max_files, recursive, seed)
+             for folder in (real_dir, fake_dir)]
     rows = [asdict(f) | {"label": lab} for lab, side in enumerate(sides) for f in side]
     df = pd.DataFrame(rows)
     report = AuditReport(real=str(real_dir), fake=str(fake_dir), n_real=len(sides[0]),
@@ -297,40 +290,58 @@ def audit(real_dir: str | os.PathLike, fake_dir: str | os.PathLike, *, flag_auc:
     if np.bincount(y).min() < 5:
         report.notes.append("fewer than 5 readable files on a side: AUCs are in-sample/unstable")
     for fact in CONTAINER + CONTENT + GRID:
-        kind = "container" if fact in CONTAINER else "grid" if fact in GRID else "content"
-        if kind == "grid":
-            gains = {side: ok[fact][y == k].dropna() for k, side in enumerate(("real", "fake"))}
-            report.grid = {side: {"n": len(g), "lacking": float((g > GRID_MISSING).mean()),
-                                  "median_gain": float(g.median())} if len(g) else {}
-                           for side, g in gains.items()}
-            auc = grid_auc(gains["real"].to_numpy(), gains["fake"].to_numpy())
-            auc = 0.5 if np.isnan(auc) else auc
-            real_s, fake_s = (_describe_grid(ok[ok.label == k][fact]) for k in (0, 1))
-        else:
-            auc = _auc(ok[[fact]], y, seed)
-            real_s, fake_s = (_describe(ok[ok.label == k][fact]) for k in (0, 1))
-        finding = kind != "content" and auc >= flag_auc
-        report.table.append({"fact": fact, "kind": kind, "real": real_s, "fake": fake_s,
-                             "auc": round(auc, 3), "finding": finding})
-        if finding and kind == "grid":
-            report.findings.append(
-                f"{fact}: the JPEG block grid (8/16 px blocks of a {history.height}x"
-                f"{history.width} frame, q{history.quality}) is in one set only: real "
-                f"{real_s} vs fake {fake_s} (AUC {auc:.2f}); give both the same JPEG history")
-        elif finding:
-            report.findings.append(f"{fact}: real {real_s} vs fake {fake_s} alone separates the "
-                                   f"sets (AUC {auc:.2f})")
-        elif kind == "content" and auc >= flag_auc:
-            what = ("file size depends on content and encoding (smooth images compress "
-                    "better); not a finding by itself"
-                    if fact == "file_size" else
-                    "check that both sets were resized with the same method and scale")
-            report.notes.append(f"{fact} differs (AUC {auc:.2f}): {what}")
+        _judge_fact(report, fact, ok, y, seed, history)
     report.cheat_auc = round(_auc(ok[list(CONTAINER)], y, seed), 3)
     if report.cheat_auc >= flag_auc and not report.findings:
         report.findings.append(f"container facts together separate the sets "
                                f"(cheat AUC {report.cheat_auc:.2f})")
     return report
+
+
+def _inspect_folder(folder: str | os.PathLike, history: JpegHistory, max_files: int | None,
+                    recursive: bool, seed: int) -> list[FileFacts]:
+    """:func:`inspect_file` of a folder's images (a seeded subset of ``max_files``)."""
+    files = list_images(folder, recursive=recursive)
+    if not files:
+        raise ValueError(f"{folder}: holds no image files")
+    if max_files is not None and len(files) > max_files:
+        pick = np.random.default_rng(seed).choice(len(files), max_files, replace=False)
+        files = [files[i] for i in sorted(pick)]
+    return [inspect_file(f, history=history) for f in files]
+
+
+def _judge_fact(report: AuditReport, fact: str, ok: pd.DataFrame, y: np.ndarray, seed: int,
+                history: JpegHistory) -> None:
+    """One fact's table row, and its finding or note, added to ``report``."""
+    kind = "container" if fact in CONTAINER else "grid" if fact in GRID else "content"
+    if kind == "grid":
+        gains = {side: ok[fact][y == k].dropna() for k, side in enumerate(("real", "fake"))}
+        report.grid = {side: {"n": len(g), "lacking": float((g > GRID_MISSING).mean()),
+                              "median_gain": float(g.median())} if len(g) else {}
+                       for side, g in gains.items()}
+        auc = grid_auc(gains["real"].to_numpy(), gains["fake"].to_numpy())
+        auc = 0.5 if np.isnan(auc) else auc
+        real_s, fake_s = (_describe_grid(ok[ok.label == k][fact]) for k in (0, 1))
+    else:
+        auc = _auc(ok[[fact]], y, seed)
+        real_s, fake_s = (_describe(ok[ok.label == k][fact]) for k in (0, 1))
+    finding = kind != "content" and auc >= report.flag_auc
+    report.table.append({"fact": fact, "kind": kind, "real": real_s, "fake": fake_s,
+                         "auc": round(auc, 3), "finding": finding})
+    if finding and kind == "grid":
+        report.findings.append(
+            f"{fact}: the JPEG block grid (8/16 px blocks of a {history.height}x"
+            f"{history.width} frame, q{history.quality}) is in one set only: real "
+            f"{real_s} vs fake {fake_s} (AUC {auc:.2f}); give both the same JPEG history")
+    elif finding:
+        report.findings.append(f"{fact}: real {real_s} vs fake {fake_s} alone separates the "
+                               f"sets (AUC {auc:.2f})")
+    elif kind == "content" and auc >= report.flag_auc:
+        what = ("file size depends on content and encoding (smooth images compress "
+                "better); not a finding by itself"
+                if fact == "file_size" else
+                "check that both sets were resized with the same method and scale")
+        report.notes.append(f"{fact} differs (AUC {auc:.2f}): {what}")
 
 
 def make_leaky_copy(src: str | os.PathLike, dst: str | os.PathLike, leak: str, *,

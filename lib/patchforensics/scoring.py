@@ -219,46 +219,10 @@ def score_files(ckpt: str | os.PathLike, inputs: Sequence[str | os.PathLike], *,
     if out_dir is not None:
         claim_heatmap_folder(out_dir, ck, force=force)
     cal = calibration(ck, device=device)
-    temp = cal.temperature[mode] if cal else 1.0
-    size = ck.input_size
-    rf = receptive_field(ck.model.config, size)
-    used_names: set[str] = set()
+    scorer = _BatchScorer(ck, mode, cal.temperature[mode] if cal else 1.0, cal is not None,
+                          device, batch_size, _HeatmapNames(out_dir) if out_dir else None)
     rows: list[dict[str, Any]] = []
     bar = progress_bar(total=len(files), desc="score", unit="img", disable=not progress)
-
-    def heatmap_path(name: str) -> Path:
-        # Two inputs may share a relative stem (photo.jpg and photo.png, or two folders):
-        # later ones get _2, _3 ...; the CSV's heatmap column says which is whose.
-        stem = name.rsplit(".", 1)[0] if "." in name.rsplit("/", 1)[-1] else name
-        candidate, n = stem, 1
-        while candidate.casefold() in used_names:
-            n += 1
-            candidate = f"{stem}_{n}"
-        used_names.add(candidate.casefold())
-        return out_dir / f"{candidate}.heatmap.png"
-
-    def flush(batch: list[tuple[Path, str, np.ndarray, np.ndarray]]) -> None:
-        maps = logit_maps(ck.model, np.stack([b[3] for b in batch]), device=device,
-                          batch_size=batch_size, precision=eval_precision(ck, device))
-        raw = scores_from_maps(maps, mode)
-        cal_p = calibrated_probability(log_odds_from_maps(maps, mode), temp, mode)
-        probs = patch_probabilities(maps)  # the classifier's own patch P(fake): see its doc
-        for (f, name, source, _), m, s, p, pm in zip(batch, maps, raw, cal_p, probs,
-                                                       strict=True):
-            i, j = np.unravel_index(int(np.argmax(m)), m.shape)
-            box = box_to_original(rf.box(int(i), int(j)), source.shape, size)
-            row = {"path": f.as_posix(), "prob_fake": float(p), "score": float(s),
-                   "mode": mode, "temperature": temp, "calibrated": cal is not None,
-                   "box_top": box[0], "box_left": box[1], "box_bottom": box[2],
-                   "box_right": box[3], "heatmap": "", "error": ""}
-            if out_dir is not None:
-                target = heatmap_path(name)
-                atomic_write_bytes(target, png_bytes(heatmap_figure(
-                    source, pm, rf, score=float(p), model=ck.name, mode=mode, box=box)))
-                row["heatmap"] = target.as_posix()
-            rows.append(row)
-        bar.update(len(batch))
-
     batch: list[tuple[Path, str, np.ndarray, np.ndarray]] = []
     held = 0  # bytes of originals in the batch
     for f, name in named:
@@ -276,15 +240,72 @@ def score_files(ckpt: str | os.PathLike, inputs: Sequence[str | os.PathLike], *,
         # The original stays in the batch only when a heatmap is drawn over it, and then
         # caps the group's decoded pixels: a folder of 12 MP photos must not hold 64 at once.
         keep = arr if out_dir is not None else np.empty(arr.shape[:2] + (0,), np.uint8)
-        batch.append((f, name, keep, prepare_array(arr, size)))
+        batch.append((f, name, keep, prepare_array(arr, ck.input_size)))
         held += keep.size
         if len(batch) == (batch_size or 64) or held > 2**28:  # files decoded per group
-            flush(batch)
+            rows += scorer(batch)
+            bar.update(len(batch))
             batch, held = [], 0
     if batch:
-        flush(batch)
+        rows += scorer(batch)
+        bar.update(len(batch))
     bar.close()
     order = {f.as_posix(): n for n, f in enumerate(files)}
     frame = pd.DataFrame(rows)
     frame = frame.iloc[np.argsort([order[p] for p in frame["path"]], kind="stable")]
     return frame.reset_index(drop=True)
+
+
+class _HeatmapNames:
+    """Heatmap paths below ``out_dir`` for inputs' relative names: two inputs may share a
+    relative stem (photo.jpg and photo.png, or two folders), so later ones get _2, _3 ...; the
+    CSV's heatmap column says which is whose."""
+
+    def __init__(self, out_dir: Path) -> None:
+        self.out_dir, self.used = out_dir, set()
+
+    def __call__(self, name: str) -> Path:
+        stem = name.rsplit(".", 1)[0] if "." in name.rsplit("/", 1)[-1] else name
+        candidate, n = stem, 1
+        while candidate.casefold() in self.used:
+            n += 1
+            candidate = f"{stem}_{n}"
+        self.used.add(candidate.casefold())
+        return self.out_dir / f"{candidate}.heatmap.png"
+
+
+class _BatchScorer:
+    """:func:`score_files`' rows of one batch of (path, name, original, prepared) images, and
+    their heatmaps when ``heatmap_path`` is given."""
+
+    def __init__(self, ck: Checkpoint, mode: str, temperature: float, calibrated: bool,
+                 device: Device, batch_size: int,
+                 heatmap_path: _HeatmapNames | None) -> None:
+        self.ck, self.mode, self.temp, self.calibrated = ck, mode, temperature, calibrated
+        self.device, self.batch_size, self.heatmap_path = device, batch_size, heatmap_path
+        self.rf = receptive_field(ck.model.config, ck.input_size)
+
+    def __call__(self, batch: list[tuple[Path, str, np.ndarray, np.ndarray]]
+                 ) -> list[dict[str, Any]]:
+        ck, mode = self.ck, self.mode
+        maps = logit_maps(ck.model, np.stack([b[3] for b in batch]), device=self.device,
+                          batch_size=self.batch_size, precision=eval_precision(ck, self.device))
+        raw = scores_from_maps(maps, mode)
+        cal_p = calibrated_probability(log_odds_from_maps(maps, mode), self.temp, mode)
+        probs = patch_probabilities(maps)  # the classifier's own patch P(fake): see its doc
+        rows = []
+        for (f, name, source, _), m, s, p, pm in zip(batch, maps, raw, cal_p, probs,
+                                                       strict=True):
+            i, j = np.unravel_index(int(np.argmax(m)), m.shape)
+            box = box_to_original(self.rf.box(int(i), int(j)), source.shape, ck.input_size)
+            row = {"path": f.as_posix(), "prob_fake": float(p), "score": float(s),
+                   "mode": mode, "temperature": self.temp, "calibrated": self.calibrated,
+                   "box_top": box[0], "box_left": box[1], "box_bottom": box[2],
+                   "box_right": box[3], "heatmap": "", "error": ""}
+            if self.heatmap_path is not None:
+                target = self.heatmap_path(name)
+                atomic_write_bytes(target, png_bytes(heatmap_figure(
+                    source, pm, self.rf, score=float(p), model=ck.name, mode=mode, box=box)))
+                row["heatmap"] = target.as_posix()
+            rows.append(row)
+        return rows

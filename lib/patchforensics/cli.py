@@ -464,6 +464,16 @@ def add_train_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
                         "and val/): trains on samples + inversions, the paper's setting; auto: "
                         "<FAKE>_inverted beside --fake when it exists (as notebook 02), else "
                         "samples only; none: samples only")
+    _add_train_options(p, nb)
+    _add_common(p, device=True, quiet="no progress bars",
+                force="start over even if a finished or partial run exists")
+    p.set_defaults(func=_cmd_train)
+    return p
+
+
+def _add_train_options(p: argparse.ArgumentParser, nb: Any) -> None:
+    """``train``'s model, schedule and machine options, with notebook 02's defaults (``nb``:
+    the ``default`` profile)."""
     p.add_argument("--arch", choices=ARCHS, default="xception", help="backbone")
     p.add_argument("--depth", default="2", help="cut after block/layer 1..5 (resnet18: 1..4), "
                                                 "or 'full' for the full-image baseline")
@@ -504,10 +514,6 @@ def add_train_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
                    help="also write latest.pt every N steps (0: once per epoch)")
     p.add_argument("--threads", type=int, default=0,
                    help="CPU threads for torch (0: torch's default)")
-    _add_common(p, device=True, quiet="no progress bars",
-                force="start over even if a finished or partial run exists")
-    p.set_defaults(func=_cmd_train)
-    return p
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -202,20 +202,8 @@ def load_checkpoint(ckpt: str | os.PathLike, *, device: Device = None,
     checkpoints that do not record their size."""
     import sys
 
-
     path = runs.checkpoint_file(ckpt)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such checkpoint (give a run folder or its best.pt)")
-    with open(path, "rb") as f:
-        magic = f.read(2)
-    if magic not in (b"PK", b"\x80\x02"):  # torch's zip format; the legacy pickle one
-        guess = original.sniff(path)
-        raise ValueError(f"{path}: not a checkpoint" + (f" ({guess})" if guess else ""))
-    try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any unpickling failure means a bad file
-        raise ValueError(f"{path}: cannot be read as a checkpoint ({type(err).__name__}: "
-                         f"{str(err).strip().splitlines()[0]})") from err
+    raw = _read_checkpoint_file(path)
     authors = original.read(raw, path, input_size=input_size, load_size=load_size,
                             fake_class_id=fake_class_id)
     if authors is not None:
@@ -250,6 +238,23 @@ def load_checkpoint(ckpt: str | os.PathLike, *, device: Device = None,
     return Checkpoint(path, path.parent, model, int(size), real, fake,
                       cfg.get("config", {}).get("seed"), model.config.name,
                       cfg.get("config", {}).get("precision", "fp32"))
+
+
+def _read_checkpoint_file(path: Path) -> Any:
+    """The unpickled contents of a checkpoint file (weights only), or ``FileNotFoundError`` /
+    ``ValueError`` naming the file and what it seems to be instead."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such checkpoint (give a run folder or its best.pt)")
+    with open(path, "rb") as f:
+        magic = f.read(2)
+    if magic not in (b"PK", b"\x80\x02"):  # torch's zip format; the legacy pickle one
+        guess = original.sniff(path)
+        raise ValueError(f"{path}: not a checkpoint" + (f" ({guess})" if guess else ""))
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unpickling failure means a bad file
+        raise ValueError(f"{path}: cannot be read as a checkpoint ({type(err).__name__}: "
+                         f"{str(err).strip().splitlines()[0]})") from err
 
 
 def eval_precision(ck: Checkpoint, device: Device = None) -> str:

@@ -26,7 +26,7 @@ from patchforensics.evaluate import (
     unseen_auc,
 )
 from patchforensics.images import ImageError
-from patchforensics.models import ModelConfig, build_model, image_scores
+from patchforensics.models import ModelConfig, build_model, mean_fake_probability
 from patchforensics.receptive_field import project_map, receptive_field
 from patchforensics.robustness import degrade
 from patchforensics.score_modes import (
@@ -115,7 +115,7 @@ def test_mean_softmax_of_the_maps_is_the_models_image_score():
     assert maps.shape == (5,) + receptive_field(model, 32).output_size
     x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1
     with torch.no_grad():
-        ref = image_scores(model(x)).numpy()
+        ref = mean_fake_probability(model(x)).numpy()
     assert scores_from_maps(maps, "mean_softmax") == pytest.approx(ref, abs=1e-5)
 
 

@@ -21,7 +21,7 @@ from PIL import Image
 from patchforensics import data, images
 from patchforensics.data import ImageFiles, iter_batches
 from patchforensics.images import sha256_cached, sha256_file, sha256_files
-from patchforensics.train import SPLITS, TrainConfig, stream_splits, train
+from patchforensics.train import FIT_SPLITS, TrainConfig, stream_splits, train
 
 from conftest import write_planted
 
@@ -65,7 +65,7 @@ def test_a_streamed_run_equals_the_in_memory_run(paired_sets, tmp_path, monkeypa
 
 def test_streaming_is_chosen_by_decoded_size(paired_sets, monkeypatch):
     real, fake, _ = paired_sets
-    files = {k: {s: sorted((folder / s).glob("*.png")) for s in SPLITS}
+    files = {k: {s: sorted((folder / s).glob("*.png")) for s in FIT_SPLITS}
              for k, folder in (("real", real), ("fake", fake))}
     monkeypatch.delenv(data.STREAM_ENV, raising=False)
     assert stream_splits(files) == {"train": False, "val": False}  # a few KiB < 2 GiB

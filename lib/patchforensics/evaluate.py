@@ -184,21 +184,7 @@ def image_scores(runs: dict[RunKey, str | os.PathLike], world_root: str | os.Pat
         label, seed = key if isinstance(key, tuple) else (key, None)
         ck = load_checkpoint(run, device=device)
         cal = calibration(ck, device=device)
-        train_set = ""
-        if ck.train_fake is not None:
-            ds, gen = ck.train_fake.parts[-2:]
-            train_set = f"{ds}/{gen.removesuffix('_inverted')}"
-        cfg = ck.model.config
-        head = {"label": label, "model": ck.name, "arch": cfg.arch, "depth": cfg.depth,
-                "rf_px": receptive_field(cfg, ck.input_size).size,
-                "field_fraction": field_fraction(cfg, ck.input_size),
-                "seed": ck.seed if seed is None else int(seed),
-                "setting": run_setting(ck.run_dir) if setting is None else setting,
-                "train_set": train_set, "input_size": cfg.load_size or ck.input_size,
-                "epochs": int((finished(ck.run_dir) or {}).get("epochs", 0)),
-                "stopped_by": stopped_by(ck.run_dir),
-                "val_auc_ci_low": cal.val.get("auc_ci_low", np.nan) if cal else np.nan,
-                "adequate": adequate(cal)}
+        head = _run_columns(ck, cal, label, seed, setting)
         for dataset, gens in sets.items():
             for name in ["real", *gens]:
                 key = f"real/{dataset}" if name == "real" else f"fake/{dataset}/{name}"
@@ -219,6 +205,26 @@ def image_scores(runs: dict[RunKey, str | os.PathLike], world_root: str | os.Pat
                         "threshold": cal.threshold[mode] if cal else 0.5,
                         "temperature": t}))
     return pd.concat(frames, ignore_index=True)
+
+
+def _run_columns(ck: Checkpoint, cal: Calibration | None, label: str, seed: int | None,
+                 setting: str | None) -> dict[str, Any]:
+    """The per-run columns of :func:`image_scores` (what the run is and how it trained)."""
+    train_set = ""
+    if ck.train_fake is not None:
+        ds, gen = ck.train_fake.parts[-2:]
+        train_set = f"{ds}/{gen.removesuffix('_inverted')}"
+    cfg = ck.model.config
+    return {"label": label, "model": ck.name, "arch": cfg.arch, "depth": cfg.depth,
+            "rf_px": receptive_field(cfg, ck.input_size).size,
+            "field_fraction": field_fraction(cfg, ck.input_size),
+            "seed": ck.seed if seed is None else int(seed),
+            "setting": run_setting(ck.run_dir) if setting is None else setting,
+            "train_set": train_set, "input_size": cfg.load_size or ck.input_size,
+            "epochs": int((finished(ck.run_dir) or {}).get("epochs", 0)),
+            "stopped_by": stopped_by(ck.run_dir),
+            "val_auc_ci_low": cal.val.get("auc_ci_low", np.nan) if cal else np.nan,
+            "adequate": adequate(cal)}
 
 
 _RUN_COLS = ["label", "model", "arch", "depth", "rf_px", "field_fraction", "seed", "setting",

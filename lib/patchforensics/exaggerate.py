@@ -154,18 +154,7 @@ def exaggerate(cfg: ExaggerateConfig, gen: Any, classifier: nn.Module, folder: s
         return ExaggerateResult(folder, final["w"], pd.DataFrame(final["history"]), True)
     start_run(folder, fp, {"config": to_dict(cfg), **(record or {})}, force=force)
     dev = gen.device
-    for p in classifier.parameters():
-        p.requires_grad_(False)
-    classifier = classifier.to(dev).eval()
-    base = classifier  # its receptive field places the part masks
-    if isinstance(classifier, PatchClassifier):  # BatchNorm folded: faster, same function
-        classifier = inference_model(classifier, "fp32" if cfg.precision == "auto"
-                                     else cfg.precision)
-    net = getattr(gen, "net", None)
-    if net is not None:
-        net.eval()
-        for p in net.parameters():
-            p.requires_grad_(False)
+    base, classifier = _frozen(cfg, gen, classifier)
     z_all = gen.sample_latent(cfg.n_latents, cfg.seed)
     masks, usable = (None, np.ones(cfg.n_latents, bool))
     if cfg.part:
@@ -207,6 +196,26 @@ def exaggerate(cfg: ExaggerateConfig, gen: Any, classifier: nn.Module, folder: s
     finish_run(folder, fp, {"w": w, "history": history.rows, "usable_latents": int(len(pool))},
                cfg.steps, seconds)
     return ExaggerateResult(folder, w, pd.DataFrame(history.rows), False)
+
+
+def _frozen(cfg: ExaggerateConfig, gen: Any, classifier: nn.Module
+            ) -> tuple[nn.Module, nn.Module]:
+    """Freeze the classifier and the generator's net (eval mode, no gradients), the
+    classifier on the generator's device. Returns ``(base, net)``: the classifier itself (its
+    receptive field places the part masks) and what the shift is scored with (a patch
+    classifier's BatchNorm-folded twin: faster, the same function)."""
+    for p in classifier.parameters():
+        p.requires_grad_(False)
+    base = classifier.to(gen.device).eval()
+    net = base
+    if isinstance(base, PatchClassifier):
+        net = inference_model(base, "fp32" if cfg.precision == "auto" else cfg.precision)
+    g = getattr(gen, "net", None)
+    if g is not None:
+        g.eval()
+        for p in g.parameters():
+            p.requires_grad_(False)
+    return base, net
 
 
 # --- reading the shift --------------------------------------------------------------------------

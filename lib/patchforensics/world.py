@@ -117,28 +117,10 @@ def build_fake_world(cfg: WorldConfig, root: str | Path | None = None, *, force:
         if real_key not in manifest["sets"]:
             raise FileNotFoundError(f"{root}: {real_key} missing from the manifest; rebuild "
                                     "the real world")
-        real = manifest["sets"][real_key]
-        real_counts = {s: int(real["splits"][s]["count"]) for s in SPLITS}
-        counts = fake_counts(cfg, real_counts)
-        seeds = {s: split_seed(cfg.seed, dataset, name, s) for s in SPLITS}
         gen = get_generator(dataset, name, world_root=root, smoke=cfg.smoke, device=device,
                             force=retrain, progress=progress)
-        key = f"fake/{dataset}/{name}"
-        jpeg = fake_jpeg_history(cfg, real)
-        fp = fingerprint({"set": key, "size": cfg.size, "counts": counts, "seeds": seeds,
-                          "weights": gen.checkpoint_sha256, "pipeline": PIPELINE,
-                          "resample": cfg.fake_resample, "real": real.get("fingerprint"),
-                          "jpeg": jpeg.to_dict() if jpeg else None})
-        if force or not set_is_complete(root, key, fp):
-            meta = {"kind": "fake", "dataset": dataset, "generator": name, "fingerprint": fp,
-                    "seeds": seeds, "native_size": gen.size, "channels": gen.channels,
-                    "weights_sha256": gen.checkpoint_sha256,
-                    "weights": str(gen.checkpoint) if gen.checkpoint else gen.info.get("weights"),
-                    "generator_source": gen.info.get("source"), "world_seed": cfg.seed,
-                    "real_counts": real_counts, "provenance": run_record()}
-            splits = {s: fake_items(gen, counts[s], seeds[s], s) for s in SPLITS}
-            write_set(root, key, splits, size=cfg.size, meta=meta, world=world,
-                      progress=progress, history=cfg.fake_resample, jpeg=jpeg)
+        _write_fake_set(cfg, root, dataset, name, gen, manifest["sets"][real_key], world,
+                        force=force, progress=progress)
         if name in cfg.invert and isinstance(gen, TorchGenerator):
             build_inversion_set(cfg, root, gen, force=force, recompute=retrain,
                                 progress=progress)
@@ -149,6 +131,32 @@ def build_fake_world(cfg: WorldConfig, root: str | Path | None = None, *, force:
         get_generator(dataset, name, world_root=root, smoke=cfg.smoke, device=device,
                       force=retrain, progress=progress)
     return read_manifest(root)
+
+
+def _write_fake_set(cfg: WorldConfig, root: Path, dataset: str, name: str, gen: Generator,
+                    real: dict[str, Any], world: dict[str, Any], *, force: bool,
+                    progress: bool) -> None:
+    """Sample and write ``fake/<dataset>/<name>`` with ``gen`` (skipped when it verifies,
+    unless ``force``), with the counts of its dataset's reals (manifest entry ``real``)."""
+    real_counts = {s: int(real["splits"][s]["count"]) for s in SPLITS}
+    counts = fake_counts(cfg, real_counts)
+    seeds = {s: split_seed(cfg.seed, dataset, name, s) for s in SPLITS}
+    key = f"fake/{dataset}/{name}"
+    jpeg = fake_jpeg_history(cfg, real)
+    fp = fingerprint({"set": key, "size": cfg.size, "counts": counts, "seeds": seeds,
+                      "weights": gen.checkpoint_sha256, "pipeline": PIPELINE,
+                      "resample": cfg.fake_resample, "real": real.get("fingerprint"),
+                      "jpeg": jpeg.to_dict() if jpeg else None})
+    if force or not set_is_complete(root, key, fp):
+        meta = {"kind": "fake", "dataset": dataset, "generator": name, "fingerprint": fp,
+                "seeds": seeds, "native_size": gen.size, "channels": gen.channels,
+                "weights_sha256": gen.checkpoint_sha256,
+                "weights": str(gen.checkpoint) if gen.checkpoint else gen.info.get("weights"),
+                "generator_source": gen.info.get("source"), "world_seed": cfg.seed,
+                "real_counts": real_counts, "provenance": run_record()}
+        splits = {s: fake_items(gen, counts[s], seeds[s], s) for s in SPLITS}
+        write_set(root, key, splits, size=cfg.size, meta=meta, world=world,
+                  progress=progress, history=cfg.fake_resample, jpeg=jpeg)
 
 
 def fake_counts(cfg: WorldConfig, real_counts: dict[str, int]) -> dict[str, int]:

@@ -18,6 +18,7 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -169,17 +170,7 @@ def import_folder(
         raise ValueError(f"{src}: holds no image files" + (" (searched recursively)"
                                                            if recursive else ""))
     manifest_path = dst / MANIFEST
-    previous: dict = {}
-    if manifest_path.exists():
-        previous = json.loads(manifest_path.read_text())
-        if previous.get("size") != size or previous.get("src") != str(src):
-            raise ValueError(
-                f"{dst}: already holds an import of {previous.get('src')} at "
-                f"{previous.get('size')}px; choose another output folder"
-            )
-    elif dst.exists() and any(dst.iterdir()):
-        raise ValueError(f"{dst}: exists and is not empty; choose a new output folder")
-
+    previous = _previous_import(src, dst, size)
     report = ImportReport(src=str(src), dst=str(dst), size=size)
     done: dict[str, dict] = previous.get("files", {})
     claimed: dict[Path, Path] = {}
@@ -218,6 +209,24 @@ def import_folder(
               "skipped": report.skipped}
     atomic_write_text(manifest_path, json.dumps(record, indent=1))
     return report
+
+
+def _previous_import(src: Path, dst: Path, size: int) -> dict[str, Any]:
+    """The manifest of an earlier import of ``src`` at ``size`` into ``dst`` ({} for a new or
+    empty ``dst``); ``ValueError`` naming the folder when ``dst`` holds another import or other
+    files."""
+    manifest_path = dst / MANIFEST
+    if manifest_path.exists():
+        previous = json.loads(manifest_path.read_text())
+        if previous.get("size") != size or previous.get("src") != str(src):
+            raise ValueError(
+                f"{dst}: already holds an import of {previous.get('src')} at "
+                f"{previous.get('size')}px; choose another output folder"
+            )
+        return previous
+    if dst.exists() and any(dst.iterdir()):
+        raise ValueError(f"{dst}: exists and is not empty; choose a new output folder")
+    return {}
 
 
 # A description of the pipeline, recorded in every manifest so outputs say how they were made.

@@ -25,7 +25,7 @@ import shutil
 import subprocess
 import sys
 import zipfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -375,6 +375,29 @@ def config_diff(built: dict[str, Any], wanted: dict[str, Any]) -> dict[str, tupl
     only decides fake sets, whose own fingerprints make them rebuild, so it is no conflict.
     """
     return {k: (built.get(k), v) for k, v in wanted.items() if k in built and built[k] != v}
+
+
+def built_real_world(root: Path, cfg: WorldConfig,
+                     datasets: Sequence[str] = ()) -> dict[str, Any]:
+    """The manifest of the real world in ``root``, built with ``cfg`` and holding the real sets
+    of ``datasets`` (default: any): what fake and manipulated sets are built on.
+    ``FileNotFoundError`` when there is none (or a dataset is missing), ``ValueError`` naming
+    the fields when it was built with another config."""
+    manifest = read_manifest(root)
+    world = manifest.get("world")
+    if world is None or not any(k.startswith("real/") for k in manifest["sets"]):
+        raise FileNotFoundError(
+            f"{root}: no real world here; build it first with "
+            "patchforensics.embedded.build_real_world(cfg) (or `patchforensics world`)")
+    missing = [d for d in datasets if f"real/{d}" not in manifest["sets"]]
+    if missing:
+        raise FileNotFoundError(f"{root}: real/{missing[0]} missing from the manifest; rebuild "
+                                "the real world")
+    diff = config_diff(world.get("config", {}), to_dict(cfg))
+    if diff:
+        raise ValueError(f"{root}: the real world was built with another config "
+                         f"(field: (built, requested)) {diff}")
+    return manifest
 
 
 def fake_jpeg_history(cfg: WorldConfig, real_entry: dict[str, Any]) -> JpegHistory | None:

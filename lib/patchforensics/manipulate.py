@@ -55,7 +55,7 @@ from . import paths
 from .config import WorldConfig, fingerprint, to_dict
 from .embedded import (
     SPLITS,
-    config_diff,
+    built_real_world,
     fake_jpeg_history,
     read_manifest,
     real_splits,
@@ -501,16 +501,9 @@ def build_manipulation_sets(cfg: WorldConfig, root: str | Path | None = None, *,
     bad = [m for m in methods if m not in MANIPULATIONS]
     if bad:
         raise ValueError(f"unknown manipulation(s) {bad}; choose from {MANIPULATIONS}")
-    manifest = read_manifest(root)
-    world = manifest.get("world")
+    manifest = built_real_world(root, cfg, [DATASET])
+    world = manifest["world"]
     real_key = f"real/{DATASET}"
-    if world is None or real_key not in manifest["sets"]:
-        raise FileNotFoundError(f"{root}: no real world here; build it first with "
-                                "patchforensics.embedded.build_real_world(cfg)")
-    diff = config_diff(world.get("config", {}), to_dict(cfg))
-    if diff:
-        raise ValueError(f"{root}: the real world was built with another config "
-                         f"(field: (built, requested)) {diff}")
     real = manifest["sets"][real_key]
     seeds = {s: split_seed(cfg.seed, DATASET, PAIRING, s) for s in SPLITS}
     jpeg = fake_jpeg_history(cfg, real)

@@ -42,7 +42,7 @@ from .data import load_folder
 from .embedded import (
     REAL_DATASETS,
     SPLITS,
-    config_diff,
+    built_real_world,
     fake_jpeg_history,
     read_manifest,
     set_is_complete,
@@ -101,22 +101,11 @@ def build_fake_world(cfg: WorldConfig, root: str | Path | None = None, *, force:
     ``psnr`` ({split: {mean, median, min, max}}, dB, stored image vs real image).
     """
     root = Path(root) if root is not None else paths.world_dir(cfg.name)
-    manifest = read_manifest(root)
-    world = manifest.get("world")
-    if world is None or not any(k.startswith("real/") for k in manifest["sets"]):
-        raise FileNotFoundError(
-            f"{root}: no real world here; build it first with "
-            "patchforensics.embedded.build_real_world(cfg) (or `patchforensics world`)")
-    diff = config_diff(world.get("config", {}), to_dict(cfg))
-    if diff:
-        raise ValueError(f"{root}: the real world was built with another config "
-                         f"(field: (built, requested)) {diff}")
     jobs = [(d, g) for d in REAL_DATASETS for g in world_generators(d)]
+    manifest = built_real_world(root, cfg, sorted({d for d, _ in jobs}))
+    world = manifest["world"]
     for dataset, name in progress_bar(jobs, desc="fake sets", disable=not progress, unit="set"):
         real_key = f"real/{dataset}"
-        if real_key not in manifest["sets"]:
-            raise FileNotFoundError(f"{root}: {real_key} missing from the manifest; rebuild "
-                                    "the real world")
         gen = get_generator(dataset, name, world_root=root, smoke=cfg.smoke, device=device,
                             force=retrain, progress=progress)
         _write_fake_set(cfg, root, dataset, name, gen, manifest["sets"][real_key], world,

@@ -510,16 +510,8 @@ def build_manipulation_sets(cfg: WorldConfig, root: str | Path | None = None, *,
     base = {"version": MANIPULATE_VERSION, "params": to_dict(p), "size": cfg.size,
             "seeds": seeds, "real": real.get("fingerprint"), "pipeline": PIPELINE,
             "mediapipe": _mediapipe().__version__, "jpeg": jpeg.to_dict() if jpeg else None}
-    gen: TorchGenerator | None = None
-    renderer: dict[str, Any] | None = None
-    if any(m in LEARNED for m in methods):
-        g = get_generator(DATASET, RENDERER, world_root=root, smoke=cfg.smoke, device=device,
-                          progress=progress)
-        if not isinstance(g, TorchGenerator):
-            raise TypeError(f"{RENDERER}: expected a generator with a latent, got {type(g)}")
-        gen = g
-        renderer = {"generator": RENDERER, "weights_sha256": gen.checkpoint_sha256,
-                    "inversion": to_dict(inversion_config(cfg)), "size": gen.size}
+    gen, renderer = (_renderer(root, cfg, device, progress) if any(m in LEARNED for m in methods)
+                     else (None, None))
     fps = {m: fingerprint({**base, "set": set_key(m),
                            "renderer": renderer if m in LEARNED else None}) for m in methods}
     todo = [m for m in methods if force or not (set_is_complete(root, set_key(m), fps[m])
@@ -527,29 +519,54 @@ def build_manipulation_sets(cfg: WorldConfig, root: str | Path | None = None, *,
     if not todo:
         return manifest
     t0 = time.perf_counter()
-    reals = real_splits(DATASET, cfg)
-    for s in SPLITS:
-        names = sorted(f"{i}.png" for i, _ in reals[s])
-        if names != sorted(real["splits"][s]["files"]):
-            raise ValueError(f"{root}: {real_key}/{s} does not hold the CelebA crops this "
-                             "config reads; rebuild the real world")
+    reals = _checked_reals(root, cfg, real)
     with LandmarkDetector(p) as det:
         marks = {s: [det(a) for _, a in progress_bar(reals[s], desc=f"face mesh {s}",
                                                       disable=not progress, unit="img",
                                                       leave=False)] for s in SPLITS}
     detect_s = time.perf_counter() - t0
     rendered: dict[str, dict[str, np.ndarray]] = {}
-    if gen is not None and any(m in LEARNED for m in todo):
-        result, cache = invert_reals(gen, root, inversion_config(cfg), progress=progress)
-        rendered = {s: dict(zip(result[s]["names"], result[s]["images"], strict=True))
-                    for s in SPLITS}
-        assert renderer is not None
-        renderer = {**renderer, "cache": str(cache),
-                    "psnr_mean": {s: float(np.mean(result[s]["psnr"])) for s in SPLITS}}
+    if gen is not None and renderer is not None and any(m in LEARNED for m in todo):
+        rendered, renderer = _render_reals(root, cfg, gen, renderer, progress)
     for method in todo:
         _build_one(root, method, cfg, p, reals, marks, rendered, seeds, fps[method],
                    renderer if method in LEARNED else None, world, detect_s, progress)
     return read_manifest(root)
+
+
+def _renderer(root: Path, cfg: WorldConfig, device: str | None, progress: bool
+              ) -> tuple[TorchGenerator, dict[str, Any]]:
+    """The learned methods' renderer (the world's VAE, loaded or trained) and its record."""
+    gen = get_generator(DATASET, RENDERER, world_root=root, smoke=cfg.smoke, device=device,
+                        progress=progress)
+    if not isinstance(gen, TorchGenerator):
+        raise TypeError(f"{RENDERER}: expected a generator with a latent, got {type(gen)}")
+    return gen, {"generator": RENDERER, "weights_sha256": gen.checkpoint_sha256,
+                 "inversion": to_dict(inversion_config(cfg)), "size": gen.size}
+
+
+def _render_reals(root: Path, cfg: WorldConfig, gen: TorchGenerator, renderer: dict[str, Any],
+                  progress: bool) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, Any]]:
+    """The renderer's inversions of the reals (``world.invert_reals``, cached), per split
+    ``{file name: image}``, and the renderer's record with the cache and mean PSNR."""
+    result, cache = invert_reals(gen, root, inversion_config(cfg), progress=progress)
+    rendered = {s: dict(zip(result[s]["names"], result[s]["images"], strict=True))
+                for s in SPLITS}
+    return rendered, {**renderer, "cache": str(cache),
+                      "psnr_mean": {s: float(np.mean(result[s]["psnr"])) for s in SPLITS}}
+
+
+def _checked_reals(root: Path, cfg: WorldConfig, real: dict[str, Any]
+                   ) -> dict[str, list[tuple[str, np.ndarray]]]:
+    """The CelebA crops ``cfg`` reads, per split, after checking that they are the files the
+    world's real set (manifest entry ``real``) holds."""
+    reals = real_splits(DATASET, cfg)
+    for s in SPLITS:
+        names = sorted(f"{i}.png" for i, _ in reals[s])
+        if names != sorted(real["splits"][s]["files"]):
+            raise ValueError(f"{root}: real/{DATASET}/{s} does not hold the CelebA crops this "
+                             "config reads; rebuild the real world")
+    return reals
 
 
 def _build_one(root: Path, method: str, cfg: WorldConfig, p: ManipulationConfig,

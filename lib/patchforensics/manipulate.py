@@ -582,46 +582,15 @@ def _build_one(root: Path, method: str, cfg: WorldConfig, p: ManipulationConfig,
     pairs: dict[str, dict[str, str]] = {}
     skipped: dict[str, int] = {}
     for s in SPLITS:
-        ids = [i for i, _ in reals[s]]
-        names = [f"{i}.png" for i in ids]
-        found = [m is not None for m in marks[s]]
-        index = {n: k for k, n in enumerate(names)}
-        if method == "neuraltex":
-            plan = {n: n for n, ok in zip(names, found, strict=True) if ok}
-        else:
-            plan = pair_faces(names, found, seeds[s])
-        items, weights, done = [], [], {}
-        for k in progress_bar(range(len(names)), desc=f"{method}/{s}", disable=not progress,
-                              unit="img", leave=False):
-            name = names[k]
-            if name not in plan:
-                continue
-            j = index[plan[name]]
-            target, t_pts = reals[s][k][1], marks[s][k]
-            s_pts = marks[s][j]
-            assert t_pts is not None and s_pts is not None
-            try:
-                if method == "faceswap":
-                    fake, w = faceswap(target, t_pts, reals[s][j][1], s_pts, p)
-                elif method == "deepfake":
-                    src = render_native(rendered[s][plan[name]], reals[s][j][1])
-                    fake, w = faceswap(target, t_pts, src, s_pts, p)
-                elif method == "reenact":
-                    fake, w = reenact(target, t_pts, s_pts, p)
-                else:
-                    fake, w = neuraltex(target, t_pts, render_native(rendered[s][name], target),
-                                        p)
-            except (ValueError, cv2.error, QhullError):
-                continue  # a degenerate mesh: counted as skipped below
-            items.append((ids[k], fake))
-            weights.append(_quantise(mask_to_world(w, cfg.size)))
-            done[name] = plan[name]
+        items, weights, done = _manipulate_split(method, cfg, p, reals[s], marks[s],
+                                                 rendered.get(s, {}), seeds[s], progress,
+                                                 desc=f"{method}/{s}")
         splits[s] = items
         masks[s] = (np.stack(weights) if weights
                     else np.zeros((0, cfg.size, cfg.size), np.uint8))
         masks[f"{s}_names"] = np.array([f"{i}.png" for i, _ in items])
         pairs[s] = done
-        skipped[s] = len(names) - len(done)
+        skipped[s] = len(reals[s]) - len(done)
     meta = {"kind": "fake", "dataset": DATASET, "generator": method, "manipulation": method,
             "fingerprint": fp, "paired_with": f"real/{DATASET}", "pairs": pairs,
             "skipped": skipped, "seeds": seeds, "world_seed": cfg.seed, "params": to_dict(p),
@@ -635,7 +604,63 @@ def _build_one(root: Path, method: str, cfg: WorldConfig, p: ManipulationConfig,
     write_set(root, key, splits, size=cfg.size, meta=meta, world=world, progress=progress,
               history="native", jpeg=fake_jpeg_history(cfg, read_manifest(root)["sets"][
                   f"real/{DATASET}"]))
-    # write_set replaced the whole folder, so the mask file goes in after it.
+    _write_masks(root, key, masks, world)  # after write_set, which replaced the whole folder
+
+
+def _manipulate_split(method: str, cfg: WorldConfig, p: ManipulationConfig,
+                      reals: list[tuple[str, np.ndarray]], marks: list[np.ndarray | None],
+                      rendered: dict[str, np.ndarray], seed: int, progress: bool, desc: str
+                      ) -> tuple[list[tuple[str, np.ndarray]], list[np.ndarray], dict[str, str]]:
+    """One split of one method: ``(items, weights, pairs)``, the manipulated faces as
+    ``(id, image)``, their quantised masks at the world size, and ``{file: source file}``.
+    Faces without landmarks, or whose mesh is degenerate, are left out."""
+    ids = [i for i, _ in reals]
+    names = [f"{i}.png" for i in ids]
+    found = [m is not None for m in marks]
+    index = {n: k for k, n in enumerate(names)}
+    if method == "neuraltex":  # re-renders each face's own texture: no source face
+        plan = {n: n for n, ok in zip(names, found, strict=True) if ok}
+    else:
+        plan = pair_faces(names, found, seed)
+    items, weights, done = [], [], {}
+    for k in progress_bar(range(len(names)), desc=desc, disable=not progress, unit="img",
+                          leave=False):
+        name = names[k]
+        if name not in plan:
+            continue
+        j = index[plan[name]]
+        try:
+            fake, w = _manipulate_face(method, p, reals[k][1], marks[k], reals[j][1], marks[j],
+                                       rendered.get(plan[name]), rendered.get(name))
+        except (ValueError, cv2.error, QhullError):
+            continue  # a degenerate mesh: counted as skipped
+        items.append((ids[k], fake))
+        weights.append(_quantise(mask_to_world(w, cfg.size)))
+        done[name] = plan[name]
+    return items, weights, done
+
+
+def _manipulate_face(method: str, p: ManipulationConfig, target: np.ndarray,
+                     t_pts: np.ndarray | None, source: np.ndarray, s_pts: np.ndarray | None,
+                     source_render: np.ndarray | None, target_render: np.ndarray | None
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """One manipulated face and its mask weight (native size): ``target`` with the method
+    applied, from ``source`` (its landmarks ``s_pts``) or the VAE's renderings."""
+    assert t_pts is not None and s_pts is not None
+    if method == "faceswap":
+        return faceswap(target, t_pts, source, s_pts, p)
+    if method == "deepfake":
+        assert source_render is not None
+        return faceswap(target, t_pts, render_native(source_render, source), s_pts, p)
+    if method == "reenact":
+        return reenact(target, t_pts, s_pts, p)
+    assert target_render is not None
+    return neuraltex(target, t_pts, render_native(target_render, target), p)
+
+
+def _write_masks(root: Path, key: str, masks: dict[str, np.ndarray], world: dict[str, Any]
+                 ) -> None:
+    """The set's mask file (npz), recorded in its manifest entry with its coverage."""
     buf = io.BytesIO()
     np.savez_compressed(buf, **masks)
     data = buf.getvalue()

@@ -181,24 +181,13 @@ def _train(job: _Job, dev: torch.device, *, force: bool, progress: bool,
     cfg, gen = job.cfg, job.gen
     start_run(job.folder, job.fp, job.record, force=force)
     state = gen.training_state()
-    G, D = gen.net, gen.discriminator
-    G.load_state_dict(state["G"])
-    D.load_state_dict(state["D"])
-    G.train()
-    D.train()
+    G, D, opt_g, opt_d = _resumed_gan(gen, state, cfg)
     C = job.ck.model.eval()
     for p in C.parameters():
         p.requires_grad_(False)
     # Frozen: its BatchNorm folded (faster, the same function), in the precision notebook
     # 03 scores it with (G's loss and the logged statistics alike).
     C = inference_model(C, cfg.precision)
-    opt_g = torch.optim.Adam(G.parameters(), cfg.lr_g, betas=(0.5, 0.999))
-    opt_d = torch.optim.Adam(D.parameters(), cfg.lr_d, betas=(0.5, 0.999))
-    opt_g.load_state_dict(state["opt_g"])
-    opt_d.load_state_dict(state["opt_d"])
-    for opt, lr in ((opt_g, cfg.lr_g), (opt_d, cfg.lr_d)):
-        for group in opt.param_groups:
-            group["lr"] = lr
     data = from_uint8(job.reals, gen.channels)
     rng = torch.Generator().manual_seed(cfg.seed + 1)
     eval_z = gen.sample_latent(cfg.eval_n, cfg.seed + 12345)
@@ -245,13 +234,40 @@ def _train(job: _Job, dev: torch.device, *, force: bool, progress: bool,
                             checkpoint_every=cfg.checkpoint_every, parts=parts, rng=rng,
                             step_fn=step_fn, desc="finetune", progress=progress,
                             stop_after=stop_after)
+    _finish(job, gen, state, (G, D, opt_g, opt_d), history, seconds)
+
+
+def _resumed_gan(gen: Any, state: dict[str, Any], cfg: FinetuneConfig
+                 ) -> tuple[torch.nn.Module, torch.nn.Module, torch.optim.Optimizer,
+                            torch.optim.Optimizer]:
+    """The generator's G and D in training mode with their saved weights, and their Adam
+    optimisers with their saved state at this finetuning's learning rates."""
+    G, D = gen.net, gen.discriminator
+    G.load_state_dict(state["G"])
+    D.load_state_dict(state["D"])
+    G.train()
+    D.train()
+    opt_g = torch.optim.Adam(G.parameters(), cfg.lr_g, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(D.parameters(), cfg.lr_d, betas=(0.5, 0.999))
+    opt_g.load_state_dict(state["opt_g"])
+    opt_d.load_state_dict(state["opt_d"])
+    for opt, lr in ((opt_g, cfg.lr_g), (opt_d, cfg.lr_d)):
+        for group in opt.param_groups:
+            group["lr"] = lr
+    return G, D, opt_g, opt_d
+
+
+def _finish(job: _Job, gen: Any, state: dict[str, Any], nets: tuple[Any, Any, Any, Any],
+            history: RowLog, seconds: float) -> None:
+    """``final.pt`` (the finetuned GAN, as ``generators`` saves one) and ``history.csv``."""
+    G, D, opt_g, opt_d = nets
     G.eval()
     final = {"kind": "gan", "config": state["config"], "size": gen.size,
              "channels": gen.channels, "G": cpu_state(G.state_dict()),
              "D": cpu_state(D.state_dict()), "opt_g": cpu_state(opt_g.state_dict()),
              "opt_d": cpu_state(opt_d.state_dict())}
     atomic_write_text(job.folder / "history.csv", pd.DataFrame(history.rows).to_csv(index=False))
-    finish_run(job.folder, job.fp, final, cfg.steps, seconds)
+    finish_run(job.folder, job.fp, final, job.cfg.steps, seconds)
 
 
 def finetune(cfg: FinetuneConfig, classifier_run: str | os.PathLike, *,

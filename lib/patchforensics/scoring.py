@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -206,14 +206,9 @@ def score_files(ckpt: str | os.PathLike, inputs: Sequence[str | os.PathLike], *,
 
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    named = input_files(inputs, recursive=recursive)
     out_dir = Path(heatmaps) if heatmaps is not None else None
-    if out_dir is not None and out_dir.is_dir():  # last run's heatmaps are not inputs
-        inside = out_dir.resolve()
-        named = [(f, n) for f, n in named if not f.resolve().is_relative_to(inside)]
+    named = _scored_inputs(inputs, recursive, out_dir)
     files = [f for f, _ in named]
-    if not files:
-        raise ValueError(f"no images found in {[str(i) for i in inputs]}")
     ck = load_checkpoint(ckpt, device=device, input_size=input_size, load_size=load_size,
                          fake_class_id=fake_class_id)
     if out_dir is not None:
@@ -223,6 +218,38 @@ def score_files(ckpt: str | os.PathLike, inputs: Sequence[str | os.PathLike], *,
                           device, batch_size, _HeatmapNames(out_dir) if out_dir else None)
     rows: list[dict[str, Any]] = []
     bar = progress_bar(total=len(files), desc="score", unit="img", disable=not progress)
+    try:
+        for batch in _batches(named, ck.input_size, out_dir is not None, batch_size or 64,
+                              rows, strict, on_skip, bar):
+            rows += scorer(batch)
+            bar.update(len(batch))
+    finally:
+        bar.close()
+    order = {f.as_posix(): n for n, f in enumerate(files)}
+    frame = pd.DataFrame(rows)
+    frame = frame.iloc[np.argsort([order[p] for p in frame["path"]], kind="stable")]
+    return frame.reset_index(drop=True)
+
+
+def _scored_inputs(inputs: Sequence[str | os.PathLike], recursive: bool,
+                   heatmaps: Path | None) -> list[tuple[Path, str]]:
+    """:func:`input_files` less the files inside the ``heatmaps`` folder (a last run's
+    heatmaps are not inputs); ``ValueError`` when nothing is left."""
+    named = input_files(inputs, recursive=recursive)
+    if heatmaps is not None and heatmaps.is_dir():
+        inside = heatmaps.resolve()
+        named = [(f, n) for f, n in named if not f.resolve().is_relative_to(inside)]
+    if not named:
+        raise ValueError(f"no images found in {[str(i) for i in inputs]}")
+    return named
+
+
+def _batches(named: list[tuple[Path, str]], size: int, keep_originals: bool, per_batch: int,
+             skipped: list[dict[str, Any]], strict: bool,
+             on_skip: Callable[[Path, str], None] | None, bar: Any
+             ) -> Iterator[list[tuple[Path, str, np.ndarray, np.ndarray]]]:
+    """Groups of ``(path, name, original, prepared)`` images; an unreadable file raises when
+    ``strict``, else becomes a row of ``skipped`` (and an ``on_skip`` call)."""
     batch: list[tuple[Path, str, np.ndarray, np.ndarray]] = []
     held = 0  # bytes of originals in the batch
     for f, name in named:
@@ -230,30 +257,22 @@ def score_files(ckpt: str | os.PathLike, inputs: Sequence[str | os.PathLike], *,
             arr, _ = read_image(f)
         except ImageError as err:
             if strict:
-                bar.close()
                 raise
-            rows.append({"path": f.as_posix(), "heatmap": "", "error": err.problem})
+            skipped.append({"path": f.as_posix(), "heatmap": "", "error": err.problem})
             if on_skip is not None:
                 on_skip(f, err.problem)
             bar.update(1)
             continue
         # The original stays in the batch only when a heatmap is drawn over it, and then
         # caps the group's decoded pixels: a folder of 12 MP photos must not hold 64 at once.
-        keep = arr if out_dir is not None else np.empty(arr.shape[:2] + (0,), np.uint8)
-        batch.append((f, name, keep, prepare_array(arr, ck.input_size)))
+        keep = arr if keep_originals else np.empty(arr.shape[:2] + (0,), np.uint8)
+        batch.append((f, name, keep, prepare_array(arr, size)))
         held += keep.size
-        if len(batch) == (batch_size or 64) or held > 2**28:  # files decoded per group
-            rows += scorer(batch)
-            bar.update(len(batch))
+        if len(batch) == per_batch or held > 2**28:  # files decoded per group
+            yield batch
             batch, held = [], 0
     if batch:
-        rows += scorer(batch)
-        bar.update(len(batch))
-    bar.close()
-    order = {f.as_posix(): n for n, f in enumerate(files)}
-    frame = pd.DataFrame(rows)
-    frame = frame.iloc[np.argsort([order[p] for p in frame["path"]], kind="stable")]
-    return frame.reset_index(drop=True)
+        yield batch
 
 
 class _HeatmapNames:

@@ -177,7 +177,6 @@ def import_folder(
     for path in progress_bar(files, desc=f"import {src.name}", disable=not progress, unit="img"):
         rel = path.relative_to(src)
         out = dst / rel.with_suffix(".png")
-        key = rel.as_posix()
         if out in claimed:
             problem = f"would write the same output {out.name} as {claimed[out]}; rename one"
             if on_error == "fail":
@@ -185,30 +184,39 @@ def import_folder(
             report.skipped[str(path)] = problem
             continue
         claimed[out] = path
-        src_hash = sha256_file(path)
-        old = done.get(key)
-        if old and old["source_sha256"] == src_hash and out.exists():
-            if sha256_file(out) == old["sha256"]:
-                report.reused += 1
-                continue
-        try:
-            arr, notes = read_image(path, max_pixels=max_pixels, min_side=min_side)
-        except ImageError as err:
-            if on_error == "fail":
-                raise
-            report.skipped[str(path)] = err.problem
-            done.pop(key, None)
-            continue
-        if notes:
-            report.notes[str(path)] = notes
-        digest = write_prepared(arr, out, size)
-        done[key] = {"output": out.relative_to(dst).as_posix(), "sha256": digest,
-                     "source_sha256": src_hash, "notes": notes}
-        report.written += 1
+        _import_one(path, rel, dst, size, done, report, fail=on_error == "fail",
+                    max_pixels=max_pixels, min_side=min_side)
     record = {"src": str(src), "size": size, "pipeline": PIPELINE, "files": done,
               "skipped": report.skipped}
     atomic_write_text(manifest_path, json.dumps(record, indent=1))
     return report
+
+
+def _import_one(path: Path, rel: Path, dst: Path, size: int, done: dict[str, dict],
+                report: ImportReport, *, fail: bool, max_pixels: int, min_side: int) -> None:
+    """Import one file to ``dst / rel`` (as PNG), or reuse its output when the source is
+    unchanged; ``done`` (the manifest's files) and ``report`` are updated."""
+    out, key = dst / rel.with_suffix(".png"), rel.as_posix()
+    src_hash = sha256_file(path)
+    old = done.get(key)
+    if old and old["source_sha256"] == src_hash and out.exists():
+        if sha256_file(out) == old["sha256"]:
+            report.reused += 1
+            return
+    try:
+        arr, notes = read_image(path, max_pixels=max_pixels, min_side=min_side)
+    except ImageError as err:
+        if fail:
+            raise
+        report.skipped[str(path)] = err.problem
+        done.pop(key, None)
+        return
+    if notes:
+        report.notes[str(path)] = notes
+    digest = write_prepared(arr, out, size)
+    done[key] = {"output": out.relative_to(dst).as_posix(), "sha256": digest,
+                 "source_sha256": src_hash, "notes": notes}
+    report.written += 1
 
 
 def _previous_import(src: Path, dst: Path, size: int) -> dict[str, Any]:

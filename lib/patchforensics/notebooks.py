@@ -260,11 +260,78 @@ class _Guard:
         self.cell_started = time.monotonic()
 
 
+def _without_heartbeats(text: str, live: Any) -> str:
+    """A cell's stream text with the heartbeat lines taken out (each reported to ``live``
+    when given); what a line held before its heartbeat is kept."""
+    keep = []
+    for line in text.splitlines(keepends=True):
+        record = heartbeat.parse_heartbeat(line)
+        if record is None:
+            keep.append(line)
+            continue
+        if live is not None:
+            live.heartbeat(record)
+        before = line[: line.find(heartbeat.PREFIX)]
+        if before.strip():
+            keep.append(before + "\n")
+    return "".join(keep)
+
+
+def _stop_reason(g: _Guard, signum: int | None, cell_deadline: float | None,
+                 timeout: float | None, last_activity: float) -> tuple[str | None, type]:
+    """Why the running cell must stop now, and as what (``NotebookInterrupted`` for a
+    signal, else ``NotebookTimeout``); ``(None, NotebookTimeout)`` while it may go on."""
+    now = time.monotonic()
+    if signum is not None:
+        return f"stopped by {signal.Signals(signum).name}", NotebookInterrupted
+    if g.deadline is not None and now >= g.deadline:
+        return f"the notebook ran past its limit of {g.notebook_timeout:g} s", NotebookTimeout
+    if cell_deadline is not None and now >= cell_deadline:
+        return f"the cell ran past its limit of {timeout:g} s", NotebookTimeout
+    if g.stall_timeout and now - last_activity >= g.stall_timeout:
+        return f"no output and no heartbeat for {g.stall_timeout:g} s", NotebookTimeout
+    return None, NotebookTimeout
+
+
+async def _stop_cell(client: Any, task_poll_output_msg: Any, task_poll_kernel_alive: Any
+                     ) -> None:
+    """Interrupt the kernel, give the cell GRACE_S to finish (so the executed copy shows
+    where it stopped), then let the cleanup kill the kernel at once."""
+    from nbclient.util import ensure_async
+
+    client.shutdown_kernel = "immediate"
+    task_poll_kernel_alive.cancel()
+    with contextlib.suppress(Exception):
+        await ensure_async(client.km.interrupt_kernel())
+    with contextlib.suppress(BaseException):
+        await asyncio.wait_for(asyncio.shield(task_poll_output_msg), GRACE_S)
+    task_poll_output_msg.cancel()
+    await asyncio.gather(task_poll_output_msg, task_poll_kernel_alive, return_exceptions=True)
+
+
+async def _await_output(client: Any, msg: dict[str, Any], cell: Any, task_poll_output_msg: Any,
+                        task_poll_kernel_alive: Any) -> None:
+    """After the cell's reply: record its time and wait for its last output, as nbclient's
+    own poll does."""
+    from nbclient.client import timestamp
+    from nbclient.exceptions import CellTimeoutError
+
+    if client.record_timing:
+        cell["metadata"]["execution"]["shell.execute_reply"] = timestamp(msg)
+    try:
+        await asyncio.wait_for(task_poll_output_msg, client.iopub_timeout)
+    except (TimeoutError, Empty):
+        if client.raise_on_iopub_timeout:
+            task_poll_kernel_alive.cancel()
+            raise CellTimeoutError.error_from_timeout_and_cell(
+                "Timeout waiting for IOPub output", client.iopub_timeout, cell) from None
+        client.log.warning("Timeout waiting for IOPub output")
+    task_poll_kernel_alive.cancel()
+
+
 def _client_class() -> type:
     """papermill's client with the bounded shell-channel poll, the no-progress limit, signal
     handling and heartbeat forwarding (see the module docstring)."""
-    from nbclient.client import timestamp
-    from nbclient.exceptions import CellTimeoutError
     from nbclient.util import ensure_async
     from papermill.clientwrap import PapermillNotebookClient
 
@@ -276,34 +343,11 @@ def _client_class() -> type:
             self.last_activity = time.monotonic()  # any IOPub message of the cell is progress
             content = msg.get("content", {})
             if msg.get("msg_type") == "stream" and heartbeat.PREFIX in content.get("text", ""):
-                keep = []
-                for line in content["text"].splitlines(keepends=True):
-                    record = heartbeat.parse_heartbeat(line)
-                    if record is None:
-                        keep.append(line)
-                        continue
-                    if self.guard.live is not None:
-                        self.guard.live.heartbeat(record)
-                    before = line[: line.find(heartbeat.PREFIX)]
-                    if before.strip():
-                        keep.append(before + "\n")
-                if not keep:
+                text = _without_heartbeats(content["text"], self.guard.live)
+                if not text:
                     return None  # only heartbeats: kept out of the executed copy
-                msg = {**msg, "content": {**content, "text": "".join(keep)}}
+                msg = {**msg, "content": {**content, "text": text}}
             return super().process_message(msg, cell, cell_index)
-
-        async def _stop_cell(self, task_poll_output_msg, task_poll_kernel_alive) -> None:
-            """Interrupt the kernel, give the cell GRACE_S to finish (so the executed copy
-            shows where it stopped), then let the cleanup kill the kernel at once."""
-            self.shutdown_kernel = "immediate"
-            task_poll_kernel_alive.cancel()
-            with contextlib.suppress(Exception):
-                await ensure_async(self.km.interrupt_kernel())
-            with contextlib.suppress(BaseException):
-                await asyncio.wait_for(asyncio.shield(task_poll_output_msg), GRACE_S)
-            task_poll_output_msg.cancel()
-            await asyncio.gather(task_poll_output_msg, task_poll_kernel_alive,
-                                 return_exceptions=True)
 
         async def _async_poll_for_reply(self, msg_id, cell, timeout, task_poll_output_msg,
                                         task_poll_kernel_alive):
@@ -316,18 +360,10 @@ def _client_class() -> type:
                 g.live.cell_started(*g.cell)
             cell_deadline = g.cell_started + timeout if timeout is not None else None
             while True:
-                now = time.monotonic()
-                signum, why, kind = stop_signal(), None, NotebookTimeout
-                if signum is not None:
-                    why, kind = f"stopped by {signal.Signals(signum).name}", NotebookInterrupted
-                elif g.deadline is not None and now >= g.deadline:
-                    why = f"the notebook ran past its limit of {g.notebook_timeout:g} s"
-                elif cell_deadline is not None and now >= cell_deadline:
-                    why = f"the cell ran past its limit of {timeout:g} s"
-                elif g.stall_timeout and now - self.last_activity >= g.stall_timeout:
-                    why = f"no output and no heartbeat for {g.stall_timeout:g} s"
+                signum = stop_signal()
+                why, kind = _stop_reason(g, signum, cell_deadline, timeout, self.last_activity)
                 if why is not None:
-                    await self._stop_cell(task_poll_output_msg, task_poll_kernel_alive)
+                    await _stop_cell(self, task_poll_output_msg, task_poll_kernel_alive)
                     if kind is NotebookInterrupted:
                         raise NotebookInterrupted(why, signum)
                     raise NotebookTimeout(why)
@@ -340,18 +376,8 @@ def _client_class() -> type:
                     continue
                 if msg["parent_header"].get("msg_id") != msg_id:
                     continue
-                if self.record_timing:
-                    cell["metadata"]["execution"]["shell.execute_reply"] = timestamp(msg)
-                try:
-                    await asyncio.wait_for(task_poll_output_msg, self.iopub_timeout)
-                except (TimeoutError, Empty):
-                    if self.raise_on_iopub_timeout:
-                        task_poll_kernel_alive.cancel()
-                        raise CellTimeoutError.error_from_timeout_and_cell(
-                            "Timeout waiting for IOPub output", self.iopub_timeout, cell
-                        ) from None
-                    self.log.warning("Timeout waiting for IOPub output")
-                task_poll_kernel_alive.cancel()
+                await _await_output(self, msg, cell, task_poll_output_msg,
+                                    task_poll_kernel_alive)
                 return msg
 
     return PollingClient

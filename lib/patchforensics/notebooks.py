@@ -443,15 +443,7 @@ def run_notebook(name: str, out_dir: str | os.PathLike, parameters: dict[str, An
     env = {**os.environ, heartbeat.ENV: f"{beat_s:g}"}
 
     def fail(kind: type[NotebookError], why: str, err: BaseException | None = None) -> None:
-        k, n, first = guard.cell
-        files = f"executed copy: {target}; log: {log}"
-        if kind is NotebookError and why.startswith("failed"):  # "failed in cell 3: ValueError"
-            line = (f"notebook {name} failed in cell {k}{why[6:]} "
-                    f"(cell {k} of {n}: {first}; {files})")
-        elif k:
-            line = f"notebook {name} stopped in cell {k} of {n} ({first}): {why} ({files})"
-        else:
-            line = f"notebook {name} stopped before its first cell: {why} ({files})"
+        line = _failure_line(name, guard.cell, kind, why, f"executed copy: {target}; log: {log}")
         with contextlib.suppress(OSError, ValueError):
             print(f"[runner {time.strftime('%H:%M:%S')}] {line}", file=logf, flush=True)
         if kind is NotebookInterrupted:
@@ -468,24 +460,50 @@ def run_notebook(name: str, out_dir: str | os.PathLike, parameters: dict[str, An
                 progress_bar=False, engine_name=_engine_name(), stdout_file=logf,
                 stderr_file=logf, guard=guard,
                 kernel_kwargs={"env": env, "stdout": logf, "stderr": logf})
-        except NotebookInterrupted as err:
-            fail(NotebookInterrupted, str(err), err)
-        except NotebookTimeout as err:
-            fail(NotebookTimeout, str(err))
-        except pm.PapermillExecutionError as err:
-            if stop_signal() is not None:  # the kernel saw the signal first
-                fail(NotebookInterrupted, f"stopped by {signal.Signals(stop_signal()).name}",
-                     NotebookInterrupted("", stop_signal()))
-            evalue = (str(err.evalue).splitlines() or [""])[0]
-            fail(NotebookError, f"failed: {err.ename}: {evalue}")
-        except CellTimeoutError as err:  # nbclient's own (IOPub) timeouts
-            fail(NotebookTimeout, str(err).splitlines()[0])
-        except DeadKernelError as err:
-            fail(NotebookError, f"the kernel died ({err})")
+        except (NotebookInterrupted, NotebookTimeout, pm.PapermillExecutionError, CellTimeoutError,
+                DeadKernelError) as err:
+            fail(*_classify(err))
         finally:
             if live is not None:
                 live.log = None
     return target
+
+
+def _classify(err: BaseException) -> tuple[type[NotebookError], str, BaseException | None]:
+    """``(kind, why, signal error)`` of an execution error: ours as they are, papermill's
+    cell error (a signal if the kernel saw one first), nbclient's IOPub timeout, a dead
+    kernel."""
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
+    from papermill import PapermillExecutionError
+
+    if isinstance(err, NotebookInterrupted):
+        return NotebookInterrupted, str(err), err
+    if isinstance(err, NotebookTimeout):
+        return NotebookTimeout, str(err), None
+    if isinstance(err, PapermillExecutionError):
+        signum = stop_signal()
+        if signum is not None:  # the kernel saw the signal first
+            return (NotebookInterrupted, f"stopped by {signal.Signals(signum).name}",
+                    NotebookInterrupted("", signum))
+        evalue = (str(err.evalue).splitlines() or [""])[0]
+        return NotebookError, f"failed: {err.ename}: {evalue}", None
+    if isinstance(err, CellTimeoutError):  # nbclient's own (IOPub) timeouts
+        return NotebookTimeout, str(err).splitlines()[0], None
+    if isinstance(err, DeadKernelError):
+        return NotebookError, f"the kernel died ({err})", None
+    return NotebookError, str(err), None
+
+
+def _failure_line(name: str, cell: tuple[int, int, str], kind: type[NotebookError], why: str,
+                  files: str) -> str:
+    """The one line that says where and why notebook ``name`` stopped (``cell``: number,
+    count, first source line; 0 before the first cell)."""
+    k, n, first = cell
+    if kind is NotebookError and why.startswith("failed"):  # "failed in cell 3: ValueError"
+        return f"notebook {name} failed in cell {k}{why[6:]} (cell {k} of {n}: {first}; {files})"
+    if k:
+        return f"notebook {name} stopped in cell {k} of {n} ({first}): {why} ({files})"
+    return f"notebook {name} stopped before its first cell: {why} ({files})"
 
 
 # --- the series -------------------------------------------------------------------------------

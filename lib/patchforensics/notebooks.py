@@ -620,9 +620,6 @@ def run_series(*, smoke: bool = False, only: list[str] | None = None,
     (``estimate``: reference timings scaled by :func:`calibrate`); write ``results/REPORT.md``
     at the end (``report``). A failure or stop raises :class:`NotebookError` (one line);
     notebooks before it keep their results. Limits as in :func:`run_notebook`."""
-    from .images import atomic_write_text, sha256_file
-    from .provenance import run_record
-
     say = echo if echo is not None else (lambda line: print(line, flush=True))
     out = Path(out_dir) if out_dir is not None else paths.results_dir() / "notebooks"
     names = [n for n in SERIES if not only or any(n.startswith(o) for o in only)]
@@ -634,14 +631,7 @@ def run_series(*, smoke: bool = False, only: list[str] | None = None,
         todo = [n for n in names if force or finished_notebook(out, n, params) is None]
         expected = {n: 0.0 for n in names}
         if estimate and todo:
-            cal = calibrate()
-            expected.update(estimate_seconds(todo, smoke, cal.speed))
-            guessed = sorted(n[:2] for n in todo
-                             if n[:2] in PROJECTED["smoke" if smoke else "default"])
-            say(f"estimate: about {clock(sum(expected.values()))} for {len(todo)} notebook(s) "
-                f"on this machine ({cal.describe()}"
-                + (f"; {', '.join(guessed)} projected, not yet measured" if guessed else "")
-                + f"); logs in {log_path('x').parent}")
+            expected.update(_say_estimate(todo, smoke, say))
         for n, name in enumerate(names, start=1):
             _check_stop(f"before notebook {name}")
             tag = f"[{n}/{len(names)} {name}]"
@@ -659,10 +649,7 @@ def run_series(*, smoke: bool = False, only: list[str] | None = None,
                                   cell_timeout=cell_timeout, notebook_timeout=notebook_timeout,
                                   live=LiveProgress(tag, say))
             seconds = time.perf_counter() - t0
-            atomic_write_text(_done_path(out, name), json.dumps(
-                {"notebook": name, "parameters": params, "seconds": round(seconds, 1),
-                 "source_sha256": sha256_file(notebook_path(name)),
-                 "provenance": run_record()}, indent=1))
+            _write_done(out, name, params, seconds)
             say(f"{tag} done in {seconds:.0f} s -> {target}")
             written.append(target)
         _check_stop("after the last notebook")
@@ -671,6 +658,30 @@ def run_series(*, smoke: bool = False, only: list[str] | None = None,
 
             say(f"report: {write_report(smoke=smoke)}")
     return written
+
+
+def _say_estimate(todo: list[str], smoke: bool, say: Callable[[str], None]) -> dict[str, float]:
+    """Calibrate this machine, say the run's estimate in one line and return the expected
+    seconds per notebook."""
+    cal = calibrate()
+    expected = estimate_seconds(todo, smoke, cal.speed)
+    guessed = sorted(n[:2] for n in todo if n[:2] in PROJECTED["smoke" if smoke else "default"])
+    say(f"estimate: about {clock(sum(expected.values()))} for {len(todo)} notebook(s) "
+        f"on this machine ({cal.describe()}"
+        + (f"; {', '.join(guessed)} projected, not yet measured" if guessed else "")
+        + f"); logs in {log_path('x').parent}")
+    return expected
+
+
+def _write_done(out: Path, name: str, params: dict[str, Any], seconds: float) -> None:
+    """The record that notebook ``name`` finished (parameters, time, source, provenance)."""
+    from .images import atomic_write_text, sha256_file
+    from .provenance import run_record
+
+    atomic_write_text(_done_path(out, name), json.dumps(
+        {"notebook": name, "parameters": params, "seconds": round(seconds, 1),
+         "source_sha256": sha256_file(notebook_path(name)), "provenance": run_record()},
+        indent=1))
 
 
 if __name__ == "__main__":  # pragma: no cover - `python -m patchforensics.notebooks`

@@ -400,29 +400,21 @@ def patch_vs_full(scores: pd.DataFrame, *, mode: str = "mean_softmax", full: str
     for (setting, label), mb in boots.items():
         if mb.info["depth"] == "full":
             continue
-        if full is not None:
-            ref_label = full
-        else:
-            cands = [lb for (st, lb), m in boots.items() if st == setting and
-                     m.info["depth"] == "full" and m.info["arch"] == mb.info["arch"]]
-            if not cands:
-                continue
-            ref_label = cands[0]
+        ref_label = full if full is not None else next(
+            (lb for (st, lb), m in boots.items() if st == setting and
+             m.info["depth"] == "full" and m.info["arch"] == mb.info["arch"]), None)
+        if ref_label is None:
+            continue
         ref = boots.get((setting, ref_label))
         if ref is None:
             raise ValueError(f"no full model {ref_label!r} in setting {setting!r}")
 
         def row(dataset: str, generator: str, seen: bool, auc_p: float, auc_f: float,
-                diffs: np.ndarray, setting: str = setting, label: str = label,
-                mb: _ModelBoots = mb, ref: _ModelBoots = ref,
-                ref_label: str = ref_label) -> dict[str, Any]:
-            lo, hi = interval(diffs, level)
-            return {"setting": setting, "model": label, "arch": mb.info["arch"],
-                    "depth": mb.info["depth"], "field_fraction": mb.info["field_fraction"],
-                    "full_model": ref_label, "dataset": dataset, "generator": generator,
-                    "seen": seen, "n_seeds": len(mb.seeds), "n_seeds_full": len(ref.seeds),
-                    "auc_patch": auc_p, "auc_full": auc_f, "diff": auc_p - auc_f, "ci_low": lo,
-                    "ci_high": hi, "verdict": verdict(lo, hi)}
+                diffs: np.ndarray, key: tuple[str, str] = (setting, label),
+                models: tuple[_ModelBoots, _ModelBoots, str] = (mb, ref, ref_label)
+                ) -> dict[str, Any]:
+            return _contrast_row(key, models, (dataset, generator, seen), auc_p, auc_f,
+                                 interval(diffs, level))
 
         for pair in mb.auc:
             if pair not in ref.auc:
@@ -433,16 +425,36 @@ def patch_vs_full(scores: pd.DataFrame, *, mode: str = "mean_softmax", full: str
                             auc_p, auc_f, bp - bf))
         unseen = [p for p in mb.unseen() if p in ref.auc]
         if pooled and unseen:
-            means_p = [mb.mean(p) for p in unseen]
-            means_f = [ref.mean(p) for p in unseen]
-            auc_p = float(np.mean([m[0] for m in means_p]))
-            auc_f = float(np.mean([m[0] for m in means_f]))
-            diffs = np.mean([mp[1] - mf[1] for mp, mf in zip(means_p, means_f, strict=True)], 0)
-            rows.append(row(unseen[0][0], "mean_unseen", False, auc_p, auc_f, diffs))
+            rows.append(row(unseen[0][0], "mean_unseen", False, *_pooled(mb, ref, unseen)))
     return pd.DataFrame(rows, columns=["setting", "model", "arch", "depth", "field_fraction",
                                        "full_model", "dataset", "generator", "seen", "n_seeds",
                                        "n_seeds_full", "auc_patch", "auc_full", "diff",
                                        "ci_low", "ci_high", "verdict"])
+
+
+def _pooled(mb: _ModelBoots, ref: _ModelBoots, pairs: list[tuple[str, str]]
+            ) -> tuple[float, float, np.ndarray]:
+    """The two models' AUC means over ``pairs`` (generators weighted equally) and the
+    bootstrap values of their difference."""
+    means_p, means_f = [mb.mean(p) for p in pairs], [ref.mean(p) for p in pairs]
+    diffs = np.mean([mp[1] - mf[1] for mp, mf in zip(means_p, means_f, strict=True)], 0)
+    return (float(np.mean([m[0] for m in means_p])), float(np.mean([m[0] for m in means_f])),
+            diffs)
+
+
+def _contrast_row(key: tuple[str, str], models: tuple[_ModelBoots, _ModelBoots, str],
+                  pair: tuple[str, str, bool], auc_p: float, auc_f: float,
+                  ci: tuple[float, float]) -> dict[str, Any]:
+    """One row of :func:`patch_vs_full`: ``key`` (setting, label), ``models`` (the patch
+    model's and the full model's boots, the full model's label), ``pair`` (dataset,
+    generator, seen)."""
+    (setting, label), (mb, ref, ref_label), (dataset, generator, seen) = key, models, pair
+    return {"setting": setting, "model": label, "arch": mb.info["arch"],
+            "depth": mb.info["depth"], "field_fraction": mb.info["field_fraction"],
+            "full_model": ref_label, "dataset": dataset, "generator": generator,
+            "seen": seen, "n_seeds": len(mb.seeds), "n_seeds_full": len(ref.seeds),
+            "auc_patch": auc_p, "auc_full": auc_f, "diff": auc_p - auc_f, "ci_low": ci[0],
+            "ci_high": ci[1], "verdict": verdict(*ci)}
 
 
 def unseen_auc(scores: pd.DataFrame, *, mode: str = "mean_softmax", n_boot: int = N_BOOT,

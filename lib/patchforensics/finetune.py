@@ -182,12 +182,7 @@ def _train(job: _Job, dev: torch.device, *, force: bool, progress: bool,
     start_run(job.folder, job.fp, job.record, force=force)
     state = gen.training_state()
     G, D, opt_g, opt_d = _resumed_gan(gen, state, cfg)
-    C = job.ck.model.eval()
-    for p in C.parameters():
-        p.requires_grad_(False)
-    # Frozen: its BatchNorm folded (faster, the same function), in the precision notebook
-    # 03 scores it with (G's loss and the logged statistics alike).
-    C = inference_model(C, cfg.precision)
+    C = _frozen_classifier(job.ck.model, cfg.precision)
     data = from_uint8(job.reals, gen.channels)
     rng = torch.Generator().manual_seed(cfg.seed + 1)
     eval_z = gen.sample_latent(cfg.eval_n, cfg.seed + 12345)
@@ -235,6 +230,15 @@ def _train(job: _Job, dev: torch.device, *, force: bool, progress: bool,
                             step_fn=step_fn, desc="finetune", progress=progress,
                             stop_after=stop_after)
     _finish(job, gen, state, (G, D, opt_g, opt_d), history, seconds)
+
+
+def _frozen_classifier(model: torch.nn.Module, precision: str) -> torch.nn.Module:
+    """The classifier frozen: its BatchNorm folded (faster, the same function), in the
+    precision notebook 03 scores it with (G's loss and the logged statistics alike)."""
+    model = model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return inference_model(model, precision)
 
 
 def _resumed_gan(gen: Any, state: dict[str, Any], cfg: FinetuneConfig

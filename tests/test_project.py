@@ -129,6 +129,19 @@ def test_no_private_name_crosses_modules_of_the_library():
     assert not crossing, crossing
 
 
+def test_no_function_of_the_library_is_over_60_lines():
+    """A function that does not fit a screen does several things: split it (issue 26)."""
+    import ast
+
+    long = [f"{path.relative_to(REPO)}:{node.lineno} {node.name} "
+            f"({node.end_lineno - node.lineno + 1} lines)"
+            for path in sorted((REPO / "lib" / "patchforensics").rglob("*.py"))
+            for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+            and node.end_lineno - node.lineno + 1 > 60]
+    assert not long, long
+
+
 def test_sibling_imports_sit_at_module_top():
     """Lazy sibling imports only where the command line must start without torch (`--help`
     answers in well under a second): the package (its `load`), `cli` and what `cli` reads at

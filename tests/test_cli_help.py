@@ -18,8 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from patchforensics import cli, protocol
-from patchforensics.cli import build_parser, main
+from patchforensics import cli_parser, protocol
+from patchforensics.cli import main
+from patchforensics.cli_parser import build_parser
 
 from conftest import REPO, write_planted
 
@@ -85,7 +86,7 @@ def test_constants_copied_into_the_cli_match_the_library():
     from patchforensics.models import DEPTHS
     from patchforensics.score_modes import MODES
 
-    assert cli.MODES == MODES and cli.ARCHS == tuple(DEPTHS)
+    assert cli_parser.MODES == MODES and cli_parser.ARCHS == tuple(DEPTHS)
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["train", "--help"], ["evaluate", "--help"]])
@@ -138,7 +139,7 @@ def test_unknown_device_is_one_line_before_torch(capsys):
         err = capsys.readouterr().err
         assert stop.value.code == 2 and err.count("\n") == 1, err
         assert "unknown device" in err and "cpu, cuda, cuda:N, mps or auto" in err
-    assert [cli.device_arg(d) for d in ("cpu", "CUDA", "cuda:1", "mps", "auto")] == \
+    assert [cli_parser.device_arg(d) for d in ("cpu", "CUDA", "cuda:1", "mps", "auto")] == \
         ["cpu", "cuda", "cuda:1", "mps", "auto"]
 
 

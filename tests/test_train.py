@@ -21,7 +21,8 @@ import torch
 from PIL import Image
 
 from patchforensics import protocol
-from patchforensics.cli import add_train_parser, config_from_args
+from patchforensics.cli import config_from_args
+from patchforensics.cli_parser import add_train_parser
 from patchforensics.models import load_classifier
 from patchforensics.train import (
     TrainConfig,

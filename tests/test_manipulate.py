@@ -17,6 +17,7 @@ import pytest
 from PIL import Image
 
 from patchforensics import audit, embedded
+from patchforensics import face_edits as E
 from patchforensics import manipulate as M
 from patchforensics.config import WorldConfig
 from patchforensics.images import read_image
@@ -47,7 +48,7 @@ def world(smoke_world: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def faces(reals) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Three native test faces the mesh finds, and their landmarks."""
     images = [a for _, a in reals["test"][:6]]
-    marks = M.detect_landmarks(images)
+    marks = E.detect_landmarks(images)
     found = [(a, m) for a, m in zip(images, marks, strict=True) if m is not None][:3]
     assert len(found) == 3
     return [a for a, _ in found], [m for _, m in found]
@@ -72,28 +73,28 @@ def _check_native(target: np.ndarray, fake: np.ndarray, weight: np.ndarray,
 @pytest.mark.parametrize("method", M.MANIPULATIONS)
 def test_each_method_edits_one_face_only_inside_its_weight(faces, method):
     (target, source, _), (t_pts, s_pts, _) = faces
-    face = M.face_mask(t_pts, target.shape[:2])
+    face = E.face_mask(t_pts, target.shape[:2])
     if method == "faceswap":
-        fake, w = M.faceswap(target, t_pts, source, s_pts)
+        fake, w = E.faceswap(target, t_pts, source, s_pts)
     elif method == "deepfake":  # a stand-in rendering: the source's own centre, blurred
         small = np.asarray(Image.fromarray(source[20:198]).resize((32, 32)))
-        rendered = M.render_native(small, source)
+        rendered = E.render_native(small, source)
         assert rendered.shape == source.shape
         np.testing.assert_array_equal(rendered[:20], source[:20])  # outside the square
-        fake, w = M.faceswap(target, t_pts, rendered, s_pts)
+        fake, w = E.faceswap(target, t_pts, rendered, s_pts)
     elif method == "reenact":
-        fake, w = M.reenact(target, t_pts, s_pts)
+        fake, w = E.reenact(target, t_pts, s_pts)
     else:
         rendered = np.roll(target, 15, axis=0)  # another picture (colours are matched)
-        fake, w = M.neuraltex(target, t_pts, rendered)
-        lips = M.hull_mask(t_pts[M.landmark_groups()["lips"]], target.shape[:2])
+        fake, w = E.neuraltex(target, t_pts, rendered)
+        lips = E.hull_mask(t_pts[E.landmark_groups()["lips"]], target.shape[:2])
         assert (w[lips] == 1).all()  # the mouth itself is fully replaced
     _check_native(target, fake, w, face)
 
 
 def test_reenacting_a_face_with_its_own_expression_changes_nothing(faces):
     (target, *_), (t_pts, *_) = faces
-    fake, w = M.reenact(target, t_pts, t_pts)
+    fake, w = E.reenact(target, t_pts, t_pts)
     np.testing.assert_array_equal(fake, target)
     assert w.max() == 0
 
@@ -103,14 +104,14 @@ def test_similarity_transform_recovers_a_rotation_scale_and_shift():
     src = rng.normal(size=(20, 2))
     c, s = np.cos(0.3), np.sin(0.3)
     a = 1.7 * np.array([[c, -s], [s, c]])
-    got_a, got_t = M.similarity_transform(src, src @ a.T + [3, -2])
+    got_a, got_t = E.similarity_transform(src, src @ a.T + [3, -2])
     np.testing.assert_allclose(got_a, a, atol=1e-9)
     np.testing.assert_allclose(got_t, [3, -2], atol=1e-9)
 
 
 def test_warp_maps_are_the_identity_for_an_unmoved_mesh(faces):
     (target, *_), (t_pts, *_) = faces
-    map_x, map_y, inside = M.warp_maps(t_pts, t_pts, target.shape[:2])
+    map_x, map_y, inside = E.warp_maps(t_pts, t_pts, target.shape[:2])
     yy, xx = np.mgrid[:target.shape[0], :target.shape[1]]
     assert inside.mean() > 0.1
     np.testing.assert_allclose(map_x, xx, atol=1e-3)
@@ -121,7 +122,7 @@ def test_warp_maps_are_the_identity_for_an_unmoved_mesh(faces):
 
 def test_a_face_the_mesh_cannot_find_gets_no_landmarks(faces):
     flat = np.full((218, 178, 3), 128, np.uint8)
-    got = M.detect_landmarks([flat, faces[0][0]])
+    got = E.detect_landmarks([flat, faces[0][0]])
     assert got[0] is None
     assert got[1] is not None and got[1].shape == (468, 2)
 
@@ -180,11 +181,11 @@ def test_masks_lie_inside_the_face_and_the_fake_is_the_real_elsewhere(world, rea
     assert history is not None  # the default: manipulated photos get the reals' JPEG history
     names, masks = M.load_masks(world, method, "test")
     native = dict(reals["test"])
-    marks = M.detect_landmarks([native[Path(n).stem] for n in names])
+    marks = E.detect_landmarks([native[Path(n).stem] for n in names])
     grow = np.ones((5, 5), np.uint8)  # 2 px at the world size: the resize's reach
     for name, mask, pts in zip(names, masks, marks, strict=True):
         assert pts is not None and mask.max() > 0
-        face = M.mask_to_world(M.face_mask(pts, native[Path(name).stem].shape[:2])
+        face = M.mask_to_world(E.face_mask(pts, native[Path(name).stem].shape[:2])
                                .astype(np.float32), CFG.size) > 0
         assert not (mask > 0)[~cv2.dilate(face.astype(np.uint8), grow).astype(bool)].any()
         # Elsewhere the fake is the real photo re-encoded whole with the reals' JPEG history

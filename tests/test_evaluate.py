@@ -671,8 +671,8 @@ def test_field_fraction_is_relative_to_the_network_input_and_inversions_are_not_
 def test_paper_panel_is_drawn_against_field_fraction_with_interval_bars():
     import matplotlib.pyplot as plt
 
+    from patchforensics.charts import ap_by_depth, patch_vs_full_figure
     from patchforensics.findings import paper_ap_by_block
-    from patchforensics.viz import ap_by_depth, patch_vs_full_figure
 
     scores = synthetic_scores({"block1": 1.5, "block2": 1.0, "full": 0.5}, seeds=2)
     table = metrics_from_scores(scores, n_boot=200)

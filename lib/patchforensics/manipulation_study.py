@@ -380,7 +380,7 @@ BAR_LABELS = {"shuffled_masks": "shuffled", "random_weights": "untrained"}  # co
 
 
 def bar_rows(table: pd.DataFrame) -> pd.DataFrame:
-    """The localization table's rows for ``viz.localization_bars``: the compared localizers
+    """The localization table's rows for ``charts.localization_bars``: the compared localizers
     (patch map, Grad-CAM) each followed by its controls, the gradient and the random map (the
     gradient's shuffled-mask row stays in the table), each control named in its row's
     ``model`` label (:data:`BAR_LABELS`) so a map's bars and its controls' stand apart."""

@@ -19,6 +19,7 @@ import numpy as np
 from IPython.display import Image
 
 from . import viz
+from .charts import training_curves
 from .checkpoint import logit_maps
 from .exaggerate import strip_images
 from .manipulation_study import Localization
@@ -29,7 +30,7 @@ from .score_modes import (
     patch_probabilities,
     scores_from_maps,
 )
-from .viz import folder_grid, heatmap_overlay, image_grid, training_curves
+from .viz import folder_grid, heatmap_overlay, image_grid
 
 
 def show_figure(out: w.Output, fig) -> None:
@@ -66,7 +67,7 @@ def grid_explorer(folders: dict[str, str | os.PathLike], *, n: int = 16,
 
 
 def history_explorer(runs: dict[str, str | os.PathLike]) -> w.VBox:
-    """A dropdown over runs (``{label: run folder}``, as ``viz.training_curves`` takes them)
+    """A dropdown over runs (``{label: run folder}``, as ``charts.training_curves`` takes them)
     showing the chosen run's training curves (notebook 02)."""
 
     if not runs:

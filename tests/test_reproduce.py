@@ -221,7 +221,7 @@ def test_a_signal_to_the_runner_stops_the_kernel_with_one_line(project_env, tmp_
 def test_every_parameter_is_documented_for_help_notebook():
     import papermill as pm
 
-    for name in notebooks.SERIES:
+    for name in notebooks.series():
         params = pm.inspect_notebook(str(paths.notebooks_src_dir() / f"{name}.ipynb"))
         assert {"seed", "smoke", "interactive", "device"} <= set(params), name
         for key, p in params.items():

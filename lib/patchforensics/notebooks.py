@@ -38,18 +38,15 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from queue import Empty
 from typing import IO, Any
 
 from . import paths
 from . import progress as heartbeat
+from .estimate import calibrate, estimate_seconds, projected
 
 KERNEL = "patchforensics"
-SERIES = ("01_preprocessing", "02_train_classifiers", "03_evaluate_generalization",
-          "04_face_parts", "05_finetune_generator", "06_exaggerate_fakeness",
-          "07_manipulated_faces")
 POLL_S = 1.0  # longest single wait on the kernel's shell channel (and signal latency)
 STALL_TIMEOUT_S = 600.0  # default no-progress limit: a cell silent this long is stopped
 NOTEBOOK_TIMEOUT_S = 8 * 3600.0  # default cap per notebook (a backstop, far above any budget)
@@ -59,33 +56,6 @@ STATUS_EVERY_S = 30.0  # a progress line at least this often while a cell runs
 MIN_GAP_S = 5.0  # and never more often than this
 MAX_HEARTBEAT_S = 20.0  # heartbeat interval asked of the kernels (smaller for short limits)
 
-# Seconds per notebook of the last measured default run on the slow reference machine (2-core
-# AMD EPYC, Zen 4 class, idle, 2026-12-03; 01 on 2026-12-04: the new world's first run on a fresh
-# clone, 1,896 s to the realism claims plus about 50 s of audits and figures;
-# 06 without the opt-in region-restricted shift; 01 plus the 73 s of the manipulation sets and 07
-# as the sum of its measured parts, README), and the calibration workload's time there
-# (:func:`calibrate`, idle); smoke: `make smoke` there with the smoke world's generators cached.
-# The session lead updates these after each measured run.
-REFERENCE_SECONDS = {
-    "default": {"01": 1950, "02": 13500, "03": 700, "04": 62, "05": 181, "06": 102, "07": 1850},
-    "smoke": {"01": 30, "02": 23, "03": 23, "04": 16, "05": 21, "06": 13, "07": 50},
-}
-# Reference seconds that are projections, not measurements, said so in the estimate line. 02: the
-# default profile of issue 24 (seeds 0-2 to the original's rule), never run whole on the
-# reference CPU: the epochs the rule took on a GPU on the old world (block2 54, full 14;
-# benchmarks/records/) and block1's 300 (at least: the one CPU run of the plan, on the new world,
-# was still improving when the then cap of 300 ended it; PLAN_CHANGES) times the reference CPU's
-# seconds per epoch, training and validation (block1 7.0 as measured in that run, block2 10.4,
-# full at 192 px 125.5: benchmarks/records/2026-12-04_epyc_bench_train.log), three seeds:
-# 13,250 s, plus 0.3 s of checkpoints per epoch. A lower bound while block1's epochs are unknown.
-# 03: nine runs scored instead of four, the full model at 192 px. 07: block2 and the full model
-# per manipulation to the rule under a 10-epoch cap (16 and 25 s per epoch).
-PROJECTED = {"default": frozenset({"02", "03", "07"}), "smoke": frozenset()}
-REFERENCE_CPU = "2-core AMD EPYC (Zen 4)"
-# calibrate() on the reference kind, idle (2026-12-04, 20 calls over 3 minutes): 18.6-19.3 ms or
-# 23.2-24.8 ms, two modes of the same machine (training steps show them too); the midpoint keeps
-# either within 13 %.
-CALIBRATION_REFERENCE_S = 0.021
 
 
 class NotebookError(RuntimeError):
@@ -102,6 +72,12 @@ class NotebookInterrupted(NotebookError):
     def __init__(self, message: str, signum: int) -> None:
         super().__init__(message)
         self.signum = signum
+
+
+def series() -> tuple[str, ...]:
+    """The series: the notebooks folder's ``NN_name.ipynb``, in number order (a notebook joins
+    by being there; none is listed by hand)."""
+    return tuple(sorted(p.stem for p in paths.notebooks_src_dir().glob("[0-9][0-9]_*.ipynb")))
 
 
 def notebook_path(name: str) -> Path:
@@ -508,75 +484,6 @@ def _failure_line(name: str, cell: tuple[int, int, str], kind: type[NotebookErro
 
 # --- the series -------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class Calibration:
-    """What :func:`calibrate` measured: the median seconds of one calibration step on this
-    machine, in the precision its training runs use, over ``repeats`` steps, and how long the
-    whole calibration took. ``speed``: over the reference machine's (>1 is slower)."""
-
-    step_s: float
-    precision: str
-    repeats: int
-    wall_s: float
-
-    @property
-    def speed(self) -> float:
-        return self.step_s / CALIBRATION_REFERENCE_S
-
-    def describe(self) -> str:
-        return (f"{self.speed:.2f} x the time of the reference {REFERENCE_CPU}: a "
-                f"{self.precision} training step of Xception block1, median of {self.repeats}, "
-                f"{1e3 * self.step_s:.1f} ms against {1e3 * CALIBRATION_REFERENCE_S:.1f} ms; "
-                f"calibration {self.wall_s:.1f} s")
-
-
-def calibrate(seconds: float = 2.0) -> Calibration:
-    """Time what dominates the series, a classifier's training step: Xception block1 on 16
-    random 64 px images, forward + backward under the precision training picks here
-    (``resolve_precision("auto")``: bf16 where the CPU has native bf16, so a CPU without it is
-    measured as slow as its training will be), inside the kept heap as in ``train``. One
-    warm-up step, then the median of as many as fit in about ``seconds`` (at least 5): a median,
-    since the best of many tiny calls measured a 3x different machine on the reference kind."""
-    import torch
-
-    from .allocator import kept_heap
-    from .generators.training import autocast, resolve_precision
-    from .models import build_model
-
-    t_start = time.perf_counter()
-    dev = torch.device("cpu")
-    precision = resolve_precision("auto", dev)
-    model = build_model(arch="xception", depth="block1", seed=0).to(
-        memory_format=torch.channels_last)
-    x = torch.randn(16, 3, 64, 64, generator=torch.Generator().manual_seed(0)).contiguous(
-        memory_format=torch.channels_last)
-
-    def step() -> None:
-        model.zero_grad(set_to_none=True)
-        with autocast(precision, dev):
-            out = model(x)
-        out.float().square().mean().backward()
-
-    times: list[float] = []
-    with kept_heap():
-        step()  # warm-up: oneDNN primitives, the heap
-        t_end = time.perf_counter() + seconds
-        while len(times) < 5 or time.perf_counter() < t_end:
-            t0 = time.perf_counter()
-            step()
-            times.append(time.perf_counter() - t0)
-    times.sort()
-    return Calibration(times[len(times) // 2], precision, len(times),
-                       time.perf_counter() - t_start)
-
-
-def estimate_seconds(names: list[str], smoke: bool, speed: float = 1.0) -> dict[str, float]:
-    """Expected seconds per notebook: the reference timings (:data:`REFERENCE_SECONDS`)
-    times ``speed`` (this machine's calibration time over the reference's: >1 is slower)."""
-    ref = REFERENCE_SECONDS["smoke" if smoke else "default"]
-    return {n: ref.get(n[:2], 0) * speed for n in names}
-
-
 def _done_path(out_dir: Path, name: str) -> Path:
     return out_dir / f"{name}.done.json"
 
@@ -622,9 +529,9 @@ def run_series(*, smoke: bool = False, only: list[str] | None = None,
     notebooks before it keep their results. Limits as in :func:`run_notebook`."""
     say = echo if echo is not None else (lambda line: print(line, flush=True))
     out = Path(out_dir) if out_dir is not None else paths.results_dir() / "notebooks"
-    names = [n for n in SERIES if not only or any(n.startswith(o) for o in only)]
+    names = [n for n in series() if not only or any(n.startswith(o) for o in only)]
     if only and not names:
-        raise ValueError(f"no notebook matches {only}; the series is {SERIES}")
+        raise ValueError(f"no notebook matches {only}; the series is {series()}")
     params = {"smoke": smoke, "interactive": False}
     written = []
     with stop_on_signals():
@@ -665,7 +572,7 @@ def _say_estimate(todo: list[str], smoke: bool, say: Callable[[str], None]) -> d
     seconds per notebook."""
     cal = calibrate()
     expected = estimate_seconds(todo, smoke, cal.speed)
-    guessed = sorted(n[:2] for n in todo if n[:2] in PROJECTED["smoke" if smoke else "default"])
+    guessed = sorted(n[:2] for n in todo if n[:2] in projected(smoke))
     say(f"estimate: about {clock(sum(expected.values()))} for {len(todo)} notebook(s) "
         f"on this machine ({cal.describe()}"
         + (f"; {', '.join(guessed)} projected, not yet measured" if guessed else "")

@@ -16,6 +16,7 @@ from scipy.special import expit
 from sklearn.metrics import roc_auc_score
 from torch import nn
 
+from patchforensics import attribution as att
 from patchforensics import localize as loc
 from patchforensics import sanity
 from patchforensics.checkpoint import load_checkpoint
@@ -101,23 +102,23 @@ def test_metrics_of_perfect_inverted_and_random_maps():
     masks = square_masks(300, 16, 6, 0)
     perfect = masks * 0.9 + 0.05
     assert (loc.pixel_auc(perfect, masks) == 1).all()
-    assert loc.pointing_game(loc.max_points(perfect), masks).all()
+    assert loc.pointing_game(att.max_points(perfect), masks).all()
     np.testing.assert_allclose(loc.mass_inside(masks, masks), 1.0)
     assert (loc.pixel_auc(1 - perfect, masks) == 0).all()
-    assert not loc.pointing_game(loc.max_points(1 - perfect), masks).any()
-    noise = loc.random_maps(300, 16, seed=1)
+    assert not loc.pointing_game(att.max_points(1 - perfect), masks).any()
+    noise = att.random_maps(300, 16, seed=1)
     area = masks.mean()
     assert abs(np.nanmean(loc.pixel_auc(noise, masks)) - 0.5) < 0.02
-    assert abs(loc.pointing_game(loc.max_points(noise), masks).mean() - area) < 0.06
+    assert abs(loc.pointing_game(att.max_points(noise), masks).mean() - area) < 0.06
     assert abs(loc.mass_inside(noise, masks).mean() - area) < 0.01
     flat = np.ones_like(masks)  # ranks nothing; its maximum is a random pixel: chance
     assert (loc.pixel_auc(flat, masks) == 0.5).all()
-    assert abs(loc.pointing_game(loc.max_points(flat), masks).mean() - area) < 0.06
+    assert abs(loc.pointing_game(att.max_points(flat), masks).mean() - area) < 0.06
     # Grad-CAM's point: the top cell's centre; an all-zero cell map points at random cells
     cells = np.zeros((2, 2, 2))
     cells[0, 1, 0] = 1.0
-    np.testing.assert_allclose(loc.cell_points(cells, 16)[0], [11.5, 3.5])
-    picks = {tuple(p) for p in loc.cell_points(np.zeros((200, 2, 2)), 16)}
+    np.testing.assert_allclose(att.cell_points(cells, 16)[0], [11.5, 3.5])
+    picks = {tuple(p) for p in att.cell_points(np.zeros((200, 2, 2)), 16)}
     assert picks == {(3.5, 3.5), (3.5, 11.5), (11.5, 3.5), (11.5, 11.5)}
 
 
@@ -135,8 +136,8 @@ def test_metrics_binarise_masks_and_handle_nan():
     heat[0, 0, 1] = 0.3  # one warmer pixel outside: 0.2 of 2.8 + 0.2 outside
     assert loc.mass_inside(heat, mask)[0] == pytest.approx(2.8 / 3.0)
     assert loc.mass_inside(heat + 5, mask)[0] == pytest.approx(2.8 / 3.0)  # offsets do not count
-    assert tuple(loc.max_points(heat)[0]) in {(1, 1), (1, 2), (2, 1), (2, 2)}  # tied maxima
-    assert np.isnan(loc.max_points(np.full((1, 4, 4), np.nan))).all()
+    assert tuple(att.max_points(heat)[0]) in {(1, 1), (1, 2), (2, 1), (2, 2)}  # tied maxima
+    assert np.isnan(att.max_points(np.full((1, 4, 4), np.nan))).all()
     points = np.array([[1.4, 2.5], [0.5, 0.4], [np.nan, 1.0]])
     masks = np.repeat(mask, 3, 0)
     # (1.4, 2.5) -> pixel (1, 3): outside; (0.5, 0.4) -> (1, 0): outside; NaN: a miss
@@ -154,9 +155,9 @@ def test_metrics_binarise_masks_and_handle_nan():
 
 def test_localization_table_means_intervals_chance_and_nans():
     masks = square_masks(40, 16, 8, 2)
-    good = loc.localization_frame("patch", "m", "square", masks, loc.max_points(masks), masks)
-    noise = loc.random_maps(40, 16, seed=3)
-    bad = loc.localization_frame("random", "m", "square", noise, loc.max_points(noise), masks)
+    good = loc.localization_frame("patch", "m", "square", masks, att.max_points(masks), masks)
+    noise = att.random_maps(40, 16, seed=3)
+    bad = loc.localization_frame("random", "m", "square", noise, att.max_points(noise), masks)
     bad.loc[:4, "pixel_auc"] = np.nan
     frames = pd.concat([good, bad])
     table = loc.localization_table(frames, n_boot=300, seed=0).set_index("method")
@@ -180,15 +181,15 @@ def test_localization_table_means_intervals_chance_and_nans():
 def test_patch_points_and_pixel_maps_follow_the_receptive_fields():
     rf = receptive_field(ModelConfig("xception", "block1"), SIZE)
     h, w = rf.output_size
-    rows, cols = loc.cell_centres(rf)
+    rows, cols = att.cell_centres(rf)
     # interior cells: the middle of their field; border cells continue the grid, inside the box
     assert rows[3] == (rf.rows[3][0] + rf.rows[3][1] - 1) / 2
     np.testing.assert_allclose(np.diff(rows), rf.stride * rf.scale)
     maps = np.full((h * w, h, w), -3.0)
     for n, (i, j) in enumerate(np.ndindex(h, w)):
         maps[n, i, j] = 4.0
-    points = loc.patch_points(maps, rf)
-    heat = loc.patch_pixel_maps(maps, rf)
+    points = att.patch_points(maps, rf)
+    heat = att.patch_pixel_maps(maps, rf)
     assert heat.shape == (h * w, SIZE, SIZE)
     for n, (i, j) in enumerate(np.ndindex(h, w)):
         top, left, bottom, right = rf.box(i, j)
@@ -201,7 +202,7 @@ def test_patch_points_and_pixel_maps_follow_the_receptive_fields():
         assert np.allclose(heat[n][~inside & seen], expit(-3.0))
     assert np.isnan(heat[:, :, -1]).all()  # block1 at 32 px never reads the last column
     with pytest.raises(ValueError, match="model's output"):
-        loc.patch_points(np.zeros((1, 3, 3)), rf)
+        att.patch_points(np.zeros((1, 3, 3)), rf)
 
 
 # --- attributions ------------------------------------------------------------------------------
@@ -246,20 +247,20 @@ def test_gradcam_and_input_gradient_find_the_region_the_logit_reads():
         0, 256, (SIZE, SIZE, 3), dtype=np.uint8))) for i in range(3)])
     region = np.zeros((3, SIZE, SIZE))
     region[:, : SIZE // 2, SIZE // 2:] = 1
-    for heat in (loc.gradcam(model, images, batch_size=2),
-                 loc.input_gradient(model, images, batch_size=2)):
+    for heat in (att.gradcam(model, images, batch_size=2),
+                 att.input_gradient(model, images, batch_size=2)):
         assert heat.shape == (3, SIZE, SIZE) and heat.dtype == np.float64
         assert heat.min() >= 0 and np.allclose(heat.max(axis=(1, 2)), 1)
         assert (loc.mass_inside(heat, region) > 0.95).all()  # not transposed, not flipped
-        assert loc.pointing_game(loc.max_points(heat), region).all()
+        assert loc.pointing_game(att.max_points(heat), region).all()
     assert model.training  # the model's mode is restored
     with pytest.raises(ValueError, match="no block 'block4'"):
-        loc.gradcam(model, images, layer="block4")
+        att.gradcam(model, images, layer="block4")
     # an earlier block: the squared high-pass response is positive and region-free there
-    assert loc.gradcam(model, images, layer="square").shape == (3, SIZE, SIZE)
+    assert att.gradcam(model, images, layer="square").shape == (3, SIZE, SIZE)
     with torch.no_grad():
         model.head.weight[1] = -1.0  # more energy = more real: no fake evidence anywhere
-    assert (loc.gradcam(model, images) == 0).all()  # all-zero stays zero, no NaN
+    assert (att.gradcam(model, images) == 0).all()  # all-zero stays zero, no NaN
 
 
 def test_gradcam_of_a_full_xception_at_64px_is_a_2x2_map_upsampled():
@@ -268,35 +269,35 @@ def test_gradcam_of_a_full_xception_at_64px_is_a_2x2_map_upsampled():
         model.head.weight.zero_()
         model.head.weight[1] = 1.0 / model.head.weight.shape[1]
     images = np.stack([face_like(i, 64) for i in range(2)])
-    heat = loc.gradcam(model, images)
+    heat = att.gradcam(model, images)
     assert heat.shape == (2, 64, 64) and np.allclose(heat.max(axis=(1, 2)), 1)
     assert heat.min() >= 0
     # bilinear from 2 x 2 cell centres (16, 48): flat outside them, linear between
     for h in heat:
         assert np.allclose(h[:16, :16], h[0, 0]) and np.allclose(h[48:, 48:], h[63, 63])
-    finer = loc.gradcam(model, images, layer="block4")  # 4 x 4 activations
+    finer = att.gradcam(model, images, layer="block4")  # 4 x 4 activations
     assert finer.shape == (2, 64, 64) and 0 <= finer.min() and finer.max() <= 1
-    grad = loc.input_gradient(model, images)
+    grad = att.input_gradient(model, images)
     assert grad.shape == (2, 64, 64) and np.allclose(grad.max(axis=(1, 2)), 1)
 
 
 def test_gradcam_layer_is_the_deepest_block_whose_grid_is_at_least_6x6():
     full = build_model(ModelConfig("xception", "full"), seed=0)
-    grids = dict(loc.feature_grids(full, 64))
-    assert list(grids) == loc.feature_layers(full)
+    grids = dict(att.feature_grids(full, 64))
+    assert list(grids) == att.feature_layers(full)
     assert grids["block2"] == (8, 8) and grids["block3"] == (4, 4) and grids["relu4"] == (2, 2)
-    assert loc.gradcam_layer(full, 64) == "block2"  # the last block would give 2 x 2
-    assert loc.gradcam_layer(full, 32) == "block1"  # 7 x 7; block2 is 4 x 4 there
-    assert loc.gradcam_layer(full, 64, min_cells=2) == "relu4"
+    assert att.gradcam_layer(full, 64) == "block2"  # the last block would give 2 x 2
+    assert att.gradcam_layer(full, 32) == "block1"  # 7 x 7; block2 is 4 x 4 there
+    assert att.gradcam_layer(full, 64, min_cells=2) == "relu4"
     # the same network upsampling to 192 px inside: its last block is already 6 x 6
     up = build_model(ModelConfig("xception", "full", load_size=192), seed=0)
-    assert loc.gradcam_layer(up, 64) == "relu4"
-    cells = loc.gradcam_cells(full, np.stack([face_like(i, 64) for i in range(2)]),
-                              layer=loc.gradcam_layer(full, 64))
+    assert att.gradcam_layer(up, 64) == "relu4"
+    cells = att.gradcam_cells(full, np.stack([face_like(i, 64) for i in range(2)]),
+                              layer=att.gradcam_layer(full, 64))
     assert cells.shape == (2, 8, 8)
     assert full.training  # the probe forward restored the training flag
     with pytest.raises(ValueError, match="no block has a grid of at least 40"):
-        loc.gradcam_layer(full, 32, min_cells=40)
+        att.gradcam_layer(full, 32, min_cells=40)
 
 
 # --- the claim: a patch model points at a planted manipulation ---------------------------------
@@ -385,11 +386,11 @@ def test_pointing_chance_is_the_share_of_a_localizers_points_inside_the_mask():
     masks = np.zeros((2, 16, 16))
     masks[0, 5:11, 5:11] = 1  # a centred square: none of a 2 x 2 grid's centres
     masks[1, :8, :8] = 1  # the top-left quadrant: one of four
-    grid = loc.grid_candidates((2, 2), 16)
+    grid = att.grid_candidates((2, 2), 16)
     np.testing.assert_allclose(loc.pointing_chance(grid, masks), [0.0, 0.25])
     np.testing.assert_allclose(loc.pointing_chance(None, masks), [36 / 256, 0.25])  # area
     frame = loc.localization_frame("gradcam", "m", "sq", np.zeros((2, 16, 16)),
-                                   loc.cell_points(np.zeros((2, 2, 2)), 16), masks,
+                                   att.cell_points(np.zeros((2, 2, 2)), 16), masks,
                                    candidates=grid)
     assert frame["flat"].all() and list(frame["pointing_chance"]) == [0.0, 0.25]
     table = loc.localization_table(frame, n_boot=50)
@@ -420,7 +421,7 @@ def test_derangement_gives_every_image_another_images_mask():
 
 
 def localized(heat: np.ndarray, masks: np.ndarray) -> loc.Localized:
-    points = loc.max_points(heat)
+    points = att.max_points(heat)
     return loc.Localized(heat, points, loc.localization_frame("patch", "m", "sq", heat, points,
                                                               masks))
 

@@ -21,7 +21,7 @@ before which result):
   the mask's pixels above the others, 0.5 = chance, unchanged by any rescaling or offset of the
   map; secondary: the pointing game against each localizer's own chance, and the heat mass
   inside the mask), on every manipulated test image, for block2's patch map, the full model's
-  Grad-CAM at the deepest block whose grid is at least 6 x 6 (``localize.gradcam_layer``) and
+  Grad-CAM at the deepest block whose grid is at least 6 x 6 (``attribution.gradcam_layer``) and
   its input gradient, and a random map; each also under the two sanity controls of
   ``sanity`` (masks shuffled across faces; the same architecture with random weights).
 - **The comparison** (:func:`localization_comparison`): block2's pixel AUC minus Grad-CAM's,
@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import localize, manipulate, paths, protocol, sanity
+from . import attribution, localize, manipulate, paths, protocol, sanity
 from .checkpoint import Checkpoint, adequate, calibration, folder_maps, load_checkpoint
 from .compare import UNDER_TRAINED
 from .config import WorldConfig, world_config
@@ -306,7 +306,7 @@ def _localize_run(ms: ManipulationStudy, method: str, model: str, run: Path,
     shuffled masks) and with random weights (``sanity.random_weights`` of ``seed``)."""
     ck = _load(run, ms.device)
     full = ck.model.config.depth == "full"
-    layer = localize.gradcam_layer(ck.model, images.shape[1]) if full else None
+    layer = attribution.gradcam_layer(ck.model, images.shape[1]) if full else None
     # the patch maps notebook 03's cache may already hold
     maps = None if full else folder_maps(ck, ms.fake_dir(method) / "test", device=ms.device)
     heat, frames = {}, []
@@ -329,7 +329,7 @@ def localization(ms: ManipulationStudy, runs: dict[str, dict[str, Path]], *,
                  seed: int = 0) -> Localization:
     """Every localizer on every manipulated test image (see the module docstring): the patch
     models' maps (P(fake) through the exact receptive fields; point = the top fake patch's
-    field centre), the full model's Grad-CAM (at ``localize.gradcam_layer``: the deepest
+    field centre), the full model's Grad-CAM (at ``attribution.gradcam_layer``: the deepest
     block whose grid is at least 6 x 6 at the faces' size; point = the top cell's centre) and
     input gradient (point = the map's maximum), and a random map.
 
@@ -348,9 +348,9 @@ def localization(ms: ManipulationStudy, runs: dict[str, dict[str, Path]], *,
             h, f = _localize_run(ms, m, model, run, images[m], masks[m], order, seed)
             heat |= h
             frames += f
-        h = localize.random_maps(len(images[m]), images[m].shape[1], seed)
+        h = attribution.random_maps(len(images[m]), images[m].shape[1], seed)
         heat[(m, "random", "-")] = h
-        r = localize.localization_frame("random", "-", m, h, localize.max_points(h, seed),
+        r = localize.localization_frame("random", "-", m, h, attribution.max_points(h, seed),
                                         masks[m])
         frames += [r.assign(control="none")]
     # the examples' columns: every trained map, the random map, then the untrained maps

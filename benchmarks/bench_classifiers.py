@@ -46,9 +46,10 @@ import torch
 from machine import cpu_info, fp32_peak
 from torch.utils.flop_counter import FlopCounterMode
 
-from patchforensics import paths
+from patchforensics import paths, train_config
 from patchforensics.models import DEPTHS, build_model, count_parameters
-from patchforensics.train import TrainConfig, augment_batch, patch_loss, to_input
+from patchforensics.train import augment_batch, patch_loss, to_input
+from patchforensics.train_config import TrainConfig
 
 TRAIN_BATCH = 32  # the paper's 16 real + 16 fake
 INFER_BATCH = 128
@@ -167,7 +168,7 @@ def time_grid(device: str) -> None:
     cfg = config.world_config(smoke=False, seed=p["world_seed"])
     real, fake = train.training_pair(cfg, p["dataset"], p["generator"], device=device)
     models = train.grid_models(p["xception_depths"], p["resnet_depths"])
-    base = train.TrainConfig(seed=p["seed"], epochs=p["epochs"], patience=p["patience"],
+    base = train_config.TrainConfig(seed=p["seed"], epochs=p["epochs"], patience=p["patience"],
                              batch_size=p["batch_size"])
     with tempfile.TemporaryDirectory(prefix="bench_grid_") as scratch:
         t0 = time.perf_counter()

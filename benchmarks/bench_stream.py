@@ -26,7 +26,8 @@ from PIL import Image
 
 CHILD = """
 import sys, time
-from patchforensics.train import TrainConfig, train
+from patchforensics.train import train
+from patchforensics.train_config import TrainConfig
 t = time.perf_counter()
 res = train(TrainConfig(arch="xception", depth="block1", epochs=1, batch_size={batch}),
             sys.argv[1], sys.argv[2], sys.argv[3], device="cpu", progress=False)

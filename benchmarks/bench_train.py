@@ -71,7 +71,8 @@ from patchforensics.config import WorldConfig
 from patchforensics.data import FAKE, REAL
 from patchforensics.generators.training import resolve_precision
 from patchforensics.models import build_model
-from patchforensics.train import TrainConfig, augment_batch, evaluate_split, training_step
+from patchforensics.train import augment_batch, evaluate_split, training_step
+from patchforensics.train_config import TrainConfig
 
 # The step before issue 25 (c8795bf: eager, bf16 autocast where native, channels-last, fused
 # Adam, whole images upsampled then cropped, glibc's malloc as it comes) and other paths to

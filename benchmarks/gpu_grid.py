@@ -19,7 +19,8 @@ import torch
 
 from patchforensics import embedded, paths, world
 from patchforensics.config import WorldConfig
-from patchforensics.train import TrainConfig, train
+from patchforensics.train import train
+from patchforensics.train_config import TrainConfig
 
 # (depth, training window at 192 px), the cheapest to stop first
 MODELS = (("full", 0), ("block2", 96), ("block1", 96))

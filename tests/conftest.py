@@ -154,7 +154,8 @@ def write_planted(root: Path, seed: int, checkerboard: int, n_train: int = 128, 
 def train_tiny(base: Path, *, n_train: int, epochs: int) -> Path:
     """A tiny Xception block1 run on planted 32 px data (real vs a faint checkerboard) in
     ``base/run``; returns the run folder."""
-    from patchforensics.train import TrainConfig, train
+    from patchforensics.train import train
+    from patchforensics.train_config import TrainConfig
 
     real = write_planted(base / "real", 0, 0, n_train=n_train, n_val=16)
     fake = write_planted(base / "fake", 50_000, 10, n_train=n_train, n_val=16)

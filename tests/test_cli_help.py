@@ -107,7 +107,7 @@ def test_train_defaults_are_notebook_02s_for_each_model(tmp_path):
     from patchforensics.config import from_dict, to_dict
     from patchforensics.devices import resolve_device
     from patchforensics.generators.training import resolve_precision
-    from patchforensics.train import TrainConfig
+    from patchforensics.train_config import TrainConfig
 
     p = protocol.profile("default")
     fake = tmp_path / "dcgan"

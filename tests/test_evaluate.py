@@ -47,7 +47,8 @@ from patchforensics.stats import (
     weighted_ap,
     weighted_auc,
 )
-from patchforensics.train import TrainConfig, train
+from patchforensics.train import train
+from patchforensics.train_config import TrainConfig
 from patchforensics.viz import extremes, heatmap_overlay
 
 from conftest import CONVERTED, REFUSED, face_like, write_bad_corpus, write_planted

@@ -19,7 +19,8 @@ from patchforensics.exaggerate import (
 from patchforensics.finetune import FinetuneConfig, finetune, write_fake_set
 from patchforensics.generators.training import TrainingInterrupted
 from patchforensics.images import sha256_file
-from patchforensics.train import TrainConfig, train
+from patchforensics.train import train
+from patchforensics.train_config import TrainConfig
 
 from conftest import BrightnessClassifier, TinyGenerator
 

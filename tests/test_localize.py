@@ -324,7 +324,8 @@ def planted(seed: int, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 @pytest.fixture(scope="module")
 def planted_run(tmp_path_factory) -> Path:
     """Xception block1 trained 8 epochs on 128 planted pairs at 32 px (about 4 s)."""
-    from patchforensics.train import TrainConfig, train
+    from patchforensics.train import train
+    from patchforensics.train_config import TrainConfig
 
     base = tmp_path_factory.mktemp("localize")
     for split, seed, n in (("train", 1, 128), ("val", 2, 16)):

@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from patchforensics import paths, protocol, runs
-from patchforensics.train import TrainConfig, train
+from patchforensics.train import train
+from patchforensics.train_config import TrainConfig
 
 from conftest import write_planted
 

@@ -21,7 +21,8 @@ from PIL import Image
 from patchforensics import data, images
 from patchforensics.data import ImageFiles, iter_batches
 from patchforensics.images import sha256_cached, sha256_file, sha256_files
-from patchforensics.train import FIT_SPLITS, TrainConfig, stream_splits, train
+from patchforensics.train import stream_splits, train
+from patchforensics.train_config import FIT_SPLITS, TrainConfig
 
 from conftest import write_planted
 
@@ -302,7 +303,8 @@ def test_one_full_epoch_on_20000_images_streams_in_little_memory(tmp_path):
     assert sum(1 for _ in tmp_path.rglob("*.png")) == 20_000
     child = textwrap.dedent("""
         import resource, sys, threading, time
-        from patchforensics.train import TrainConfig, train
+        from patchforensics.train import train
+        from patchforensics.train_config import TrainConfig
 
         def anon_kib():  # this process's own memory: heap, tensors, images (not mapped libraries)
             for line in open("/proc/self/status"):

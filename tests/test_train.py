@@ -25,7 +25,6 @@ from patchforensics.cli import config_from_args
 from patchforensics.cli_parser import add_train_parser
 from patchforensics.models import load_classifier
 from patchforensics.train import (
-    TrainConfig,
     augment_batch,
     blur_jpeg,
     epoch_order,
@@ -35,6 +34,7 @@ from patchforensics.train import (
     split_fingerprint,
     train,
 )
+from patchforensics.train_config import TrainConfig
 
 from conftest import face_like, write_planted
 
@@ -327,7 +327,7 @@ def test_stopping_rule_stops_at_perfect_patch_accuracy(planted, tmp_path, monkey
 
 
 def test_stopping_rule_uses_the_original_patience_per_depth(planted, tmp_path, monkeypatch):
-    from patchforensics.train import original_patience
+    from patchforensics.train_config import original_patience
 
     assert [original_patience(d) for d in ("block1", "block2", "block3", "full")] == \
         [50, 20, 10, 10]

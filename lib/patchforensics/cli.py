@@ -174,11 +174,11 @@ def inversions_arg(args: argparse.Namespace) -> Path | None:
 
 
 def config_from_args(args: argparse.Namespace) -> Any:
-    """The ``train.TrainConfig`` of ``patchforensics train``'s options (``auto`` resolved)."""
+    """The ``TrainConfig`` of ``patchforensics train``'s options (``auto`` resolved)."""
     from .devices import resolve_device
     from .generators.training import resolve_precision
     from .models import parse_depth
-    from .train import TrainConfig
+    from .train_config import TrainConfig
 
     depth = parse_depth(args.arch, args.depth)
     load_size, crop = train_sizes(args.arch, depth)
@@ -203,7 +203,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     process); rank 0 prints the best validation metrics and the image counts."""
     import torch
 
-    from .train import FIT_SPLITS, train
+    from .train import train
+    from .train_config import FIT_SPLITS
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -220,7 +220,7 @@ class PatchClassifier(nn.Module):
 
     def forward(self, x: torch.Tensor, resize: bool = True) -> torch.Tensor:
         """``resize=False`` takes inputs already at the load size, or windows cut from them
-        (training on crops, see ``train.TrainConfig.crop``)."""
+        (training on crops, see ``train_config.TrainConfig.crop``)."""
         if resize:
             x = self.resize(x)
         elif x.ndim != 4 or x.shape[1] != 3:

@@ -13,11 +13,12 @@ every change made to it after results were seen, with why (empty until then).
   192 px input, as every depth saw 299 px in the paper (``quick`` keeps the full model at 64 px).
 - **Training fakes.** Samples of the training generator plus its inversions of the real training
   images, index-paired in each batch (the primary setting); samples only is the ablation.
-- **Stopping.** The original's rule (``train.original_patience``: 50 / 20 / 10 epochs without a
-  better validation per-patch accuracy, stop at 1.0). In ``default`` the epoch cap (1000, the
-  original scripts' maximum; 300 until the plan's first run outgrew it: :data:`PLAN_CHANGES`) is
-  a safety net: the rule, not the cap, ends a run, and every run records which did
-  (``stopped_by``). ``quick`` caps at 2 epochs for a first look and decides nothing.
+- **Stopping.** The original's rule (``train_config.original_patience``: 50 / 20 / 10 epochs
+  without a better validation per-patch accuracy, stop at 1.0). In ``default`` the epoch cap
+  (1000, the original scripts' maximum; 300 until the plan's first run outgrew it:
+  :data:`PLAN_CHANGES`) is a safety net: the rule, not the cap, ends a run, and every run
+  records which did (``stopped_by``). ``quick`` caps at 2 epochs for a first look and decides
+  nothing.
 - **Crops.** Patch models train on random windows of the upsampled faces (``crops``, network px,
   at least 1.5 fields wide); every cell's loss is the same as on whole images, and validation and
   evaluation see whole images. The full model always trains on whole faces.
@@ -215,10 +216,11 @@ def train_profile(p: Profile, real_dir: str | os.PathLike, fake_dir: str | os.Pa
     from . import train
     from .devices import resolve_device
     from .generators.training import resolve_precision
+    from .train_config import TrainConfig
 
-    base = train.TrainConfig(batch_size=p.batch_size, epochs=p.epochs,
-                             steps_per_epoch=p.steps_per_epoch,
-                             precision=resolve_precision(p.precision, resolve_device(device)))
+    base = TrainConfig(batch_size=p.batch_size, epochs=p.epochs,
+                       steps_per_epoch=p.steps_per_epoch,
+                       precision=resolve_precision(p.precision, resolve_device(device)))
     tables = []
     planned = p.runs()
     for setting in p.settings:

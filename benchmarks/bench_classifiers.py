@@ -47,8 +47,9 @@ from machine import cpu_info, fp32_peak
 from torch.utils.flop_counter import FlopCounterMode
 
 from patchforensics import paths, train_config
+from patchforensics.batches import augment_batch, to_input
 from patchforensics.models import DEPTHS, build_model, count_parameters
-from patchforensics.train import augment_batch, patch_loss, to_input
+from patchforensics.train import patch_loss
 from patchforensics.train_config import TrainConfig
 
 TRAIN_BATCH = 32  # the paper's 16 real + 16 fake

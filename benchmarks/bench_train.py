@@ -16,7 +16,7 @@ autocast where the CPU has native bf16, else fp32).
 What is timed is what trains: the model from ``models.build_model``, its set-up and step from
 ``train.training_step`` (``TrainStep``: uint8 batch -> float -> crop windows -> forward under
 autocast -> per-patch loss -> backward -> fused Adam), on a synthetic batch of 32 uint8 images
-of the world's size, flipped by ``train.augment_batch`` as in ``train.epoch_batches``.
+of the world's size, flipped by ``batches.augment_batch`` as in ``batches.epoch_batches``.
 
 - ``img/s``: training images per second, the median over ``--rounds`` blocks of ``--steps``
   steps each, after ``--warmup`` steps (the first step, compilation included, is reported as
@@ -24,7 +24,7 @@ of the world's size, flipped by ``train.augment_batch`` as in ``train.epoch_batc
   blocks alternate A, B, A, B in one process, each block in its path's allocator setting after
   one untimed step, and ``speed-up`` is the median over rounds of B's rate over A's in the same
   round (both see the same machine state). Validation (``val s``) is timed once per path.
-- ``s/epoch``: an epoch is one pass over the real training images (``train.epoch_order`` with
+- ``s/epoch``: an epoch is one pass over the real training images (``batches.epoch_order`` with
   ``by_real``: ceil(reals / 16) steps of 32 images); the count of reals comes from the
   embedded world's config (``config.WorldConfig``: its CelebA crops split by
   ``embedded.split_indices``). ``val s``: ``train.evaluate_split`` (the stopping rule's
@@ -67,11 +67,12 @@ from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
 
 from patchforensics import protocol
 from patchforensics.allocator import kept_heap
+from patchforensics.batches import augment_batch
 from patchforensics.config import WorldConfig
 from patchforensics.data import FAKE, REAL
 from patchforensics.generators.training import resolve_precision
 from patchforensics.models import build_model
-from patchforensics.train import augment_batch, evaluate_split, training_step
+from patchforensics.train import evaluate_split, training_step
 from patchforensics.train_config import TrainConfig
 
 # The step before issue 25 (c8795bf: eager, bf16 autocast where native, channels-last, fused

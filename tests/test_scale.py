@@ -19,9 +19,10 @@ import torch
 from PIL import Image
 
 from patchforensics import data, images
+from patchforensics.batches import stream_splits
 from patchforensics.data import ImageFiles, iter_batches
 from patchforensics.images import sha256_cached, sha256_file, sha256_files
-from patchforensics.train import stream_splits, train
+from patchforensics.train import train
 from patchforensics.train_config import FIT_SPLITS, TrainConfig
 
 from conftest import write_planted

@@ -21,19 +21,17 @@ import torch
 from PIL import Image
 
 from patchforensics import protocol
-from patchforensics.cli import config_from_args
-from patchforensics.cli_parser import add_train_parser
-from patchforensics.models import load_classifier
-from patchforensics.train import (
+from patchforensics.batches import (
     augment_batch,
     blur_jpeg,
     epoch_order,
-    evaluate_split,
     load_split,
-    patch_loss,
     split_fingerprint,
-    train,
 )
+from patchforensics.cli import config_from_args
+from patchforensics.cli_parser import add_train_parser
+from patchforensics.models import load_classifier
+from patchforensics.train import evaluate_split, patch_loss, train
 from patchforensics.train_config import TrainConfig
 
 from conftest import face_like, write_planted
@@ -350,7 +348,7 @@ def test_stopping_rule_uses_the_original_patience_per_depth(planted, tmp_path, m
 
 
 def test_samples_plus_inversions_pairs_each_real_with_its_inversion(planted, tmp_path):
-    from patchforensics.train import _pair_index
+    from patchforensics.batches import pair_index
 
     real, fake = planted
     inv = tmp_path / "inverted"
@@ -359,7 +357,7 @@ def test_samples_plus_inversions_pairs_each_real_with_its_inversion(planted, tmp
         for f in sorted((real / split).iterdir(), reverse=True):
             shutil.copy(fake / split / f.name, inv / split / f.name)
     reals = load_split(real, "train")[1]
-    idx = _pair_index(reals, load_split(inv, "train")[1])
+    idx = pair_index(reals, load_split(inv, "train")[1])
     assert [load_split(inv, "train")[1][k].name for k in idx] == [p.name for p in reals]
 
     cfg = TrainConfig(arch="resnet18", depth="layer1", epochs=1, batch_size=16, limit=16,
@@ -385,7 +383,7 @@ def test_samples_plus_inversions_pairs_each_real_with_its_inversion(planted, tmp
 
 
 def test_random_windows_cut_one_window_per_image_and_crop_training_runs(planted, tmp_path):
-    from patchforensics.train import random_windows
+    from patchforensics.batches import random_windows
 
     x = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).view(2, 3, 8, 8)
     rng = np.random.default_rng(0)
@@ -407,8 +405,8 @@ def test_random_windows_cut_one_window_per_image_and_crop_training_runs(planted,
 def test_resized_windows_are_the_windows_of_the_resized_images():
     """The training step cuts its windows before upsampling: the same windows from the same
     draws as ``random_windows(model.resize(x))``, up to float rounding."""
+    from patchforensics.batches import random_windows, resized_windows
     from patchforensics.models import build_model
-    from patchforensics.train import random_windows, resized_windows
 
     torch.manual_seed(0)
     x = (torch.rand(64, 3, SIZE, SIZE) * 2 - 1).contiguous(memory_format=torch.channels_last)
@@ -424,7 +422,7 @@ def test_resized_windows_are_the_windows_of_the_resized_images():
 
 
 def test_the_optimised_step_reaches_the_whole_image_step_result(tmp_path, monkeypatch):
-    """The default training step (windows cut before upsampling, ``train.resized_windows``)
+    """The default training step (windows cut before upsampling, ``batches.resized_windows``)
     must learn what the step before it learned (whole images upsampled 3x, then windows).
     Upsampled 3x, the +-10 checkerboard stays unlearnt for many epochs: +-40 here."""
     import patchforensics.train as train_module
@@ -444,7 +442,7 @@ def test_the_optimised_step_reaches_the_whole_image_step_result(tmp_path, monkey
 
 
 def test_paired_setting_pairs_each_real_with_the_fake_of_its_name(tmp_path):
-    from patchforensics.train import _pair_index
+    from patchforensics.batches import pair_index
 
     # A manipulated set: the same contents plus a pattern, named like its reals; the mesh
     # "missed" one face, so one real has no counterpart.
@@ -453,21 +451,22 @@ def test_paired_setting_pairs_each_real_with_the_fake_of_its_name(tmp_path):
     (fake / "train" / "3.png").unlink()
     reals = sorted((real / "train").glob("*.png"))
     fakes = sorted((fake / "train").glob("*.png"))
-    index = _pair_index(reals, fakes, missing_ok=True)
+    index = pair_index(reals, fakes, missing_ok=True)
     named = [fakes[k].name for k in index]
     assert [n for r, n in zip(reals, named, strict=True) if r.name != "3.png"] == \
         [r.name for r in reals if r.name != "3.png"]  # every other real with its own fake
     with pytest.raises(ValueError, match="no inversion"):
-        _pair_index(reals, fakes)  # the inversions setting still insists on every pair
+        pair_index(reals, fakes)  # the inversions setting still insists on every pair
     cfg = TrainConfig(arch="xception", depth="block1", epochs=1, batch_size=8,
                       setting="paired")
     # What the batches draw from: each real's counterpart is its own manipulated image (the
     # same content plus the pattern), the real without one gets another image of the set.
+    from patchforensics import batches
     from patchforensics import train as T
 
     prep = T._prepare(cfg, real, fake, tmp_path / "probe", T._Dist(), False, False, None)
     data, _ = T._load_data(cfg, prep, False, tmp_path / "probe", T._Dist(), False)
-    r, _, inv = T._train_images(data, prep.pairs, torch.device("cpu"), cfg)
+    r, _, inv = batches.train_images(data, prep.pairs, torch.device("cpu"), cfg)
     gap = (inv.float() - r.float()).abs().amax(dim=(1, 2, 3))
     own = [i for i, f in enumerate(reals) if f.name != "3.png"]
     assert (gap[own] <= 10).all() and gap[reals.index(real / "train" / "3.png")] > 10

@@ -167,7 +167,7 @@ class ImageFiles(Dataset):
     [0, 255], read (and validated) by ``images.read_image``, like :func:`load_folder`.
 
     ``shape`` is ``(N, 3, S, S)``, so code written for an in-memory N x 3 x S x S uint8 tensor
-    (``train.load_split``) can take either. With ``check`` every file's header is read at once,
+    (``batches.load_split``) can take either. With ``check`` every file's header is read at once,
     so a file of another size fails here, naming it, not hours into training.
     """
 

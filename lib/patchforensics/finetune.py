@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from . import paths, runs
+from .batches import random_windows
 from .checkpoint import eval_precision, folder_maps, load_checkpoint, logit_maps
 from .config import fingerprint, to_dict
 from .data import FAKE, REAL, load_folder, to_uint8
@@ -62,7 +63,7 @@ from .receptive_field import receptive_field
 from .score_modes import scores_from_maps
 from .segment import parse_set
 from .stats import binary_metrics
-from .train import random_windows, run_setup, train
+from .train import run_setup, train
 from .world import fake_items, split_seed, world_config_of
 
 

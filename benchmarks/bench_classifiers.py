@@ -46,7 +46,7 @@ import torch
 from machine import cpu_info, fp32_peak
 from torch.utils.flop_counter import FlopCounterMode
 
-from patchforensics import paths, train_config
+from patchforensics import grids, paths, train_config
 from patchforensics.batches import augment_batch, to_input
 from patchforensics.models import DEPTHS, build_model, count_parameters
 from patchforensics.train import patch_loss
@@ -163,17 +163,17 @@ def notebook_parameters(name: str = "02_train_classifiers") -> dict:
 
 def time_grid(device: str) -> None:
     """Train notebook 02's default grid on the default world from scratch; print seconds."""
-    from patchforensics import config, train
+    from patchforensics import config
 
     p = notebook_parameters()
     cfg = config.world_config(smoke=False, seed=p["world_seed"])
-    real, fake = train.training_pair(cfg, p["dataset"], p["generator"], device=device)
-    models = train.grid_models(p["xception_depths"], p["resnet_depths"])
+    real, fake = grids.training_pair(cfg, p["dataset"], p["generator"], device=device)
+    models = grids.grid_models(p["xception_depths"], p["resnet_depths"])
     base = train_config.TrainConfig(seed=p["seed"], epochs=p["epochs"], patience=p["patience"],
                              batch_size=p["batch_size"])
     with tempfile.TemporaryDirectory(prefix="bench_grid_") as scratch:
         t0 = time.perf_counter()
-        summary = train.train_grid(models, real, fake, Path(scratch), base=base,
+        summary = grids.train_grid(models, real, fake, Path(scratch), base=base,
                                    device=device, progress=False)
         total = time.perf_counter() - t0
     cols = ["best_epoch", "epochs", "stopped", "val_patch_acc", "val_image_acc",

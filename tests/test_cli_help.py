@@ -102,7 +102,7 @@ def test_help_imports_no_torch(argv):
 
 def test_train_defaults_are_notebook_02s_for_each_model(tmp_path):
     """The config `train` builds from its defaults equals the one notebook 02 trains
-    (protocol.train_profile -> train.train_grid) for every model of the default profile."""
+    (protocol.train_profile -> grids.train_grid) for every model of the default profile."""
     from patchforensics.cli import config_from_args
     from patchforensics.config import from_dict, to_dict
     from patchforensics.devices import resolve_device

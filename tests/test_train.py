@@ -277,8 +277,8 @@ def test_distributed_data_parallel_with_two_gloo_processes(planted, tmp_path):
 
 def test_grid_trains_each_model_once_and_tabulates_it(planted, tmp_path):
     from patchforensics.charts import training_curves, val_accuracy_bars
+    from patchforensics.grids import grid_models, train_grid
     from patchforensics.receptive_field import model_table
-    from patchforensics.train import grid_models, train_grid
 
     real, fake = planted
     models = grid_models(["block1"], [1])

@@ -198,7 +198,7 @@ def training_curves(runs: dict[str, str | os.PathLike | pd.DataFrame],
 
 def val_accuracy_bars(summary: pd.DataFrame) -> matplotlib.figure.Figure:
     """Best validation per-patch and image accuracy (in [0, 1]) of every run of a
-    ``train.train_grid`` table (index: model; columns ``val_patch_acc``, ``val_image_acc``,
+    ``grids.train_grid`` table (index: model; columns ``val_patch_acc``, ``val_image_acc``,
     ``depth``, ``rf_px``), models in table order, labelled with their receptive field."""
     fig, ax = plt.subplots(figsize=(1.0 + 0.75 * len(summary), 3.0))
     x = np.arange(len(summary))

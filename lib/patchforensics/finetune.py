@@ -54,6 +54,7 @@ from .generators.training import (
     start_run,
     train_loop,
 )
+from .grids import run_setup
 from .images import atomic_write_text, sha256_cached, sha256_files
 from .models import inference_model
 from .parts import top_patches
@@ -63,7 +64,7 @@ from .receptive_field import receptive_field
 from .score_modes import scores_from_maps
 from .segment import parse_set
 from .stats import binary_metrics
-from .train import run_setup, train
+from .train import train
 from .world import fake_items, split_seed, world_config_of
 
 

@@ -50,11 +50,11 @@ from .config import WorldConfig, world_config
 from .data import load_folder
 from .devices import resolve_device
 from .evaluate import evaluate_maps, manipulation_sets, save_world_table
+from .grids import training_pair
 from .parts import PartsAnalysis, analyze
 from .runs import finished, stopped_by
 from .stats import LEVEL, N_BOOT, holm, t_interval, t_pvalue
 from .study import find_root
-from .train import training_pair
 
 SETTING = "paired"  # each real with its own manipulated face (see the module docstring)
 PROFILE = "manipulations"

@@ -112,7 +112,7 @@ class Profile:
     #                          native bf16 (Zen 4, recent Xeons, CUDA), else fp32; recorded
 
     def overrides(self) -> dict[str, dict[str, Any]]:
-        """Per-model changes of the base config (``train.train_grid``'s ``overrides``)."""
+        """Per-model changes of the base config (``grids.train_grid``'s ``overrides``)."""
         out: dict[str, dict[str, Any]] = {}
         for arch, depth in self.models:
             name = f"{arch}_{depth}"
@@ -211,9 +211,9 @@ def train_profile(p: Profile, real_dir: str | os.PathLike, fake_dir: str | os.Pa
                   world: str, dataset: str, generator: str, *, device: str | None = None,
                   progress: bool = True, force: bool = False) -> pd.DataFrame:
     """Train (or skip, when finished) every run of profile ``p`` on one training pair; one row
-    per run (see ``train.train_grid``), run folders under ``runs.run_root(world, dataset,
+    per run (see ``grids.train_grid``), run folders under ``runs.run_root(world, dataset,
     generator, setting)``."""
-    from . import train
+    from . import grids, train
     from .devices import resolve_device
     from .generators.training import resolve_precision
     from .train_config import TrainConfig
@@ -231,7 +231,7 @@ def train_profile(p: Profile, real_dir: str | os.PathLike, fake_dir: str | os.Pa
             if s == setting:
                 by_seed.setdefault(seed, []).append((arch, depth))
         for seed, models in sorted(by_seed.items()):
-            tables.append(train.train_grid(
+            tables.append(grids.train_grid(
                 models, real_dir, fake_dir, runs.run_root(world, dataset, generator, setting),
                 base=replace(cfg, seed=seed), device=device, progress=progress, force=force,
                 inversions=inv, overrides=p.overrides()))

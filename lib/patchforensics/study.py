@@ -26,8 +26,8 @@ from . import paths, protocol, runs
 from .config import WorldConfig, world_config
 from .devices import resolve_device
 from .evaluate import save_world_table
+from .grids import training_pair
 from .images import list_images
-from .train import training_pair
 
 
 @dataclass(frozen=True)

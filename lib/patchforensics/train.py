@@ -44,7 +44,7 @@ import io
 import json
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,7 +72,7 @@ from .batches import (
     train_images,
     val_images,
 )
-from .config import WorldConfig, fingerprint, from_dict, to_dict
+from .config import fingerprint, to_dict
 from .data import (
     FAKE,
     REAL,
@@ -80,8 +80,6 @@ from .data import (
     iter_batches,
     loader_workers,
 )
-from .embedded import REAL_DATASETS, build_real_world, read_manifest
-from .generators import world_generators
 from .generators.training import adam, autocast
 from .images import atomic_write_bytes, atomic_write_text, list_images
 from .models import (
@@ -91,13 +89,10 @@ from .models import (
     inference_model,
     load_init,
     mean_fake_probability,
-    parse_depth,
 )
 from .progress import bar as progress_bar
 from .provenance import run_record
-from .receptive_field import field_fraction, receptive_field
 from .train_config import FIT_SPLITS, TrainConfig
-from .world import build_fake_world
 
 
 @dataclass
@@ -685,108 +680,4 @@ def _checksum(model: torch.nn.Module, d: _Dist) -> float:
 
 # --- grids and curves (notebook 02) -------------------------------------------------------------
 
-def training_pair(world_cfg: WorldConfig, dataset: str = "celeba", generator: str = "dcgan", *,
-                  device: str | None = None, progress: bool = True) -> tuple[Path, Path]:
-    """``(real dataset folder, fake dataset folder)`` of one pair of a built world, building the
-    world first (``embedded.build_real_world`` then ``world.build_fake_world``) when either set
-    is missing from its manifest."""
 
-    if dataset not in REAL_DATASETS:
-        raise ValueError(f"unknown dataset {dataset!r}; the world has {REAL_DATASETS}")
-    if generator not in world_generators(dataset):
-        raise ValueError(f"unknown generator {generator!r} for {dataset!r}; the world has "
-                         f"{world_generators(dataset)}")
-    root = paths.world_dir(world_cfg.name)
-    keys = (f"real/{dataset}", f"fake/{dataset}/{generator}")
-    if not all(k in read_manifest(root)["sets"] for k in keys):
-        build_real_world(world_cfg, progress=progress)
-        build_fake_world(world_cfg, device=device, progress=progress)
-    missing = [k for k in keys if k not in read_manifest(root)["sets"]]
-    if missing:
-        raise FileNotFoundError(f"{root}: the world has no {missing}; is {generator!r} a "
-                                f"generator of {dataset!r}?")
-    return root / keys[0], root / keys[1]
-
-
-def run_setup(run: str | os.PathLike) -> tuple[TrainConfig, Path, Path]:
-    """``(config, real dataset folder, fake dataset folder)`` a finished or running classifier
-    run was trained with (its ``config.json``); ``FileNotFoundError`` when its data is gone."""
-    folder = runs.run_dir_of(run)
-    rec = runs.read_config(folder)
-    if "config" not in rec:
-        raise FileNotFoundError(f"{folder}: no {runs.CONFIG}; not a classifier run folder")
-    real = runs.resolve_recorded(rec["data"]["real"]["dir"])
-    fake = runs.resolve_recorded(rec["data"]["fake"]["dir"])
-    if real is None or fake is None:
-        raise FileNotFoundError(f"{folder}: its training data ({rec['data']['real']['dir']}, "
-                                f"{rec['data']['fake']['dir']}) is gone")
-    return from_dict(TrainConfig, rec["config"]), real, fake
-
-
-def seed_runs(run: str | os.PathLike, seeds: Sequence[int], *, device: str | None = None,
-              progress: bool = True) -> dict[str, str]:
-    """The run's exact configuration trained with each of ``seeds`` (finished runs are skipped,
-    the run itself is reused for its own seed), in sibling folders. Returns ``{"<model>
-    seed<k>": run folder}``."""
-    base, real, fake = run_setup(run)
-    inv = inversions_dir(fake) if base.setting == "samples_inversions" else None
-    out = {}
-    for seed in seeds:
-        cfg = from_dict(TrainConfig, {**to_dict(base), "seed": int(seed)})
-        res = train(cfg, real, fake, runs.run_dir_of(run).parent / cfg.run_name(),
-                    device=device, progress=progress, inversions_dir=inv, replace_stale=True)
-        out[f"{cfg.arch}_{cfg.depth} seed{seed}"] = res.out_dir.as_posix()
-    return out
-
-def grid_models(xception_depths: Sequence[str | int] = (),
-                resnet_depths: Sequence[str | int] = ()) -> list[tuple[str, str]]:
-    """``[(arch, depth)]`` for the given Xception and ResNet-18 cuts (numbers or names)."""
-    return ([("xception", parse_depth("xception", d)) for d in xception_depths]
-            + [("resnet18", parse_depth("resnet18", d)) for d in resnet_depths])
-
-
-def train_grid(models: Sequence[tuple[str, str]], real_dir: str | os.PathLike,
-               fake_dir: str | os.PathLike, run_root: str | os.PathLike, *,
-               base: TrainConfig | None = None, device: str | None = None,
-               progress: bool = True, force: bool = False,
-               inversions: str | os.PathLike | None = None,
-               overrides: dict[str, dict[str, Any]] | None = None,
-               seeds: Sequence[int] | None = None) -> pd.DataFrame:
-    """Train (or skip, when finished) one run per ``(arch, depth)`` and seed under
-    ``run_root/<arch>_<depth>_seed<seed>``, the other settings from ``base``, per-model
-    changes from ``overrides`` (``{"xception_block1": {"crop": 96}, "xception_full":
-    {"load_size": 0}}``) and the seeds from ``seeds`` (default: ``base.seed``).
-    ``inversions``: the inversions folder (setting ``samples_inversions``).
-
-    Returns one row per run: model, seed, setting, load size, receptive field (px of the
-    network input) and field fraction (of the face side), best epoch, epochs run, why it
-    stopped, the patience in force, the best epoch's val metrics, training seconds (from
-    ``done.json``, so skipped runs report their original time), the run folder relative to the
-    checkpoints root; indexed by model name (``xception_block2``)."""
-
-    base = base or TrainConfig()
-    side = int(load_split(real_dir, "val", limit=1)[0].shape[-1])
-    rows = []
-    for seed in (seeds if seeds is not None else [base.seed]):
-        for arch, depth in models:
-            depth = parse_depth(arch, depth)
-            name = f"{arch}_{depth}"
-            cfg = from_dict(TrainConfig, {**to_dict(base), "arch": arch, "depth": depth,
-                                          "seed": int(seed),
-                                          **(overrides or {}).get(name, {})})
-            res = train(cfg, real_dir, fake_dir, Path(run_root) / cfg.run_name(),
-                        device=device, progress=progress, force=force,
-                        inversions_dir=inversions, replace_stale=True)
-            done = runs.finished(res.out_dir) or {}
-            mcfg = cfg.model_config()
-            rf = receptive_field(mcfg, side)
-            rows.append({"model": name, "seed": cfg.seed, "setting": cfg.setting,
-                         "arch": arch, "depth": depth, "load_size": cfg.load_size,
-                         "crop": cfg.crop, "rf_px": rf.size,
-                         "field_fraction": field_fraction(mcfg, side),
-                         "best_epoch": res.best_epoch, "epochs": done.get("epochs"),
-                         "stopped": res.stopped, "patience": cfg.stop_patience,
-                         **{f"val_{k}": v for k, v in res.best.items()},
-                         "train_seconds": done.get("seconds"), "skipped": res.skipped,
-                         "run": runs.relative_name(res.out_dir)})
-    return pd.DataFrame(rows).set_index("model")

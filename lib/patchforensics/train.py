@@ -80,6 +80,7 @@ from .data import (
     iter_batches,
     loader_workers,
 )
+from .distributed import Dist, all_sum, init_dist, sync_buffers
 from .generators.training import adam, autocast
 from .images import atomic_write_bytes, atomic_write_text, list_images
 from .models import (
@@ -228,54 +229,6 @@ def training_step(cfg: TrainConfig, model: PatchClassifier, dev: torch.device,
 
 # --- distributed --------------------------------------------------------------------------------
 
-@dataclass
-class _Dist:
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-    owns_group: bool = False  # this call initialised the process group and must destroy it
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    def barrier(self) -> None:
-        if self.world_size > 1:
-            dist.barrier()
-
-
-def _init_dist(device: str | torch.device | None) -> tuple[_Dist, torch.device]:
-    """Join the process group when launched by ``torchrun`` (WORLD_SIZE > 1)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    device = None if device is None else str(device)  # a torch.device works too
-    wants_cuda = (device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda")
-    if world <= 1:
-        return _Dist(), torch.device(device or ("cuda" if wants_cuda else "cpu"))
-    local = int(os.environ.get("LOCAL_RANK", "0"))
-    owns = not dist.is_initialized()
-    if owns:
-        dist.init_process_group(backend="nccl" if wants_cuda else "gloo")
-    dev = torch.device(f"cuda:{local}") if wants_cuda else torch.device("cpu")
-    if wants_cuda:
-        torch.cuda.set_device(dev)
-    return _Dist(dist.get_rank(), dist.get_world_size(), local, owns), dev
-
-
-def _all_sum(values: list[float], d: _Dist) -> list[float]:
-    if d.world_size == 1:
-        return values
-    t = torch.tensor(values, dtype=torch.float64)
-    dist.all_reduce(t)
-    return t.tolist()
-
-
-def _sync_buffers(model: torch.nn.Module, d: _Dist) -> None:
-    """BatchNorm running statistics drift apart per process (each sees its own batches after
-    DDP's broadcast); take rank 0's before validating or saving, so all agree."""
-    if d.world_size > 1:
-        for buf in model.buffers():
-            dist.broadcast(buf, src=0)
-
 
 # --- checkpoints --------------------------------------------------------------------------------
 
@@ -359,7 +312,7 @@ def train(cfg: TrainConfig, real_dir: str | os.PathLike, fake_dir: str | os.Path
     would (the run resumes later).
     """
     t_start = time.perf_counter()
-    d, dev = _init_dist(device)
+    d, dev = init_dist(device)
     try:
         with kept_heap():  # steps reuse freed pages instead of faulting in fresh ones
             return _train(cfg, Path(real_dir), Path(fake_dir),
@@ -385,7 +338,7 @@ class _Prepared:
     plan: runs.Decision
 
 
-def _prepare(cfg: TrainConfig, real_dir: Path, fake_dir: Path, out: Path, d: _Dist,
+def _prepare(cfg: TrainConfig, real_dir: Path, fake_dir: Path, out: Path, d: Dist,
              force: bool, replace_stale: bool, inv_dir: Path | None) -> _Prepared:
     """Check the arguments, list and fingerprint the files (a finished run is recognised
     without decoding an image) and decide, with ``runs.decide``, what to do with ``out``."""
@@ -432,7 +385,7 @@ def _prepare(cfg: TrainConfig, real_dir: Path, fake_dir: Path, out: Path, d: _Di
     return _Prepared(folders, files, pairs, record, fp, plan)
 
 
-def _load_data(cfg: TrainConfig, prep: _Prepared, stream: bool | None, out: Path, d: _Dist,
+def _load_data(cfg: TrainConfig, prep: _Prepared, stream: bool | None, out: Path, d: Dist,
                progress: bool) -> tuple[dict[str, dict[str, Any]], dict[str, bool]]:
     """Every split of every folder, in memory or streamed (:func:`stream_splits`); all of one
     image size or ``ValueError`` naming the folders."""
@@ -457,7 +410,7 @@ def _fresh_state() -> dict[str, Any]:
             "seconds": 0.0}
 
 
-def _resume(out: Path, model: torch.nn.Module, optim: torch.optim.Optimizer, d: _Dist,
+def _resume(out: Path, model: torch.nn.Module, optim: torch.optim.Optimizer, d: Dist,
             announce: bool) -> dict[str, Any]:
     """The training state of ``latest.pt`` (weights and optimiser loaded in place), or a fresh
     one when there is none; ``announce`` prints "resuming at epoch k"."""
@@ -489,7 +442,7 @@ class _Loop:
 
     cfg: TrainConfig
     out: Path
-    d: _Dist
+    d: Dist
     step: TrainStep  # the model, its optimiser and what one batch does to them
     state: dict[str, Any]
     train_sets: tuple[Any, Any, Any]  # real, fake, inversions (or None) training images
@@ -505,7 +458,7 @@ class _Loop:
         now = time.perf_counter()
         self.state["seconds"] += now - self.clock
         self.clock = now
-        saved = {**self.state, "accum": _all_sum(self.state["accum"], self.d)}
+        saved = {**self.state, "accum": all_sum(self.state["accum"], self.d)}
         if self.d.main:
             _save({"model": self.step.model.state_dict(),
                    "optimizer": self.step.optim.state_dict(),
@@ -542,7 +495,7 @@ class _Loop:
             bar.set_postfix(loss=f"{float(loss):.3f}")
             if self.checkpoint_every and state["global_step"] % self.checkpoint_every == 0 \
                     and state["step"] < steps:
-                _sync_buffers(self.step.model, d)
+                sync_buffers(self.step.model, d)
                 self.save_latest()
             if self.callback is not None:
                 self.callback({"event": "step", "epoch": epoch + 1, "step": step + 1,
@@ -556,10 +509,10 @@ class _Loop:
         write ``latest.pt``."""
         cfg, d, state, epoch = self.cfg, self.d, self.state, self.state["epoch"]
         model = self.step.model
-        _sync_buffers(model, d)
+        sync_buffers(model, d)
         val = evaluate_split(model, *self.val_sets, self.step.dev,
                              channels_last=self.step.channels_last)
-        loss_sum, count, correct, patches = _all_sum(state["accum"], d)
+        loss_sum, count, correct, patches = all_sum(state["accum"], d)
         row = {"epoch": epoch + 1, "steps": state["global_step"],
                "train_loss": loss_sum / max(count, 1),
                "train_patch_acc": correct / max(patches, 1)}
@@ -596,7 +549,7 @@ class _Loop:
             self.callback({"event": "epoch", **row})
 
 
-def _train(cfg: TrainConfig, real_dir: Path, fake_dir: Path, out: Path, d: _Dist,
+def _train(cfg: TrainConfig, real_dir: Path, fake_dir: Path, out: Path, d: Dist,
            dev: torch.device, progress: bool, force: bool, channels_last: bool,
            checkpoint_every: int, callback: Callable[[dict[str, Any]], None] | None,
            t_start: float, inv_dir: Path | None = None,
@@ -667,7 +620,7 @@ def _check_input_size(model: torch.nn.Module, side: int) -> None:
         model.train()
 
 
-def _checksum(model: torch.nn.Module, d: _Dist) -> float:
+def _checksum(model: torch.nn.Module, d: Dist) -> float:
     """Sum of all weights; under DDP checked equal on every process (they must stay in sync)."""
     total = float(sum(p.detach().double().sum() for p in model.parameters()))
     if d.world_size > 1:

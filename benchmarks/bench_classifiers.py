@@ -49,8 +49,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from patchforensics import grids, paths, train_config
 from patchforensics.batches import augment_batch, to_input
 from patchforensics.models import DEPTHS, build_model, count_parameters
-from patchforensics.train import patch_loss
 from patchforensics.train_config import TrainConfig
+from patchforensics.train_step import patch_loss
 
 TRAIN_BATCH = 32  # the paper's 16 real + 16 fake
 INFER_BATCH = 128

@@ -14,7 +14,7 @@ profiles share is measured once. Precision: what the profiles use (``--precision
 autocast where the CPU has native bf16, else fp32).
 
 What is timed is what trains: the model from ``models.build_model``, its set-up and step from
-``train.training_step`` (``TrainStep``: uint8 batch -> float -> crop windows -> forward under
+``train_step.training_step`` (``TrainStep``: uint8 batch -> float -> crop windows -> forward under
 autocast -> per-patch loss -> backward -> fused Adam), on a synthetic batch of 32 uint8 images
 of the world's size, flipped by ``batches.augment_batch`` as in ``batches.epoch_batches``.
 
@@ -27,7 +27,7 @@ of the world's size, flipped by ``batches.augment_batch`` as in ``batches.epoch_
 - ``s/epoch``: an epoch is one pass over the real training images (``batches.epoch_order`` with
   ``by_real``: ceil(reals / 16) steps of 32 images); the count of reals comes from the
   embedded world's config (``config.WorldConfig``: its CelebA crops split by
-  ``embedded.split_indices``). ``val s``: ``train.evaluate_split`` (the stopping rule's
+  ``embedded.split_indices``). ``val s``: ``train_step.evaluate_split`` (the stopping rule's
   validation, whole images at the load size) on as many synthetic images as a run's val split
   holds (reals, samples, inversions), the BatchNorm-folded twin rebuilt as after every epoch.
 - ``GFLOP/s``: FLOPs of one training step (forward + backward) counted by
@@ -72,8 +72,8 @@ from patchforensics.config import WorldConfig
 from patchforensics.data import FAKE, REAL
 from patchforensics.generators.training import resolve_precision
 from patchforensics.models import build_model
-from patchforensics.train import evaluate_split, training_step
 from patchforensics.train_config import TrainConfig
+from patchforensics.train_step import evaluate_split, training_step
 
 # The step before issue 25 (c8795bf: eager, bf16 autocast where native, channels-last, fused
 # Adam, whole images upsampled then cropped, glibc's malloc as it comes) and other paths to

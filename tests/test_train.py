@@ -31,8 +31,9 @@ from patchforensics.batches import (
 from patchforensics.cli import config_from_args
 from patchforensics.cli_parser import add_train_parser
 from patchforensics.models import load_classifier
-from patchforensics.train import evaluate_split, patch_loss, train
+from patchforensics.train import train
 from patchforensics.train_config import TrainConfig
+from patchforensics.train_step import evaluate_split, patch_loss
 
 from conftest import face_like, write_planted
 

@@ -38,9 +38,10 @@ from __future__ import annotations
 import hashlib
 import io
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import cv2
 import numpy as np
@@ -77,8 +78,49 @@ from .progress import bar as progress_bar
 from .provenance import run_record
 from .world import inversion_config, invert_reals, split_seed
 
-MANIPULATIONS = ("faceswap", "deepfake", "reenact", "neuraltex")
-LEARNED = ("deepfake", "neuraltex")  # rendered by the world's VAE
+
+class Faces(NamedTuple):
+    """What one manipulation of ``target`` may use: its landmarks, the paired ``source`` face
+    and its landmarks, and the VAE's renderings of source and target (learned methods)."""
+
+    target: np.ndarray
+    t_pts: np.ndarray
+    source: np.ndarray
+    s_pts: np.ndarray
+    source_render: np.ndarray | None
+    target_render: np.ndarray | None
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A manipulation: how it edits a face (native size; returns the face and its mask
+    weight), whether the world's VAE renders it (``learned``), and whether it edits a face with
+    itself rather than with a paired source face (``own_face``)."""
+
+    apply: Callable[[Faces, ManipulationConfig], tuple[np.ndarray, np.ndarray]]
+    learned: bool = False
+    own_face: bool = False
+
+
+def _deepfake(f: Faces, p: ManipulationConfig) -> tuple[np.ndarray, np.ndarray]:
+    assert f.source_render is not None  # the source face as the VAE renders it
+    return faceswap(f.target, f.t_pts, render_native(f.source_render, f.source), f.s_pts, p)
+
+
+def _neuraltex(f: Faces, p: ManipulationConfig) -> tuple[np.ndarray, np.ndarray]:
+    assert f.target_render is not None  # the face's own texture, re-rendered by the VAE
+    return neuraltex(f.target, f.t_pts, render_native(f.target_render, f.target), p)
+
+
+# The manipulations, in the order of every table (adding one: its recipe here, its test).
+RECIPES: dict[str, Recipe] = {
+    "faceswap": Recipe(lambda f, p: faceswap(f.target, f.t_pts, f.source, f.s_pts, p)),
+    "deepfake": Recipe(_deepfake, learned=True),
+    "reenact": Recipe(lambda f, p: reenact(f.target, f.t_pts, f.s_pts, p)),
+    "neuraltex": Recipe(_neuraltex, learned=True, own_face=True),
+}
+MANIPULATIONS = tuple(RECIPES)
+LEARNED = tuple(m for m, r in RECIPES.items() if r.learned)  # rendered by the world's VAE
 DATASET = "celeba"  # the only real set with faces the mesh can read at native size
 RENDERER = "vae"  # the learned methods' network: the world's VAE, through its inversions
 MASKS_FILE = "masks.npz"  # one per set, in the set's folder
@@ -289,7 +331,7 @@ def _manipulate_split(method: str, cfg: WorldConfig, p: ManipulationConfig,
     names = [f"{i}.png" for i in ids]
     found = [m is not None for m in marks]
     index = {n: k for k, n in enumerate(names)}
-    if method == "neuraltex":  # re-renders each face's own texture: no source face
+    if RECIPES[method].own_face:  # no source face: each face is its own pair
         plan = {n: n for n, ok in zip(names, found, strict=True) if ok}
     else:
         plan = pair_faces(names, found, seed)
@@ -300,33 +342,18 @@ def _manipulate_split(method: str, cfg: WorldConfig, p: ManipulationConfig,
         if name not in plan:
             continue
         j = index[plan[name]]
+        t_pts, s_pts = marks[k], marks[j]
+        assert t_pts is not None and s_pts is not None
+        faces = Faces(reals[k][1], t_pts, reals[j][1], s_pts, rendered.get(plan[name]),
+                      rendered.get(name))
         try:
-            fake, w = _manipulate_face(method, p, reals[k][1], marks[k], reals[j][1], marks[j],
-                                       rendered.get(plan[name]), rendered.get(name))
+            fake, w = RECIPES[method].apply(faces, p)
         except (ValueError, cv2.error, QhullError):
             continue  # a degenerate mesh: counted as skipped
         items.append((ids[k], fake))
         weights.append(_quantise(mask_to_world(w, cfg.size)))
         done[name] = plan[name]
     return items, weights, done
-
-
-def _manipulate_face(method: str, p: ManipulationConfig, target: np.ndarray,
-                     t_pts: np.ndarray | None, source: np.ndarray, s_pts: np.ndarray | None,
-                     source_render: np.ndarray | None, target_render: np.ndarray | None
-                     ) -> tuple[np.ndarray, np.ndarray]:
-    """One manipulated face and its mask weight (native size): ``target`` with the method
-    applied, from ``source`` (its landmarks ``s_pts``) or the VAE's renderings."""
-    assert t_pts is not None and s_pts is not None
-    if method == "faceswap":
-        return faceswap(target, t_pts, source, s_pts, p)
-    if method == "deepfake":
-        assert source_render is not None
-        return faceswap(target, t_pts, render_native(source_render, source), s_pts, p)
-    if method == "reenact":
-        return reenact(target, t_pts, s_pts, p)
-    assert target_render is not None
-    return neuraltex(target, t_pts, render_native(target_render, target), p)
 
 
 def _write_masks(root: Path, key: str, masks: dict[str, np.ndarray], world: dict[str, Any]

@@ -43,7 +43,7 @@ def test_disabled_or_nested_blocks_and_errors_restore_the_settings():
         assert not on
     with pytest.raises(RuntimeError), kept_heap(), kept_heap():
         raise RuntimeError("a failed epoch")
-    assert allocator._depth == 0
+    assert allocator.depth() == 0
 
 
 def test_a_training_step_computes_the_same_inside_and_outside():

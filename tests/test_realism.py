@@ -94,7 +94,7 @@ def _table(found: dict[str, float]) -> pd.DataFrame:
              "n": 10, "face_found": f, "fd_pca": 1.0, "near_copy_fraction": 0.0,
              "median_copy_ratio": 1.0, "psnr_random": 9.0 if g == "dcgan" else 20.0,
              "psnr": 20.0 if g.endswith("_inverted") else np.nan} for g, f in found.items()]
-    return realism._with_goal(pd.DataFrame(rows))
+    return realism.with_goal(pd.DataFrame(rows))
 
 
 def test_goal_flags_only_trained_generators_and_misses_are_recorded(tmp_path, monkeypatch):

@@ -125,9 +125,9 @@ def test_extract_patch_pads_clipped_fields_to_the_full_size():
 
 def test_packaged_fields_cover_the_profiles_and_match_a_fresh_measurement():
     from patchforensics import protocol
-    from patchforensics.receptive_field import _from_dict, _measure, _packaged
+    from patchforensics.receptive_field import field_from_dict, measure_field, packaged_fields
 
-    table = _packaged()
+    table = packaged_fields()
     for name in ("default", "quick", "full", "smoke"):
         grid = protocol.profile(name, smoke=name == "smoke")
         size = 32 if name == "smoke" else 64
@@ -139,4 +139,4 @@ def test_packaged_fields_cover_the_profiles_and_match_a_fresh_measurement():
         arch, depth, load, hw = key.split("_")
         cfg = ModelConfig(arch=arch, depth=depth, load_size=int(load[4:]), init_gain=0.0)
         h, w = map(int, hw.split("x"))
-        assert _from_dict(table[key]) == _measure(cfg, h, w), key
+        assert field_from_dict(table[key]) == measure_field(cfg, h, w), key

@@ -466,8 +466,8 @@ def test_paired_setting_pairs_each_real_with_the_fake_of_its_name(tmp_path):
     from patchforensics import train as T
     from patchforensics.distributed import Dist
 
-    prep = T._prepare(cfg, real, fake, tmp_path / "probe", Dist(), False, False, None)
-    data, _ = T._load_data(cfg, prep, False, tmp_path / "probe", Dist(), False)
+    prep = T.prepare_run(cfg, real, fake, tmp_path / "probe", Dist(), False, False, None)
+    data, _ = T.load_run_data(cfg, prep, False, tmp_path / "probe", Dist(), False)
     r, _, inv = batches.train_images(data, prep.pairs, torch.device("cpu"), cfg)
     gap = (inv.float() - r.float()).abs().amax(dim=(1, 2, 3))
     own = [i for i, f in enumerate(reals) if f.name != "3.png"]

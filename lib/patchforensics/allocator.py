@@ -34,6 +34,11 @@ _KEPT = {_M_MMAP_MAX: 0, _M_TRIM_THRESHOLD: 2**31 - 1,  # mallopt takes an int: 
 _depth = 0  # nested blocks: only the outermost one sets and restores
 
 
+def depth() -> int:
+    """How many :func:`kept_heap` blocks are open now (0: glibc has its own settings)."""
+    return _depth
+
+
 def _libc() -> ctypes.CDLL | None:
     """glibc, or None where the C library is another one."""
     if not sys.platform.startswith("linux"):

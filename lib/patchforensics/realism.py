@@ -153,10 +153,10 @@ def realism_table(world_root: str | Path, *, split: str = "test",
             row["psnr"] = (entry.get("psnr", {}).get(split, {}).get("mean", np.nan)
                            if source else np.nan)
             rows.append(row)
-    return _with_goal(pd.DataFrame(rows))
+    return with_goal(pd.DataFrame(rows))
 
 
-def _with_goal(table: pd.DataFrame) -> pd.DataFrame:
+def with_goal(table: pd.DataFrame) -> pd.DataFrame:
     """Add ``goal`` and ``meets_goal`` (trained generators' samples), and put each inversion
     set's ``psnr_random`` from its generator's samples row (the baseline it must beat)."""
     goal = REALISM_GOAL["face_found"]

@@ -156,7 +156,9 @@ def _nominal(cfg: ModelConfig, axis: int) -> tuple[int, int]:
 
 
 @lru_cache(maxsize=256)
-def _measure(cfg: ModelConfig, height: int, width: int) -> ReceptiveField:
+def measure_field(cfg: ModelConfig, height: int, width: int) -> ReceptiveField:
+    """Measure the field of every output cell of ``cfg``'s network for ``height`` x ``width``
+    inputs, by gradients (no cache: :func:`receptive_field` keeps what it measured)."""
     probe = _probe(cfg)
     rows, h = _ranges(probe, height, 0)
     cols, w = _ranges(probe, width, 1)
@@ -191,7 +193,7 @@ PACKAGED = Path(__file__).with_name("receptive_fields.json")
 
 
 @lru_cache(maxsize=1)
-def _packaged() -> dict[str, dict]:
+def packaged_fields() -> dict[str, dict]:
     """The fields of the profiles in ``protocol.PROFILES`` (default, quick, full, smoke) and of
     the original code's xception_block2 at its 128 -> 299 px (``tests/test_original.py``),
     measured once and shipped with the package (``tests/test_receptive_field.py`` re-measures
@@ -201,7 +203,8 @@ def _packaged() -> dict[str, dict]:
     return json.loads(PACKAGED.read_text())
 
 
-def _from_dict(d: dict) -> ReceptiveField:
+def field_from_dict(d: dict) -> ReceptiveField:
+    """A :class:`ReceptiveField` from its JSON form (the packaged and cached fields)."""
     return ReceptiveField(tuple(d["input_size"]), tuple(d["output_size"]), d["size"],
                           d["stride"], d["scale"], tuple(map(tuple, d["rows"])),
                           tuple(map(tuple, d["cols"])))
@@ -209,7 +212,7 @@ def _from_dict(d: dict) -> ReceptiveField:
 
 @lru_cache(maxsize=256)
 def _cached(cfg: ModelConfig, height: int, width: int) -> ReceptiveField:
-    """:func:`_measure` behind a JSON cache in ``checkpoints/receptive_fields/``: measuring an
+    """:func:`measure_field` behind a JSON cache in ``checkpoints/receptive_fields/``: measuring an
     upsampling model's fields takes minutes on a CPU (a float64 probe at the load size), and
     they depend only on the architecture, the load size and the input size."""
     import json
@@ -217,15 +220,15 @@ def _cached(cfg: ModelConfig, height: int, width: int) -> ReceptiveField:
 
     key = f"{cfg.arch}_{cfg.depth}_load{cfg.load_size}_{height}x{width}"
     path = paths.checkpoints_dir() / "receptive_fields" / f"{key}.json"
-    for read in (lambda: _packaged()[key], lambda: json.loads(path.read_text())):
+    for read in (lambda: packaged_fields()[key], lambda: json.loads(path.read_text())):
         try:
-            return _from_dict(read())
+            return field_from_dict(read())
         except (OSError, ValueError, KeyError, TypeError):
             pass  # not measured yet (or an unreadable file): measure again
 
     beat(f"receptive field of {cfg.name} at {height} px"
          + (f" (load size {cfg.load_size})" if cfg.load_size else ""))
-    rf = _measure(cfg, height, width)
+    rf = measure_field(cfg, height, width)
     atomic_write_text(path, json.dumps({
         "input_size": rf.input_size, "output_size": rf.output_size, "size": rf.size,
         "stride": rf.stride, "scale": rf.scale, "rows": rf.rows, "cols": rf.cols}))

@@ -208,7 +208,7 @@ def train(cfg: TrainConfig, real_dir: str | os.PathLike, fake_dir: str | os.Path
 
 
 @dataclass
-class _Prepared:
+class PreparedRun:
     """A run's data found and its folder decided, before any image is decoded."""
 
     folders: dict[str, Path]  # "real", "fake"[, "inversions"] dataset folders
@@ -219,8 +219,8 @@ class _Prepared:
     plan: runs.Decision
 
 
-def _prepare(cfg: TrainConfig, real_dir: Path, fake_dir: Path, out: Path, d: Dist,
-             force: bool, replace_stale: bool, inv_dir: Path | None) -> _Prepared:
+def prepare_run(cfg: TrainConfig, real_dir: Path, fake_dir: Path, out: Path, d: Dist,
+                force: bool, replace_stale: bool, inv_dir: Path | None) -> PreparedRun:
     """Check the arguments, list and fingerprint the files (a finished run is recognised
     without decoding an image) and decide, with ``runs.decide``, what to do with ``out``."""
     if cfg.batch_size % (2 * d.world_size):
@@ -263,11 +263,11 @@ def _prepare(cfg: TrainConfig, real_dir: Path, fake_dir: Path, out: Path, d: Dis
         if plan.action == "continue" and d.main:  # unfinished again: a kill now resumes
             (out / runs.DONE).unlink()
         d.barrier()
-    return _Prepared(folders, files, pairs, record, fp, plan)
+    return PreparedRun(folders, files, pairs, record, fp, plan)
 
 
-def _load_data(cfg: TrainConfig, prep: _Prepared, stream: bool | None, out: Path, d: Dist,
-               progress: bool) -> tuple[dict[str, dict[str, Any]], dict[str, bool]]:
+def load_run_data(cfg: TrainConfig, prep: PreparedRun, stream: bool | None, out: Path,
+                  d: Dist, progress: bool) -> tuple[dict[str, dict[str, Any]], dict[str, bool]]:
     """Every split of every folder, in memory or streamed (:func:`stream_splits`); all of one
     image size or ``ValueError`` naming the folders."""
     streamed = stream_splits(prep.files, stream)
@@ -435,13 +435,13 @@ def _train(cfg: TrainConfig, real_dir: Path, fake_dir: Path, out: Path, d: Dist,
            checkpoint_every: int, callback: Callable[[dict[str, Any]], None] | None,
            t_start: float, inv_dir: Path | None = None,
            replace_stale: bool = False, stream: bool | None = None) -> TrainResult:
-    prep = _prepare(cfg, real_dir, fake_dir, out, d, force, replace_stale, inv_dir)
+    prep = prepare_run(cfg, real_dir, fake_dir, out, d, force, replace_stale, inv_dir)
     if prep.plan.action == "skip":
         done = prep.plan.done
         return TrainResult(out, done["best_epoch"], done["best"], runs.read_history(out),
                            done["stopped"], skipped=True,
                            seconds=time.perf_counter() - t_start)
-    data, streamed = _load_data(cfg, prep, stream, out, d, progress)
+    data, streamed = load_run_data(cfg, prep, stream, out, d, progress)
 
     mcfg = cfg.model_config()
     model = build_model(mcfg, seed=cfg.seed)

@@ -114,12 +114,14 @@ def test_the_package_has_no_import_cycle():
 
 
 def test_no_private_name_crosses_modules_of_the_library():
-    """A name with a leading underscore is its module's own: another module of the package
-    imports only public names (``from .api import load as _load`` imports a public one)."""
+    """A name with a leading underscore is its module's own: another module of the package, or
+    a test, imports only public names (``from .api import load as _load`` imports a public
+    one)."""
     import ast
 
     crossing = []
-    for path in sorted((REPO / "lib" / "patchforensics").rglob("*.py")):
+    files = [*(REPO / "lib" / "patchforensics").rglob("*.py"), *(REPO / "tests").glob("*.py")]
+    for path in sorted(files):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and (node.level or "patchforensics" in
                                                      (node.module or "")):

@@ -55,10 +55,11 @@ CONTENT = ("file_size", "hf_energy")
 # Content facts that are findings: a JPEG block grid in one set only is a history mismatch.
 GRID = ("jpeg_grid",)
 # Grid gain (grey levels of |second difference|) above which an image lacks the reals' grid.
-# Measured by benchmarks/jpeg_grid_gain.py (record 2026-12-05): on the default world's 13 CelebA
-# test sets (reals, blurry VAE/GMM, sharp DCGAN/upconv, inversions, manipulations: all with the
-# reals' history) the 2nd to 98th percentiles of the gain lie in -0.19 to 0.10; real crops
-# without the history gain 0.21 to 0.92 (sharp and blurred); 0.15 lies between.
+# Measured by benchmarks/jpeg_grid_gain.py (its record in benchmarks/records/): on the default
+# world's 13 CelebA test sets (reals, blurry VAE/GMM, sharp DCGAN/upconv, inversions,
+# manipulations: all with the reals' history) the 2nd to 98th percentiles of the gain lie in
+# -0.19 to 0.10; real crops without the history gain 0.21 to 0.92 (sharp and blurred); 0.15
+# lies between.
 GRID_MISSING = 0.15
 _BITS = {"1": 1, "L": 8, "P": 8, "RGB": 8, "RGBA": 8, "CMYK": 8, "YCbCr": 8, "LA": 8,
          "I;16": 16, "I;16B": 16, "I;16L": 16, "I": 32, "F": 32}

@@ -426,15 +426,16 @@ def test_the_optimised_step_reaches_the_whole_image_step_result(tmp_path, monkey
     """The default training step (windows cut before upsampling, ``batches.resized_windows``)
     must learn what the step before it learned (whole images upsampled 3x, then windows).
     Upsampled 3x, the +-10 checkerboard stays unlearnt for many epochs: +-40 here."""
-    import patchforensics.train as train_module
+    import patchforensics.train_step as step_module
+    from patchforensics.batches import random_windows
 
     real = write_planted(tmp_path / "real", 0, 0)
     fake = write_planted(tmp_path / "fake", 50_000, 40)
     cfg = TrainConfig(arch="xception", depth="block1", load_size=96, crop=48, epochs=10,
                       patience=10, batch_size=16)
     fast = train(cfg, real, fake, tmp_path / "fast", device="cpu", progress=False)
-    monkeypatch.setattr(train_module, "resized_windows", lambda model, x, side, rng:
-                        train_module.random_windows(model.resize(x), side, rng))
+    monkeypatch.setattr(step_module, "resized_windows", lambda model, x, side, rng:
+                        random_windows(model.resize(x), side, rng))
     whole = train(cfg, real, fake, tmp_path / "whole", device="cpu", progress=False)
     for res in (fast, whole):
         assert res.best["patch_acc"] >= 0.9 and res.best["ap"] >= 0.99

@@ -22,10 +22,11 @@ import pandas as pd
 
 from .data import load_folder
 from .evaluate import world_sets
+from .generators import LIKELIHOOD
 from .quality import radial_spectra
 from .stats import boot_weights, interval, weighted_auc
 
-BLURRY = ("vae", "gmm")  # generator names (substrings) of the over-smooth likelihood models
+BLURRY = LIKELIHOOD  # generator names (substrings) of the over-smooth likelihood models
 
 
 def spectrum_features(images: np.ndarray) -> np.ndarray:

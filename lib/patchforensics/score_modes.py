@@ -21,17 +21,54 @@ earlier version divided each *patch* logit by T before averaging, which reordere
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import numpy as np
 from scipy.special import expit, logsumexp
 
 from .stats import FAKE, REAL, check_labels
 
-MODES = ("mean_softmax", "mean_logit", "vote")
-
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     # expit never overflows, so no clip is needed (a clip at +-60 tied every saturated image).
     return expit(x)
+
+
+@dataclass(frozen=True)
+class ScoreMode:
+    """One way to turn patch maps into an image score: ``probability`` of N x h x w
+    logit differences (already divided by a patch temperature), ``log_odds`` of the same
+    flattened to N x (h w) (the order-keeping score the rank metrics use), and whether the
+    run's temperature applies to it (``calibrated``)."""
+
+    probability: Callable[[np.ndarray], np.ndarray]
+    log_odds: Callable[[np.ndarray], np.ndarray]
+    calibrated: bool = True
+
+
+def _mean_softmax_log_odds(d: np.ndarray) -> np.ndarray:
+    # log sigmoid(x) = -log(1 + exp(-x)); logaddexp keeps its tail exact.
+    return logsumexp(-np.logaddexp(0.0, -d), axis=1) - logsumexp(-np.logaddexp(0.0, d), axis=1)
+
+
+# The score modes, in the order of every table (adding one: its entry here and its test; local
+# scores with a parameter, such as localize's top-k, stay with their module).
+SCORE_MODES: dict[str, ScoreMode] = {
+    "mean_softmax": ScoreMode(lambda d: _sigmoid(d).mean(axis=(1, 2)), _mean_softmax_log_odds),
+    "mean_logit": ScoreMode(lambda d: _sigmoid(d.mean(axis=(1, 2))), lambda d: d.mean(axis=1)),
+    # the share of "fake" patches: a count over h x w cells, not log-odds, so not calibrated
+    "vote": ScoreMode(lambda d: (d > 0).mean(axis=(1, 2)).astype(np.float64),
+                      lambda d: (d > 0).mean(axis=1).astype(np.float64), calibrated=False),
+}
+MODES = tuple(SCORE_MODES)
+
+
+def score_mode(mode: str) -> ScoreMode:
+    """The :class:`ScoreMode` of ``mode``; ``ValueError`` naming the modes otherwise."""
+    if mode not in SCORE_MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    return SCORE_MODES[mode]
 
 
 def scores_from_maps(maps: np.ndarray, mode: str = "mean_softmax",
@@ -48,14 +85,7 @@ def scores_from_maps(maps: np.ndarray, mode: str = "mean_softmax",
         raise ValueError(f"expected N x h x w maps, got shape {maps.shape}")
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
-    d = maps.astype(np.float64) / temperature
-    if mode == "mean_softmax":
-        return _sigmoid(d).mean(axis=(1, 2))
-    if mode == "mean_logit":
-        return _sigmoid(d.mean(axis=(1, 2)))
-    if mode == "vote":
-        return (maps > 0).mean(axis=(1, 2)).astype(np.float64)
-    raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    return score_mode(mode).probability(maps.astype(np.float64) / temperature)
 
 
 def log_odds_from_maps(maps: np.ndarray, mode: str = "mean_softmax",
@@ -74,16 +104,7 @@ def log_odds_from_maps(maps: np.ndarray, mode: str = "mean_softmax",
         raise ValueError(f"expected N x h x w maps, got shape {maps.shape}")
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
-    d = maps.astype(np.float64).reshape(len(maps), -1) / temperature
-    if mode == "mean_softmax":
-        # log sigmoid(x) = -log(1 + exp(-x)); logaddexp keeps its tail exact.
-        return (logsumexp(-np.logaddexp(0.0, -d), axis=1)
-                - logsumexp(-np.logaddexp(0.0, d), axis=1))
-    if mode == "mean_logit":
-        return d.mean(axis=1)
-    if mode == "vote":
-        return (maps > 0).reshape(len(maps), -1).mean(axis=1).astype(np.float64)
-    raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    return score_mode(mode).log_odds(maps.astype(np.float64).reshape(len(maps), -1) / temperature)
 
 
 def n_tied(scores: np.ndarray) -> int:
@@ -119,10 +140,8 @@ def calibrated_probability(score: np.ndarray, temperature: float = 1.0,
     uncalibrated). N floats in [0, 1]."""
     if not (np.isfinite(temperature) and temperature > 0):
         raise ValueError(f"temperature must be finite and > 0, got {temperature}")
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     z = np.asarray(score, np.float64)
-    if mode == "vote":
+    if not score_mode(mode).calibrated:  # a share, not log-odds: its log-odds are scaled
         with np.errstate(divide="ignore"):  # shares of 0 and 1: log-odds -inf and +inf
             z = np.log(z) - np.log1p(-z)
     return expit(z / temperature)
@@ -142,7 +161,7 @@ def fit_temperature(maps: np.ndarray, labels: np.ndarray, mode: str = "mean_soft
 
     labels = np.asarray(labels, np.int64)
     check_labels(np.zeros(len(labels)), labels)
-    if mode == "vote":
+    if not score_mode(mode).calibrated:
         return 1.0
     score = log_odds_from_maps(maps, mode)
     n_pos, n_neg = int((labels == FAKE).sum()), int((labels == REAL).sum())

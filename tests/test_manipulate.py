@@ -255,7 +255,8 @@ def test_bad_requests_are_refused(world, tmp_path):
 def test_the_study_aligns_each_fake_with_its_mask_and_the_real_it_was_made_from(world):
     from patchforensics import manipulation_study as ms_
 
-    ms = ms_.ManipulationStudy(world, world.name, "celeba", M.MANIPULATIONS, "cpu", smoke=True)
+    ms = ms_.ManipulationStudy(world, world.name, "celeba", "cpu", smoke=True,
+                               methods=M.MANIPULATIONS)
     for method in M.MANIPULATIONS:
         fakes, masks, names = ms_.masked_test_split(ms, method)
         reals, index = ms_.real_counterparts(ms, names)

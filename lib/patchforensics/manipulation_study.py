@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import functools
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,38 +46,28 @@ import pandas as pd
 from . import attribution, localize, manipulate, paths, protocol, sanity
 from .checkpoint import Checkpoint, adequate, calibration, folder_maps, load_checkpoint
 from .compare import UNDER_TRAINED
-from .config import WorldConfig, world_config
+from .config import world_config
 from .data import load_folder
 from .devices import resolve_device
-from .evaluate import evaluate_maps, manipulation_sets, save_world_table
+from .evaluate import evaluate_maps, manipulation_sets
 from .grids import training_pair
 from .parts import PartsAnalysis, analyze
 from .runs import finished, stopped_by
 from .stats import LEVEL, N_BOOT, holm, t_interval, t_pvalue
-from .study import find_root
+from .study import DataRoot, find_root
 
 SETTING = "paired"  # each real with its own manipulated face (see the module docstring)
 PROFILE = "manipulations"
 
 
 @dataclass(frozen=True)
-class ManipulationStudy:
-    """A data root with real faces and manipulation sets (with masks), and the device."""
+class ManipulationStudy(DataRoot):
+    """A data root with real faces and manipulation sets (with masks): notebook 07's."""
 
-    root: Path
-    name: str  # the root's name (tables get a ``_<name>`` suffix, runs are filed under it)
-    dataset: str
-    methods: tuple[str, ...]  # manipulation sets studied, e.g. ("faceswap", ...)
-    device: Any
-    smoke: bool = False
-    world: WorldConfig | None = None
-
-    @property
-    def real_dir(self) -> Path:
-        return self.root / "real" / self.dataset
+    methods: tuple[str, ...] = field(kw_only=True)  # manipulation sets, e.g. ("faceswap", ...)
 
     def fake_dir(self, method: str) -> Path:
-        return self.root / "fake" / self.dataset / method
+        return self.set_dir(method)
 
     def profile(self, name: str = PROFILE, epochs: int = 0) -> protocol.Profile:
         """The manipulation profile ``name`` (its smoke twin in smoke mode), epoch cap replaced
@@ -87,10 +77,6 @@ class ManipulationStudy:
         if p.settings != (SETTING,):
             p = replace(p, settings=(SETTING,))
         return p
-
-    def table(self, frame: pd.DataFrame, base: str) -> Path:
-        """Save a table as ``results/tables/<base>_<name>.csv``."""
-        return save_world_table(frame, base, self.name)
 
 
 def open_manipulations(data_root: str | os.PathLike = "", dataset: str = "celeba", *,
@@ -121,7 +107,7 @@ def open_manipulations(data_root: str | os.PathLike = "", dataset: str = "celeba
             f"{root}: no manipulation set {missing} of {dataset!r} in its manifest (it has "
             f"{have or 'none'}); the embedded world makes them with `patchforensics world "
             "(without --no-manipulations)` or notebook 01")
-    return ManipulationStudy(root, root.name, dataset, tuple(methods), dev, smoke, cfg)
+    return ManipulationStudy(root, root.name, dataset, dev, smoke, cfg, methods=tuple(methods))
 
 
 # --- training and detection ----------------------------------------------------------------

@@ -17,7 +17,7 @@ train`` puts them too, so notebooks and the command line find the same runs.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
@@ -31,14 +31,14 @@ from .images import list_images
 
 
 @dataclass(frozen=True)
-class Study:
-    """A data root, the training pair in it, the device, and (for the embedded world) its
-    config."""
+class DataRoot:
+    """A data root (``real/<dataset>``, ``fake/<dataset>/<generator>``, each with ``train/``,
+    ``val/``, ``test/``), the device and, for the embedded world, its config: the one owner of
+    that layout for the studies, and of their tables' names."""
 
     root: Path  # the data root
     name: str  # its name: tables get a ``_<name>`` suffix, runs are filed under it
-    dataset: str  # real dataset of the training pair
-    generator: str  # generator whose fakes train the classifiers
+    dataset: str  # the real dataset studied
     device: object  # torch.device the notebook computes on
     smoke: bool = False
     world: WorldConfig | None = None  # the embedded world's config (None: own data)
@@ -47,9 +47,28 @@ class Study:
     def real_dir(self) -> Path:
         return self.root / "real" / self.dataset
 
+    def set_dir(self, generator: str) -> Path:
+        """``fake/<dataset>/<generator>`` of this root (a generator or manipulation set)."""
+        return self.root / "fake" / self.dataset / generator
+
+    @property
+    def embedded(self) -> bool:
+        return self.world is not None
+
+    def table(self, frame: pd.DataFrame, base: str) -> Path:
+        """Save a notebook table as ``results/tables/<base>[_<name>].csv``."""
+        return save_world_table(frame, base, self.name)
+
+
+@dataclass(frozen=True)
+class Study(DataRoot):
+    """A data root with the training pair of notebooks 02-06 in it."""
+
+    generator: str = field(kw_only=True)  # generator whose fakes train the classifiers
+
     @property
     def fake_dir(self) -> Path:
-        return self.root / "fake" / self.dataset / self.generator
+        return self.set_dir(self.generator)
 
     @property
     def inversions_dir(self) -> Path | None:
@@ -65,10 +84,6 @@ class Study:
         files = list_images(self.real_dir / "val") or list_images(self.real_dir / "train")
         with Image.open(files[0]) as im:
             return int(im.size[0])
-
-    @property
-    def embedded(self) -> bool:
-        return self.world is not None
 
     def profile(self, name: str, epochs: int = 0) -> protocol.Profile:
         """Protocol profile ``name`` (the smoke one in smoke mode) with its epoch cap replaced
@@ -98,11 +113,6 @@ class Study:
                  protocol.profile(profile, smoke=self.smoke).overrides().items()}
         return runs.find_runs(self.run_root(setting or self.primary_setting()), seed,
                               load_sizes=sizes)
-
-    def table(self, frame: pd.DataFrame, base: str) -> Path:
-        """Save a notebook table as ``results/tables/<base>[_<name>].csv``."""
-
-        return save_world_table(frame, base, self.name)
 
 
 def find_root(data_root: str | os.PathLike) -> Path:
@@ -153,7 +163,8 @@ def open_study(data_root: str | os.PathLike = "", dataset: str = "celeba",
         if build:
 
             training_pair(cfg, dataset, generator, device=str(dev))
-        return Study(paths.world_dir(cfg.name), cfg.name, dataset, generator, dev, smoke, cfg)
+        return Study(paths.world_dir(cfg.name), cfg.name, dataset, dev, smoke, cfg,
+                     generator=generator)
     root = find_root(data_root)
     _check_pair(root, dataset, generator)
-    return Study(root, root.name, dataset, generator, dev, smoke, None)
+    return Study(root, root.name, dataset, dev, smoke, None, generator=generator)

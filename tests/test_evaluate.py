@@ -461,9 +461,9 @@ def test_score_handles_mixed_and_broken_inputs(planted_world, planted_run, tmp_p
         assert errors[kind] == "", kind
     assert sorted(skipped) == sorted(REFUSED)
     good = table[table["error"] == ""]
-    assert good["prob_fake"].between(0, 1).all() and good["score"].between(0, 1).all()
-    # Calibrated or not, prob_fake keeps the images in the order of score.
-    s, p = good["score"].to_numpy(), good["prob_fake"].to_numpy()
+    assert good["prob_fake"].between(0, 1).all() and good["prob"].between(0, 1).all()
+    # Calibrated or not, prob_fake keeps the images in the order of prob.
+    s, p = good["prob"].to_numpy(), good["prob_fake"].to_numpy()
     assert ((s[:, None] < s[None, :]) <= (p[:, None] <= p[None, :])).all()
     assert len(list((tmp_path / "heat").rglob("*.heatmap.png"))) == len(good)
     # Boxes are in the original image's pixels: inside the 96 x 72 image's centre square.
@@ -477,7 +477,7 @@ def test_score_handles_mixed_and_broken_inputs(planted_world, planted_run, tmp_p
                    scores_from_maps(maps), strict=True))
     for f in prepared:
         row = good[good["path"].str.endswith(f"prep_{f.name}")].iloc[0]
-        assert row["score"] == pytest.approx(ref[f.name], abs=1e-6)
+        assert row["prob"] == pytest.approx(ref[f.name], abs=1e-6)
     # --strict stops at the first bad file; the command says which, in one line.
     with pytest.raises(ImageError):
         score_files(planted_run, [bad["empty"]], strict=True, progress=False)

@@ -54,10 +54,10 @@ def test_score_is_the_originals_p_fake_per_image(mode, theirs, project_env, caps
     ours["name"] = ours["path"].map(lambda p: Path(p).name)
     both = theirs.merge(ours, on="name", validate="one_to_one")
     assert len(both) == 24 and (both["error"] == "").all()
-    diff = (both[COLUMNS[mode]] - both["score"]).abs()
-    assert diff.max() < 1e-3, both.loc[diff.idxmax(), ["name", COLUMNS[mode], "score"]]
-    # no calibration data is known for a foreign checkpoint: prob_fake is the score itself
-    np.testing.assert_allclose(both["prob_fake"], both["score"])
+    diff = (both[COLUMNS[mode]] - both["prob"]).abs()
+    assert diff.max() < 1e-3, both.loc[diff.idxmax(), ["name", COLUMNS[mode], "prob"]]
+    # no calibration data is known for a foreign checkpoint: prob_fake is prob itself
+    np.testing.assert_allclose(both["prob_fake"], both["prob"])
 
 
 def test_evaluate_gives_the_originals_auc_and_ap(theirs, split_images, project_env, tmp_path):

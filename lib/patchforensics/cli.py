@@ -277,7 +277,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
         save_csv(table, args.out)
         print(f"wrote {args.out}: {len(table) - bad} scored, {bad} skipped")
     else:
-        cols = ["path", "prob_fake", "score", "box_top", "box_left", "box_bottom", "box_right"]
+        cols = ["path", "prob_fake", "prob", "box_top", "box_left", "box_bottom", "box_right"]
         good = table[table["error"] == ""]
         print(good[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
         if bad:

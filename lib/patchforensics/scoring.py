@@ -188,8 +188,9 @@ def score_files(ckpt: str | os.PathLike, inputs: Sequence[str | os.PathLike], *,
 
     Each file goes through the training pipeline (``preprocess.prepare_array``: centre square,
     LANCZOS to the training size). One row per file: ``prob_fake`` (:func:`calibrated_probability`
-    when the run has a calibration, else equal to ``score``; either way in the order of
-    ``score``), ``score`` (raw image probability of ``mode``, :func:`scores_from_maps`),
+    when the run has a calibration, else equal to ``prob``; either way in the order of
+    ``prob``), ``prob`` (raw image probability of ``mode``, :func:`scores_from_maps`; the name
+    of the evaluation table's column, where ``score`` is the log-odds),
     the most suspicious patch's box in the *original* image's pixels (``box_top``, ``box_left``,
     ``box_bottom``, ``box_right``, half-open, after EXIF rotation), ``heatmap`` (the file's
     heatmap PNG, empty when none) and ``error`` (empty unless the file was skipped). A bad file
@@ -317,7 +318,7 @@ class _BatchScorer:
                                                        strict=True):
             i, j = np.unravel_index(int(np.argmax(m)), m.shape)
             box = box_to_original(self.rf.box(int(i), int(j)), source.shape, ck.input_size)
-            row = {"path": f.as_posix(), "prob_fake": float(p), "score": float(s),
+            row = {"path": f.as_posix(), "prob_fake": float(p), "prob": float(s),
                    "mode": mode, "temperature": self.temp, "calibrated": self.calibrated,
                    "box_top": box[0], "box_left": box[1], "box_bottom": box[2],
                    "box_right": box[3], "heatmap": "", "error": ""}

@@ -69,7 +69,7 @@ from .stats import (
 
 def evaluate_maps(real: np.ndarray, fakes: dict[str, np.ndarray], cal: Calibration | None, *,
                   modes: Sequence[str] = MODES, n_boot: int = 0,
-                  boot_seed: int = 0) -> pd.DataFrame:
+                  seed: int = 0) -> pd.DataFrame:
     """One row per (fake set, mode) from logit-difference maps of the reals and of each fake
     set: :func:`binary_metrics` (AP and AUC from the order-keeping :func:`log_odds_from_maps`),
     ``n_tied`` (images whose order-keeping score another image shares), the threshold and
@@ -80,7 +80,7 @@ def evaluate_maps(real: np.ndarray, fakes: dict[str, np.ndarray], cal: Calibrati
     rows = []
     for name, fake in fakes.items():
         weights = boot_weights(len(real), len(fake), "real", name, n_boot=n_boot,
-                               seed=boot_seed) if n_boot else None
+                               seed=seed) if n_boot else None
         maps = np.concatenate([real, fake])
         y = np.r_[np.full(len(real), REAL), np.full(len(fake), FAKE)]
         for mode in modes:
@@ -290,7 +290,7 @@ def cross_generator(runs: dict[RunKey, str | os.PathLike], world_root: str | os.
                     modes: Sequence[str] = MODES, device: Device = None,
                     progress: bool = True, setting: str | None = None,
                     scores: pd.DataFrame | None = None, n_boot: int = N_BOOT,
-                    boot_seed: int = 0) -> pd.DataFrame:
+                    seed: int = 0) -> pd.DataFrame:
     """Every checkpoint against every real/fake pair of a world's ``split``:
     :func:`metrics_from_scores` of :func:`image_scores` (pass ``scores`` when already computed,
     so nothing is scored twice; ``runs`` and the data arguments are then unused).
@@ -303,7 +303,7 @@ def cross_generator(runs: dict[RunKey, str | os.PathLike], world_root: str | os.
     if scores is None:
         scores = image_scores(runs, world_root, setting=setting, split=split,
                               datasets=datasets, modes=modes, device=device, progress=progress)
-    return metrics_from_scores(scores, n_boot=n_boot, seed=boot_seed)
+    return metrics_from_scores(scores, n_boot=n_boot, seed=seed)
 
 
 # --- paired comparisons: patch vs. full, with intervals over images and seeds ----------------

@@ -167,7 +167,7 @@ def cross_table(ms: ManipulationStudy, runs: dict[str, dict[str, Path]], *,
             real = _maps(ms, run, _key(ms, "real"), "test")
             fakes = {m: _maps(ms, run, _key(ms, m), "test") for m in ms.methods}
             t = evaluate_maps(real, fakes, None, modes=(protocol.PRIMARY_MODE,),
-                              n_boot=n_boot, boot_seed=seed)
+                              n_boot=n_boot, seed=seed)
             rows.append(t.rename(columns={"fake_set": "test"})
                         .assign(train=train_m, model=model))
     out = pd.concat(rows, ignore_index=True)

@@ -33,7 +33,8 @@ from .images import list_images
 from .protocol import PRIMARY_DATASET, PRIMARY_GENERATORS, one_setting
 
 UNDER_TRAINED = "not tested: under-trained"  # the verdict where a compared run fails adequacy
-N_BOOT = 2000  # image resamples behind the image-variance part
+CONTRAST_N_BOOT = 2000  # image resamples behind a contrast's image-variance part (stats.N_BOOT:
+#   1000, behind the per-table intervals: the pre-registered contrasts get twice as many)
 ALPHA = 0.05  # family-wise error rate of the Holm verdicts
 SetKey = tuple[str, str]  # (dataset, set): set is "real" or a generator
 Groups = Mapping[str | SetKey, np.ndarray]  # a plain dataset name means (dataset, "real")
@@ -208,7 +209,7 @@ def primary_contrast(scores: pd.DataFrame, *,
                      generators: Sequence[str] = PRIMARY_GENERATORS,
                      dataset: str = PRIMARY_DATASET, mode: str = "mean_softmax",
                      setting: str | None = None, full: str | None = None,
-                     n_boot: int = N_BOOT, seed: int = 0, level: float = stats.LEVEL,
+                     n_boot: int = CONTRAST_N_BOOT, seed: int = 0, level: float = stats.LEVEL,
                      groups: Groups | None = None) -> pd.DataFrame:
     """The decisive contrast of the pre-registered plan, one row per patch model.
 
@@ -253,7 +254,7 @@ def secondary_comparisons(scores: pd.DataFrame, *,
                           dataset: str = PRIMARY_DATASET, mode: str = "mean_softmax",
                           setting: str | None = None, full: str | None = None,
                           pooled: bool = True, family: str | None = None,
-                          alpha: float = ALPHA, n_boot: int = N_BOOT, seed: int = 0,
+                          alpha: float = ALPHA, n_boot: int = CONTRAST_N_BOOT, seed: int = 0,
                           level: float = stats.LEVEL,
                           groups: Groups | None = None) -> pd.DataFrame:
     """Every patch model against its full model on every test pair both were scored on (seen,

@@ -169,7 +169,7 @@ def reliability_diagram(prob_before: np.ndarray, prob_after: np.ndarray, labels:
     return fig
 
 
-def training_curves(runs: dict[str, str | os.PathLike | pd.DataFrame],
+def training_curves(run_dirs: dict[str, str | os.PathLike | pd.DataFrame],
                     metrics: Sequence[str] = ("train_loss", "val_loss", "val_patch_acc",
                                               "val_image_acc")) -> matplotlib.figure.Figure:
     """Training curves: one panel per metric, one line per run. ``runs``: ``{label: run
@@ -177,7 +177,7 @@ def training_curves(runs: dict[str, str | os.PathLike | pd.DataFrame],
     records them) or ``{label: history frame}`` (``runs.read_history``: one row per epoch with
     an ``epoch`` column and ``metrics``); a run without history yet draws no line."""
     fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics), 2.8), squeeze=False)
-    for label, run in runs.items():
+    for label, run in run_dirs.items():
         if isinstance(run, pd.DataFrame):
             hist = run
         else:

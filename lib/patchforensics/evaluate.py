@@ -147,7 +147,7 @@ def run_setting(run: str | os.PathLike) -> str:
                or "")
 
 
-def image_scores(runs: dict[RunKey, str | os.PathLike], world_root: str | os.PathLike, *,
+def image_scores(run_dirs: dict[RunKey, str | os.PathLike], world_root: str | os.PathLike, *,
                  setting: str | None = None, split: str = "test",
                  datasets: Sequence[str] | None = None, modes: Sequence[str] = MODES,
                  device: Device = None, progress: bool = True) -> pd.DataFrame:
@@ -179,7 +179,7 @@ def image_scores(runs: dict[RunKey, str | os.PathLike], world_root: str | os.Pat
         return cache[key]
 
     frames = []
-    for key, run in progress_bar(list(runs.items()), desc="score test sets",
+    for key, run in progress_bar(list(run_dirs.items()), desc="score test sets",
                                  disable=not progress):
         label, seed = key if isinstance(key, tuple) else (key, None)
         ck = load_checkpoint(run, device=device)
@@ -285,7 +285,7 @@ def metrics_from_scores(scores: pd.DataFrame, *, n_boot: int = N_BOOT, seed: int
     return pd.DataFrame(rows)
 
 
-def cross_generator(runs: dict[RunKey, str | os.PathLike], world_root: str | os.PathLike, *,
+def cross_generator(run_dirs: dict[RunKey, str | os.PathLike], world_root: str | os.PathLike, *,
                     split: str = "test", datasets: Sequence[str] | None = None,
                     modes: Sequence[str] = MODES, device: Device = None,
                     progress: bool = True, setting: str | None = None,
@@ -301,7 +301,7 @@ def cross_generator(runs: dict[RunKey, str | os.PathLike], world_root: str | os.
     ``train_set``, ``seen`` and the metrics with their intervals. Threshold and temperature
     come from each checkpoint's validation split."""
     if scores is None:
-        scores = image_scores(runs, world_root, setting=setting, split=split,
+        scores = image_scores(run_dirs, world_root, setting=setting, split=split,
                               datasets=datasets, modes=modes, device=device, progress=progress)
     return metrics_from_scores(scores, n_boot=n_boot, seed=seed)
 
@@ -506,12 +506,12 @@ def table_name(base: str, world: str) -> str:
     return base if world == "default64" else f"{base}_{world}"
 
 
-def require_models(runs: dict[str, Any], names: Sequence[str]) -> None:
+def require_models(run_dirs: dict[str, Any], names: Sequence[str]) -> None:
     """``ValueError`` naming the models of ``names`` that ``runs`` (from :func:`find_runs`)
     lacks, and the ones it has: a notebook parameter naming an untrained model fails at once."""
-    missing = [n for n in names if n not in runs]
+    missing = [n for n in names if n not in run_dirs]
     if missing:
-        raise ValueError(f"notebook 02 trained no {missing}; it has {list(runs)}")
+        raise ValueError(f"notebook 02 trained no {missing}; it has {list(run_dirs)}")
 
 
 def set_maps(ckpt: str | os.PathLike, world_root: str | os.PathLike, dataset: str, *,
@@ -532,12 +532,12 @@ def set_maps(ckpt: str | os.PathLike, world_root: str | os.PathLike, dataset: st
     return ck, images, maps
 
 
-def calibration_table(runs: dict[str, str | os.PathLike], *,
+def calibration_table(run_dirs: dict[str, str | os.PathLike], *,
                       device: Device = None) -> pd.DataFrame:
     """Per run and mode: temperature, validation threshold, and validation ECE before and after
     temperature scaling of the image log-odds (from each run's :func:`calibration`)."""
     rows = []
-    for label, run in runs.items():
+    for label, run in run_dirs.items():
         cal = calibration(load_checkpoint(run, device=device), device=device)
         if cal is None:
             continue

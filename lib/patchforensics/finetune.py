@@ -334,7 +334,7 @@ def write_fake_set(gen: Any, world_root: str | os.PathLike, *, progress: bool = 
     return out / key
 
 
-def top_patch_frames(runs: dict[str, tuple[str | os.PathLike, Path, Path]], real_root: Path,
+def top_patch_frames(run_dirs: dict[str, tuple[str | os.PathLike, Path, Path]], real_root: Path,
                      dataset: str, *, split: str = "test", seed: int = 0,
                      device: str | None = None) -> dict[str, pd.DataFrame]:
     """Top-patch frames (``parts.top_patches``) for named (classifier run, fake set root, fake
@@ -345,7 +345,7 @@ def top_patch_frames(runs: dict[str, tuple[str | os.PathLike, Path, Path]], real
     real_key = f"real/{dataset}"
     real_lab, real_found, _ = parse_set(real_root, real_key, split)
     out = {}
-    for name, (run, set_root, key) in runs.items():
+    for name, (run, set_root, key) in run_dirs.items():
         ck = load_checkpoint(run, device=device)
         lab, found, _ = parse_set(set_root, key, split)
         real_maps = folder_maps(ck, real_root / real_key / split, device=device)

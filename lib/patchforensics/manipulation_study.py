@@ -156,13 +156,13 @@ def _key(ms: ManipulationStudy, name: str) -> str:
     return f"real/{ms.dataset}" if name == "real" else f"fake/{ms.dataset}/{name}"
 
 
-def cross_table(ms: ManipulationStudy, runs: dict[str, dict[str, Path]], *,
+def cross_table(ms: ManipulationStudy, run_dirs: dict[str, dict[str, Path]], *,
                 n_boot: int = N_BOOT, seed: int = 0) -> pd.DataFrame:
     """Train on one manipulation, test on each: one row per (train manipulation, model, test
     manipulation) with AUC (primary mode) and its stratified bootstrap interval
     (``auc_ci_low``, ``auc_ci_high``), AP, and accuracy at the 0.5 threshold."""
     rows = []
-    for train_m, models in runs.items():
+    for train_m, models in run_dirs.items():
         for model, run in models.items():
             real = _maps(ms, run, _key(ms, "real"), "test")
             fakes = {m: _maps(ms, run, _key(ms, m), "test") for m in ms.methods}
@@ -176,7 +176,7 @@ def cross_table(ms: ManipulationStudy, runs: dict[str, dict[str, Path]], *,
     return out[[c for c in cols if c in out.columns]]
 
 
-def adequacy_table(ms: ManipulationStudy, runs: dict[str, dict[str, Path]]) -> pd.DataFrame:
+def adequacy_table(ms: ManipulationStudy, run_dirs: dict[str, dict[str, Path]]) -> pd.DataFrame:
     """Whether each run learned its manipulation: one row per (manipulation, model) with
     ``epochs`` run, ``best_epoch``, ``stopped_by`` (``rule`` or ``cap``: ``runs.stopped_by``),
     the validation AUC of the primary score on that manipulation's val split with its 95 %
@@ -185,7 +185,7 @@ def adequacy_table(ms: ManipulationStudy, runs: dict[str, dict[str, Path]]) -> p
     (``protocol.ADEQUACY_MIN``) and ``adequate`` (``checkpoint.adequate``: the lower bound at
     least that)."""
     rows = []
-    for m, models in runs.items():
+    for m, models in run_dirs.items():
         for model, run in models.items():
             cal = calibration(_load(run, ms.device), device=ms.device)
             val = cal.val if cal is not None else {}
@@ -200,7 +200,7 @@ def adequacy_table(ms: ManipulationStudy, runs: dict[str, dict[str, Path]]) -> p
     return pd.DataFrame(rows)
 
 
-def aggregation(ms: ManipulationStudy, runs: dict[str, dict[str, Path]], *,
+def aggregation(ms: ManipulationStudy, run_dirs: dict[str, dict[str, Path]], *,
                 whole_runs: dict[str, Path] | None = None, whole_train: str = "dcgan",
                 whole_tests: tuple[str, ...] | list[str] = (), n_boot: int = N_BOOT,
                 seed: int = 0) -> pd.DataFrame:
@@ -220,7 +220,7 @@ def aggregation(ms: ManipulationStudy, runs: dict[str, dict[str, Path]], *,
             t = localize.aggregation_table(real, fake, k, n_boot=n_boot, seed=seed)
             frames.append(t.assign(train=train_on, model=model, test=test))
 
-    for m, models in runs.items():
+    for m, models in run_dirs.items():
         for model, run in models.items():
             if not model.endswith("_full"):
                 add(run, model, m, [m])
@@ -310,7 +310,7 @@ def _localize_run(ms: ManipulationStudy, method: str, model: str, run: Path,
     return heat, frames
 
 
-def localization(ms: ManipulationStudy, runs: dict[str, dict[str, Path]], *,
+def localization(ms: ManipulationStudy, run_dirs: dict[str, dict[str, Path]], *,
                  adequacy: pd.DataFrame | None = None, n_boot: int = N_BOOT,
                  seed: int = 0) -> Localization:
     """Every localizer on every manipulated test image (see the module docstring): the patch
@@ -327,7 +327,7 @@ def localization(ms: ManipulationStudy, runs: dict[str, dict[str, Path]], *,
     the table's rows of trained runs. ``localize.localization_table`` summarises with
     intervals over images."""
     images, masks, heat, frames = {}, {}, {}, []
-    for m, models in runs.items():
+    for m, models in run_dirs.items():
         images[m], masks[m], _ = masked_test_split(ms, m)
         order = sanity.derangement(len(images[m]), seed)
         for model, run in models.items():

@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -28,6 +29,7 @@ from .devices import resolve_device
 from .evaluate import save_world_table
 from .grids import training_pair
 from .images import list_images
+from .viz import savefig
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,11 @@ class DataRoot:
     def table(self, frame: pd.DataFrame, base: str) -> Path:
         """Save a notebook table as ``results/tables/<base>[_<name>].csv``."""
         return save_world_table(frame, base, self.name)
+
+    def figure(self, fig: Any, base: str) -> Any:
+        """Save a notebook figure as ``results/figures/<base>_<name>.png`` (``viz.savefig``)
+        and return it for display."""
+        return savefig(fig, f"{base}_{self.name}")
 
 
 @dataclass(frozen=True)

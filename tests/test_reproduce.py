@@ -219,10 +219,21 @@ def test_a_signal_to_the_runner_stops_the_kernel_with_one_line(project_env, tmp_
 
 
 def test_every_parameter_is_documented_for_help_notebook():
+    """``papermill --help-notebook`` lists every parameter of the tagged cell with its help
+    (its parser skips a line with a second "=", as a help comment "" = ... once had)."""
+    import ast
+    import json
+
     import papermill as pm
 
     for name in notebooks.series():
-        params = pm.inspect_notebook(str(paths.notebooks_src_dir() / f"{name}.ipynb"))
+        path = paths.notebooks_src_dir() / f"{name}.ipynb"
+        params = pm.inspect_notebook(str(path))
+        cell = next(c for c in json.loads(path.read_text())["cells"]
+                    if "parameters" in c["metadata"].get("tags", []))
+        assigned = {n.target.id for n in ast.parse("".join(cell["source"])).body
+                    if isinstance(n, ast.AnnAssign)}
+        assert assigned and assigned == set(params), (name, assigned ^ set(params))
         assert {"seed", "smoke", "interactive", "device"} <= set(params), name
         for key, p in params.items():
             assert p["help"] and p["inferred_type_name"] != "None", (name, key)

@@ -209,3 +209,26 @@ def test_enrichment_frame_is_a_dataframe_with_ci_columns():
     assert t.loc["eyes", "enrichment"] == pytest.approx(5 / 2)
     assert t.loc["skin", "enrichment"] == pytest.approx(5 / 8)
     assert {"ci_low", "ci_high", "top_share", "random_share"} <= set(t.columns)
+
+
+def test_mediapipe_native_log_lines_go_to_the_log_not_the_cell(tmp_path):
+    """MediaPipe writes TensorFlow Lite's and absl's log lines to file descriptor 2, which a
+    notebook kernel forwards into the cell's output (issue 27): they go to
+    results/logs/mediapipe.log, and what the process itself writes there still shows."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np\n"
+            "from patchforensics.segment import FaceParser\n"
+            "with FaceParser() as p:\n"
+            "    p.parse(np.zeros((64, 64, 3), np.uint8))\n"
+            "print('after', file=sys.stderr)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "PATCHFORENSICS_ROOT": str(tmp_path),
+                                            "PATCHFORENSICS_RESULTS": str(tmp_path / "results")})
+    assert done.returncode == 0, done.stderr
+    log = (tmp_path / "results" / "logs" / "mediapipe.log").read_text()
+    assert "XNNPACK" in log and "XNNPACK" not in done.stderr
+    assert "inference_feedback_manager" not in done.stderr
+    assert done.stderr.strip().endswith("after")  # fd 2 is given back after the block

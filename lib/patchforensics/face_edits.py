@@ -6,7 +6,6 @@ and the four manipulations (faceswap, deepfake's and neuraltex's renderings, ree
 from __future__ import annotations
 
 import functools
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +16,7 @@ from PIL import Image
 from scipy.spatial import ConvexHull, Delaunay, QhullError
 
 from .progress import bar as progress_bar
+from .segment import mediapipe_module, quiet_mediapipe
 
 MANIPULATE_VERSION = 1  # bump when a recipe changes (invalidates every manipulation set)
 
@@ -57,15 +57,6 @@ def landmark_groups() -> dict[str, np.ndarray]:
             "nose": nose, "stable": stable}
 
 
-def mediapipe_module() -> Any:
-    try:
-        import mediapipe as mp  # optional heavy package: imported only when faces are read
-    except ImportError as err:
-        raise RuntimeError("the manipulations need mediapipe==0.10.14: pip install --no-deps "
-                           "mediapipe==0.10.14 (make setup does)") from err
-    return mp
-
-
 class LandmarkDetector:
     """MediaPipe's face mesh (static images, one face, no iris refinement) -> 468 x 2 (x, y)
     landmarks in the image's own pixels. Use as a context manager or call :meth:`close`.
@@ -76,9 +67,10 @@ class LandmarkDetector:
 
     def __init__(self, params: ManipulationConfig | None = None) -> None:
         self.params = params or ManipulationConfig()
-        self._mesh = mediapipe_module().solutions.face_mesh.FaceMesh(
-            static_image_mode=True, max_num_faces=1, refine_landmarks=False,
-            min_detection_confidence=self.params.min_confidence)
+        with quiet_mediapipe():
+            self._mesh = mediapipe_module().solutions.face_mesh.FaceMesh(
+                static_image_mode=True, max_num_faces=1, refine_landmarks=False,
+                min_detection_confidence=self.params.min_confidence)
 
     def __enter__(self) -> LandmarkDetector:
         return self
@@ -90,9 +82,7 @@ class LandmarkDetector:
         self._mesh.close()
 
     def _process(self, image: np.ndarray) -> Any:
-        with warnings.catch_warnings():
-            # protobuf 4 warns on every call about an API MediaPipe 0.10.14 still uses.
-            warnings.filterwarnings("ignore", message="SymbolDatabase.GetPrototype")
+        with quiet_mediapipe():
             return self._mesh.process(np.ascontiguousarray(image)).multi_face_landmarks
 
     def __call__(self, image: np.ndarray) -> np.ndarray | None:

@@ -66,7 +66,6 @@ from .face_edits import (
     LandmarkDetector,
     ManipulationConfig,
     faceswap,
-    mediapipe_module,
     neuraltex,
     reenact,
     render_native,
@@ -76,6 +75,7 @@ from .images import atomic_write_bytes, read_image
 from .preprocess import PIPELINE, center_square
 from .progress import bar as progress_bar
 from .provenance import run_record
+from .segment import mediapipe_module
 from .world import inversion_config, invert_reals, split_seed
 
 

@@ -26,10 +26,12 @@ image's size with nearest neighbour. An image in which no face is found gets no 
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +40,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
 
+from . import paths
 from .config import fingerprint, to_dict
 from .data import FAKE, REAL, load_folder
 from .embedded import read_manifest
@@ -67,23 +70,59 @@ class ParserConfig:
     version: int = PARSER_VERSION
 
 
+def mediapipe_module() -> Any:
+    """``mediapipe`` (0.10.14, its legacy ``solutions``), imported when faces are first read."""
+    try:
+        import mediapipe as mp  # optional heavy package
+    except ImportError as err:
+        raise RuntimeError("reading faces needs mediapipe==0.10.14: pip install --no-deps "
+                           "mediapipe==0.10.14 (make setup does)") from err
+    return mp
+
+
+MEDIAPIPE_LOG = "mediapipe.log"  # in results/logs/: MediaPipe's native log lines
+
+
+@contextlib.contextmanager
+def quiet_mediapipe() -> Iterator[None]:
+    """MediaPipe's native log lines (TensorFlow Lite's "Created ... XNNPACK delegate", absl's
+    ``W0000 ... inference_feedback_manager`` warnings) are written to file descriptor 2, which
+    a notebook kernel forwards into the cell's output: during the block they go to
+    ``results/logs/mediapipe.log`` instead, and protobuf's per-call deprecation warning about
+    an API MediaPipe 0.10.14 still uses is dropped."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="SymbolDatabase.GetPrototype")
+        log = paths.results_dir() / "logs" / MEDIAPIPE_LOG
+        try:
+            sys.stderr.flush()
+            log.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        except (OSError, ValueError):  # no writable results folder: the lines stay where they were
+            yield
+            return
+        saved = os.dup(2)
+        os.dup2(fd, 2)
+        os.close(fd)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
 class FaceParser:
     """MediaPipe face mesh + selfie segmentation -> a label map of ``PARTS`` (see the module
     docstring). Use as a context manager or call :meth:`close`."""
 
     def __init__(self, cfg: ParserConfig | None = None) -> None:
         self.cfg = cfg or ParserConfig()
-        try:
-            import mediapipe as mp
-        except ImportError as err:
-            raise RuntimeError("the face parser needs mediapipe==0.10.14: "
-                               "pip install --no-deps mediapipe==0.10.14 (make setup does)"
-                               ) from err
+        mp = mediapipe_module()
         fm = mp.solutions.face_mesh
-        self._mesh = fm.FaceMesh(static_image_mode=True, max_num_faces=1,
-                                 refine_landmarks=False,
-                                 min_detection_confidence=self.cfg.min_confidence)
-        self._selfie = mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=0)
+        with quiet_mediapipe():
+            self._mesh = fm.FaceMesh(static_image_mode=True, max_num_faces=1,
+                                     refine_landmarks=False,
+                                     min_detection_confidence=self.cfg.min_confidence)
+            self._selfie = mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=0)
         # Painting order: later groups cover earlier ones.
         self._groups = [("skin", [_indices(fm.FACEMESH_FACE_OVAL)]),
                         ("nose", [_indices(fm.FACEMESH_NOSE)]),
@@ -109,9 +148,7 @@ class FaceParser:
         """468 x 2 landmark (x, y) positions in ``upscale`` px of the upscaled image, or
         ``None`` when no face is found. ``image``: H x W x 3 uint8."""
         up = self._upscaled(image)
-        with warnings.catch_warnings():
-            # protobuf 4 warns on every call about an API MediaPipe 0.10.14 still uses.
-            warnings.filterwarnings("ignore", message="SymbolDatabase.GetPrototype")
+        with quiet_mediapipe():
             found = self._mesh.process(up).multi_face_landmarks
         if not found:
             return None
@@ -136,8 +173,7 @@ class FaceParser:
             return None
         u = self.cfg.upscale
         up = self._upscaled(image)
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="SymbolDatabase.GetPrototype")
+        with quiet_mediapipe():
             mask = self._selfie.process(up).segmentation_mask
         person = mask > self.cfg.person_threshold
         canvas = Image.new("L", (u, u), PART_ID["background"])

@@ -151,3 +151,55 @@ def test_patch_explorer_slider_changes_the_picture(lab):
     assert before != after and before.startswith("data:image/png")
     assert readout.strip() == "1"
     assert (SHOTS / "patch_explorer_after.png").stat().st_size > 5000
+
+
+def test_the_run_site_opens_from_the_file_system(project_env, tmp_path):
+    """``results/site`` (issue 27) in the real browser, from file://: the report page and every
+    notebook page load, every image is decoded (none broken) and the notebook links work."""
+    import base64
+    import io
+
+    import matplotlib
+    import nbformat
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from patchforensics.site import write_site
+
+    results = paths.results_dir()
+    (results / "figures").mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(2, 2))
+    ax.plot([0, 1], [1, 0])
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    (results / "figures" / "03_ap_by_depth_smoke32.png").write_bytes(buf.getvalue())
+    executed = tmp_path / "executed"
+    executed.mkdir()
+    for name in ("01_preprocessing", "03_evaluate_generalization"):
+        nb = nbformat.v4.new_notebook(cells=[
+            nbformat.v4.new_markdown_cell(f"# {name}"),
+            nbformat.v4.new_code_cell("plot()", outputs=[nbformat.v4.new_output(
+                "display_data",
+                data={"image/png": base64.b64encode(buf.getvalue()).decode()})])])
+        nbformat.write(nb, executed / f"{name}.ipynb")
+    index = write_site(smoke=True, notebooks_dir=executed)
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.goto(index.as_uri())
+            links = page.locator("a[href^='notebooks/']")
+            hrefs = sorted({links.nth(i).get_attribute("href") for i in range(links.count())})
+            assert hrefs == ["notebooks/01_preprocessing.html",
+                             "notebooks/03_evaluate_generalization.html"]
+            for url in [index.as_uri(), *((index.parent / h).as_uri() for h in hrefs)]:
+                page.goto(url)
+                broken = page.evaluate("[...document.images].filter(i => !i.complete || "
+                                       "i.naturalWidth === 0).map(i => i.src)")
+                assert page.locator("img").count() >= 1 and broken == [], (url, broken)
+            page.goto(index.as_uri())
+            page.click("text=03_evaluate_generalization >> nth=-1")
+            assert page.locator("h1", has_text="03_evaluate_generalization").count() >= 1
+        finally:
+            browser.close()

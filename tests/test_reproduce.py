@@ -86,6 +86,17 @@ def test_reproduce_smoke_shows_progress_and_keeps_kernel_noise_in_the_log(projec
     done = json.loads((tmp_path / "proj" / "results" / "notebooks" /
                        "01_preprocessing.done.json").read_text())
     assert done["parameters"] == {"smoke": True, "interactive": False}
+    # The run's site opens from the file system: every page and image it links is there, and
+    # nothing is fetched from a network (issue 27); MediaPipe's log lines stayed out of the cells.
+    site = tmp_path / "proj" / "results" / "site"
+    assert (site / "notebooks" / "01_preprocessing.html").exists()
+    for page in site.rglob("*.html"):
+        text = page.read_text()
+        assert not re.search(r'<(script|link|img)[^>]+(src|href)="(https?:)?//', text), page
+        for target in re.findall(r'(?:src|href)="([^"#:]+)"', text):
+            assert (page.parent / target).exists(), (page, target)
+    assert "XNNPACK" not in (tmp_path / "proj" / "results" / "notebooks" /
+                             "01_preprocessing.ipynb").read_text()
     rerun = subprocess.run(reproduce("--smoke", "--only", "01"), env=env, capture_output=True,
                            text=True, timeout=300)
     assert "[1/1 01_preprocessing] finished earlier" in rerun.stdout

@@ -525,8 +525,9 @@ def run_series(*, smoke: bool = False, only: list[str] | None = None,
     progress lines (``echo``, default: print); skip notebooks finished with the same
     parameters and source unless ``force``; print an estimate of the whole run first
     (``estimate``: reference timings scaled by :func:`calibrate`); write ``results/REPORT.md``
-    at the end (``report``). A failure or stop raises :class:`NotebookError` (one line);
-    notebooks before it keep their results. Limits as in :func:`run_notebook`."""
+    and the site ``results/site/`` at the end (``report``). A failure or stop raises
+    :class:`NotebookError` (one line); notebooks before it keep their results. Limits as in
+    :func:`run_notebook`."""
     say = echo if echo is not None else (lambda line: print(line, flush=True))
     out = Path(out_dir) if out_dir is not None else paths.results_dir() / "notebooks"
     names = [n for n in series() if not only or any(n.startswith(o) for o in only)]
@@ -561,9 +562,10 @@ def run_series(*, smoke: bool = False, only: list[str] | None = None,
             written.append(target)
         _check_stop("after the last notebook")
         if report:
-            from .report import write_report
+            from .site import write_site
 
-            say(f"report: {write_report(smoke=smoke)}")
+            index = write_site(smoke=smoke, notebooks_dir=out)  # writes REPORT.md first
+            say(f"report: {paths.results_dir() / 'REPORT.md'}; site: {index}")
     return written
 
 

@@ -1,4 +1,4 @@
-"""The commands agree with each other and with the README: every option the README's "Command
+"""The commands agree with each other and with docs/cli.md: every option its "Command
 line" section shows exists, every option and command exists there too; `--help` shows examples
 and defaults and imports no torch; `train`'s defaults are notebook 02's; folders are searched
 recursively everywhere unless `--no-recursive`, and every command's last line counts the images
@@ -39,8 +39,8 @@ def long_options(p: argparse.ArgumentParser) -> set[str]:
 
 
 def readme_commands() -> dict[str, set[str]]:
-    """``{command: options}`` of the code block under README's "## Command line"."""
-    text = (REPO / "README.md").read_text()
+    """``{command: options}`` of the code block under docs/cli.md's "## Command line"."""
+    text = (REPO / "docs" / "cli.md").read_text()
     section = text[text.index("## Command line"):]
     block = section[section.index("```") + 3:]
     block = block[:block.index("```")]

@@ -195,6 +195,24 @@ def test_every_decimal_of_what_we_found_is_in_a_reference_table():
     assert not missing, f"in README 'What we found' but in no reference table: {missing}"
 
 
+def test_every_link_of_the_readme_and_the_docs_resolves():
+    """The README is short and points to docs/ (issue 27): every relative link of the README,
+    the package README and docs/*.md names a file or folder of the repository."""
+    import re
+
+    pages = [REPO / "README.md", REPO / "lib" / "patchforensics" / "README.md",
+             *(REPO / "docs").glob("*.md")]
+    broken = []
+    for page in pages:
+        for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text()):
+            if re.match(r"(https?:|mailto:|#)", target):
+                continue
+            if not (page.parent / target.split("#")[0]).exists():
+                broken.append(f"{page.relative_to(REPO)}: {target}")
+    assert not broken, broken
+    assert len((REPO / "README.md").read_text().splitlines()) <= 160
+
+
 def test_the_number_check_can_fail(tmp_path):
     assert "0.5000" in reference_numbers() or "1.0000" in reference_numbers()
     assert "123.4567" not in reference_numbers()

@@ -19,7 +19,7 @@ FAKE_HISTORY_DEFAULT = "reals"
 
 @dataclass(frozen=True)
 class WorldConfig:
-    """The embedded default world (README, "The embedded world"): which reals, at what size,
+    """The embedded default world (docs/world.md): which reals, at what size,
     split how, and how its fakes are made.
 
     ``fake_resample`` decides the resampling history of every generated set (samples and

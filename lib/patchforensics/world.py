@@ -1,4 +1,4 @@
-"""The fake half of the embedded world (README, "The embedded world"; Chai et al. 2020, Sec. 3.1).
+"""The fake half of the embedded world (docs/world.md; Chai et al. 2020, Sec. 3.1).
 
 For every (dataset, generator) of the default zoo, sample as many fakes per split as the real
 set has (the test split: ``WorldConfig.test_fakes``, 500 by default, so a test AUC is decided by

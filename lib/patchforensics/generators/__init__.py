@@ -1,5 +1,5 @@
 """The generator zoo: one interface for every image generator of the embedded world
-(Chai et al. 2020, Sec. 3.1, "generators"; README, "The embedded world").
+(Chai et al. 2020, Sec. 3.1, "generators"; docs/world.md).
 
 ``get_generator(dataset, name, world_root=...)`` returns a ready generator, training it on the
 world's ``real/<dataset>/train`` images first if no finished checkpoint exists (or loading the

@@ -320,6 +320,32 @@ def _cmd_compare_runs(args: argparse.Namespace) -> int:
                         f"{args.a} and {args.b}: every key-table number agrees within tolerance")
 
 
+def _cmd_grid(args: argparse.Namespace) -> int:
+    from .cluster import executor, run_all, submit
+    from .protocol import profile_jobs
+    from .study import open_study
+
+    device = args.device if args.device != "auto" else ("cuda" if args.gpus > 0 else "cpu")
+    st = open_study(args.data_root, args.dataset, args.generator, smoke=args.smoke,
+                    device="cpu", build=False)
+    if not (st.real_dir / "train").is_dir():
+        raise FileNotFoundError(f"{st.real_dir}: no training data; build the world first "
+                                "(`patchforensics world`) or give --data-root")
+    jobs = profile_jobs(st.profile(args.profile), st.real_dir, st.fake_dir, st.name,
+                        st.dataset, st.generator, device=device)
+    ex = executor(args.executor, partition=args.partition, gpus=args.gpus, cpus=args.cpus,
+                  timeout_min=args.time_min)
+    if args.no_wait:
+        for job, sub in zip(jobs, submit(jobs, ex, device=device), strict=True):
+            print(f"{sub.job_id}  {job.out_dir}")
+        print(f"grid: {len(jobs)} job(s) submitted ({args.executor})")
+        return 0
+    for folder in run_all(jobs, ex, device=device):
+        print(folder)
+    print(f"grid: {len(jobs)} run(s) finished ({args.executor})")
+    return 0
+
+
 def _differences(diff: Any, agree: str) -> int:
     """Print a comparison's differences (status 1), or ``agree`` when there are none (0)."""
     if diff.empty:
@@ -334,7 +360,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "fetch": _cmd_fetch, "world": _cmd_world, "import": _cmd_import, "audit": _cmd_audit,
     "train": _cmd_train, "evaluate": _cmd_evaluate, "score": _cmd_score,
     "reproduce": _cmd_reproduce, "compare-reference": _cmd_compare_reference,
-    "compare-runs": _cmd_compare_runs}
+    "compare-runs": _cmd_compare_runs, "grid": _cmd_grid}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -230,6 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_reproduce(add)
     _add_compare_reference(add)
     _add_compare_runs(add)
+    _add_grid(add)
     return parser
 
 
@@ -400,3 +401,34 @@ def _add_compare_runs(add: Callable[..., argparse.ArgumentParser]) -> None:
              "patchforensics compare-runs runA/tables runB/tables"])
     p.add_argument("a", help="a results folder (with tables/) or a tables folder")
     p.add_argument("b", help="the other results or tables folder")
+
+
+def _add_grid(add: Callable[..., argparse.ArgumentParser]) -> None:
+    p = add("grid", "train a protocol profile's grid of runs as jobs: processes here, or SLURM",
+            ["patchforensics grid --smoke                        # the smoke grid, jobs here",
+             "patchforensics grid --profile default --executor slurm --partition gpu --gpus 1",
+             "patchforensics grid --data-root data/paper --dataset celebahq --generator pgan "
+             "--executor slurm --no-wait"],
+            description="Submit every run of a protocol profile (the grid notebook 02 trains) as "
+                        "one job through submitit: processes on this machine (--executor local) "
+                        "or a SLURM job array (--executor slurm). Each job is the resumable run "
+                        "`train` makes, filed where notebook 02 files it: finished runs are kept, "
+                        "and a job that was killed resumes when the grid is submitted again.")
+    p.add_argument("--profile", default="default",
+                   help="protocol profile (default, quick, full; the smoke one with --smoke)")
+    p.add_argument("--smoke", action="store_true", help="the smoke world and profile")
+    p.add_argument("--data-root", default="", metavar="DIR",
+                   help="a data root with real/<dataset> and fake/<dataset>/<generator> "
+                        "(default: the embedded world, built first with `patchforensics world`)")
+    p.add_argument("--dataset", default="celeba", help="real dataset of the training pair")
+    p.add_argument("--generator", default="dcgan", help="generator of the training pair")
+    p.add_argument("--executor", choices=("local", "slurm"), default="local",
+                   help="where the jobs run: processes here, or SLURM")
+    p.add_argument("--partition", default=None, help="SLURM partition (default: the cluster's)")
+    p.add_argument("--gpus", type=int, default=0, help="GPUs per job")
+    p.add_argument("--cpus", type=int, default=2, help="CPUs per job (SLURM)")
+    p.add_argument("--time-min", type=int, default=240, help="time limit of a job, minutes")
+    p.add_argument("--no-wait", action="store_true",
+                   help="submit and print the job ids instead of waiting for the runs")
+    _add_common(p, device=True)
+

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -103,29 +104,63 @@ def train_grid(models: Sequence[tuple[str, str]], real_dir: str | os.PathLike,
     ``done.json``, so skipped runs report their original time), the run folder relative to the
     checkpoints root; indexed by model name (``xception_block2``)."""
 
-    base = base or TrainConfig()
     side = int(load_split(real_dir, "val", limit=1)[0].shape[-1])
     rows = []
+    for job in grid_jobs(models, real_dir, fake_dir, run_root, base=base,
+                         inversions=inversions, overrides=overrides, seeds=seeds):
+        cfg = job.cfg
+        res = train(cfg, job.real_dir, job.fake_dir, job.out_dir, device=device,
+                    progress=progress, force=force, inversions_dir=job.inversions_dir,
+                    replace_stale=True)
+        done = runs.finished(res.out_dir) or {}
+        mcfg = cfg.model_config()
+        rf = receptive_field(mcfg, side)
+        rows.append({"model": f"{cfg.arch}_{cfg.depth}", "seed": cfg.seed, "setting": cfg.setting,
+                     "arch": cfg.arch, "depth": cfg.depth, "load_size": cfg.load_size,
+                     "crop": cfg.crop, "rf_px": rf.size,
+                     "field_fraction": field_fraction(mcfg, side),
+                     "best_epoch": res.best_epoch, "epochs": done.get("epochs"),
+                     "stopped": res.stopped, "patience": cfg.stop_patience,
+                     **{f"val_{k}": v for k, v in res.best.items()},
+                     "train_seconds": done.get("seconds"), "skipped": res.skipped,
+                     "run": runs.relative_name(res.out_dir)})
+    return pd.DataFrame(rows).set_index("model")
+
+
+@dataclass(frozen=True)
+class RunJob:
+    """One run of a grid as a job carries it to another process or machine: everything
+    ``train.train`` needs. Calling it trains (or skips, when finished; resumes, when
+    interrupted) the run and returns its folder."""
+
+    cfg: TrainConfig
+    real_dir: str
+    fake_dir: str
+    out_dir: str
+    inversions_dir: str | None = None
+
+    def __call__(self, device: str | None = None) -> str:
+        res = train(self.cfg, self.real_dir, self.fake_dir, self.out_dir, device=device,
+                    progress=False, inversions_dir=self.inversions_dir, replace_stale=True)
+        return str(res.out_dir)
+
+
+def grid_jobs(models: Sequence[tuple[str, str]], real_dir: str | os.PathLike,
+              fake_dir: str | os.PathLike, run_root: str | os.PathLike, *,
+              base: TrainConfig | None = None, inversions: str | os.PathLike | None = None,
+              overrides: dict[str, dict[str, Any]] | None = None,
+              seeds: Sequence[int] | None = None) -> list[RunJob]:
+    """The runs :func:`train_grid` trains, one :class:`RunJob` per seed and ``(arch, depth)``
+    (the same configs and folders), for an executor to run anywhere (``cluster``)."""
+    base = base or TrainConfig()
+    jobs = []
     for seed in (seeds if seeds is not None else [base.seed]):
         for arch, depth in models:
             depth = parse_depth(arch, depth)
-            name = f"{arch}_{depth}"
             cfg = from_dict(TrainConfig, {**to_dict(base), "arch": arch, "depth": depth,
                                           "seed": int(seed),
-                                          **(overrides or {}).get(name, {})})
-            res = train(cfg, real_dir, fake_dir, Path(run_root) / cfg.run_name(),
-                        device=device, progress=progress, force=force,
-                        inversions_dir=inversions, replace_stale=True)
-            done = runs.finished(res.out_dir) or {}
-            mcfg = cfg.model_config()
-            rf = receptive_field(mcfg, side)
-            rows.append({"model": name, "seed": cfg.seed, "setting": cfg.setting,
-                         "arch": arch, "depth": depth, "load_size": cfg.load_size,
-                         "crop": cfg.crop, "rf_px": rf.size,
-                         "field_fraction": field_fraction(mcfg, side),
-                         "best_epoch": res.best_epoch, "epochs": done.get("epochs"),
-                         "stopped": res.stopped, "patience": cfg.stop_patience,
-                         **{f"val_{k}": v for k, v in res.best.items()},
-                         "train_seconds": done.get("seconds"), "skipped": res.skipped,
-                         "run": runs.relative_name(res.out_dir)})
-    return pd.DataFrame(rows).set_index("model")
+                                          **(overrides or {}).get(f"{arch}_{depth}", {})})
+            jobs.append(RunJob(cfg, str(real_dir), str(fake_dir),
+                               str(Path(run_root) / cfg.run_name()),
+                               None if inversions is None else str(inversions)))
+    return jobs

@@ -238,6 +238,32 @@ def train_profile(p: Profile, real_dir: str | os.PathLike, fake_dir: str | os.Pa
     return pd.concat(tables)
 
 
+def profile_jobs(p: Profile, real_dir: str | os.PathLike, fake_dir: str | os.PathLike,
+                 world: str, dataset: str, generator: str, *,
+                 device: str | None = None) -> list[Any]:
+    """The runs :func:`train_profile` trains, as ``grids.RunJob`` s (the same configs and
+    folders) for an executor to run elsewhere (``cluster.submit``); ``device`` decides the
+    precision the runs record (bf16 where it has native bf16), as in :func:`train_profile`."""
+    from . import grids, train
+    from .devices import resolve_device
+    from .generators.training import resolve_precision
+    from .train_config import TrainConfig
+
+    base = TrainConfig(batch_size=p.batch_size, epochs=p.epochs,
+                       steps_per_epoch=p.steps_per_epoch,
+                       precision=resolve_precision(p.precision, resolve_device(device)))
+    jobs = []
+    for setting in p.settings:
+        inv = train.inversions_dir(fake_dir) if setting == "samples_inversions" else None
+        for seed in sorted({seed for s, _, _, seed in p.runs() if s == setting}):
+            models = [(a, d) for s, a, d, sd in p.runs() if s == setting and sd == seed]
+            jobs += grids.grid_jobs(models, real_dir, fake_dir,
+                                    runs.run_root(world, dataset, generator, setting),
+                                    base=replace(base, setting=setting, seed=seed),
+                                    inversions=inv, overrides=p.overrides())
+    return jobs
+
+
 def run_folders(p: Profile, world: str, dataset: str, generator: str,
                 setting: str = PRIMARY_SETTING) -> dict[tuple[str, int], Path]:
     """``{(model, seed): run folder}`` of the profile's runs in one setting (finished or not)."""

@@ -249,7 +249,7 @@ def test_smoke_tables_have_the_reference_shape_and_the_report_is_written(project
     assert shape_differences("smoke32") == []
     text = write_report(smoke=True).read_text()
     for part in ("Cross-generator AUC", "The primary contrast", "Holm-adjusted", "Run manifest",
-                 "git commit",
+                 "git commit", "CPU ",
                  "real/celeba", "figures/03_ap_by_depth_smoke32.png",
                  "figures/03_patch_vs_full_smoke32.png"):
         assert part in text, part

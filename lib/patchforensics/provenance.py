@@ -7,6 +7,7 @@ this module supplies the rest, so results can always be traced to the code that 
 from __future__ import annotations
 
 import datetime as _dt
+import os
 import platform
 import subprocess
 import sys
@@ -43,12 +44,26 @@ def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str | None]
     return out
 
 
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux, else what ``platform`` knows) and its
+    logical core count, e.g. ``AMD EPYC, 2 cores``: every timing is stated with it."""
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f
+                          if line.startswith("model name")), model)
+    except OSError:
+        pass
+    return f"{model}, {os.cpu_count()} cores"
+
+
 def run_record() -> dict[str, Any]:
-    """Commit, versions, interpreter and machine, with a UTC timestamp."""
+    """Commit, versions, interpreter and machine (CPU model and cores), with a UTC timestamp."""
     return {
         "time_utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "git": git_commit(),
         "python": sys.version.split()[0],
         "platform": platform.platform(),
+        "cpu": cpu_model(),
         "packages": package_versions(),
     }

@@ -164,7 +164,7 @@ def _manifest_section(cfg: Any, rec: dict[str, Any], done: list[dict[str, Any]]
     lines = ["## Run manifest", "", f"- git commit: `{rec['git'].get('commit')}`"
              + (" (with uncommitted changes)" if rec["git"].get("dirty") else ""),
              "- packages: " + ", ".join(f"{k} {v}" for k, v in rec["packages"].items() if v),
-             f"- python {rec['python']}, {rec['platform']}"]
+             f"- python {rec['python']}, {rec['platform']}; CPU {rec.get('cpu', '?')}"]
     manifest = read_manifest(paths.world_dir(cfg.name)) if paths.world_dir(cfg.name).exists() \
         else {"sets": {}}
     if manifest["sets"]:

@@ -104,11 +104,11 @@ def test_without_options_file_the_class_order_is_assumed_and_said(tmp_path, proj
     assert len(said) == 1 and "fake_class_id 0, the original's default" in said[0]
     assert "opt.yml" in said[0] and "--fake-class-id" in said[0]
     want = theirs.set_index("name").loc["fake_000.png", "p_fake_after_softmax"]
-    assert default["score"].iloc[0] == pytest.approx(want, abs=1e-3)
+    assert default["prob"].iloc[0] == pytest.approx(want, abs=1e-3)
     # the other order, given: every patch's two logits swap, so P(fake) becomes 1 - P(fake)
     flipped = score_files(bare / "bestval_net_D.pth", image, progress=False, fake_class_id=1)
     assert "fake_class_id 1, given" in capsys.readouterr().err
-    assert flipped["score"].iloc[0] == pytest.approx(1 - want, abs=1e-3)
+    assert flipped["prob"].iloc[0] == pytest.approx(1 - want, abs=1e-3)
 
 
 def test_options_files_are_read_in_both_formats(tmp_path):

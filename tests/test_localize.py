@@ -160,7 +160,7 @@ def test_localization_table_means_intervals_chance_and_nans():
     bad = loc.localization_frame("random", "m", "square", noise, att.max_points(noise), masks)
     bad.loc[:4, "pixel_auc"] = np.nan
     frames = pd.concat([good, bad])
-    table = loc.localization_table(frames, n_boot=300, seed=0).set_index("method")
+    table = loc.localization_table(frames, n_boot=300, seed=0).set_index("localizer")
     assert list(table.index) == ["patch", "random"]
     assert table.loc["patch", "pointing_game"] == 1.0 == table.loc["patch", "pixel_auc"]
     # 40 hits of 40: Wilson's interval does not collapse at 1 as a bootstrap's would
@@ -172,7 +172,7 @@ def test_localization_table_means_intervals_chance_and_nans():
     assert r["pointing_game_low"] < r["pointing_game"] < r["pointing_game_high"]
     assert r["mask_area"] == pytest.approx(0.25)
     pd.testing.assert_frame_equal(table, loc.localization_table(frames, n_boot=300, seed=0)
-                                  .set_index("method"))
+                                  .set_index("localizer"))
     assert not loc.localization_table(frames, n_boot=300, seed=1).equals(table.reset_index())
 
 
@@ -346,7 +346,7 @@ def planted_run(tmp_path_factory) -> Path:
 
 def test_a_patch_model_points_at_a_planted_square(planted_run):
     _, fakes, masks = planted(3, 64)  # held-out test fakes
-    out = loc.localize_set(planted_run, fakes, masks, kind="patch", manipulation="square")
+    out = loc.localize_set(planted_run, fakes, masks, localizer="patch", manipulation="square")
     assert out.heat.shape == (64, SIZE, SIZE) and out.points.shape == (64, 2)
     row = loc.localization_table(out.frame, n_boot=1000).iloc[0]
     chance = row["mask_area"]
@@ -356,31 +356,31 @@ def test_a_patch_model_points_at_a_planted_square(planted_run):
     assert row["pixel_auc"] > 0.75 and row["pixel_auc_low"] > 0.5
     assert row["mass_inside"] > chance
     chance_row = loc.localization_table(loc.localize_set(
-        planted_run, fakes, masks, kind="random").frame).iloc[0]
+        planted_run, fakes, masks, localizer="random").frame).iloc[0]
     assert chance_row["pixel_auc_low"] < 0.5 < chance_row["pixel_auc_high"] < row["pixel_auc"]
 
 
 def test_localize_set_names_methods_and_refuses_what_cannot_localize(planted_run):
     ck = load_checkpoint(planted_run, device="cpu")
     _, fakes, masks = planted(4, 4)
-    frame = loc.localize_set(ck, fakes, masks, kind="gradcam", layer="conv2", name="b1").frame
-    assert set(frame["method"]) == {"gradcam"} and set(frame["model"]) == {"b1"}
+    frame = loc.localize_set(ck, fakes, masks, localizer="gradcam", layer="conv2", name="b1").frame
+    assert set(frame["localizer"]) == {"gradcam"} and set(frame["model"]) == {"b1"}
     assert set(frame["layer"]) == {"conv2"} and set(frame["grid"]) == {"13x13"}
-    assert list(frame.columns) == ["method", "model", "manipulation", "image",
+    assert list(frame.columns) == ["localizer", "model", "manipulation", "image",
                                    "pointing_game", "pixel_auc", "mass_inside", "mask_area",
                                    "pointing_chance", "flat", "layer", "grid"]
     # by default the deepest block with a grid of at least 6 x 6: block1 (7 x 7 at 32 px)
-    auto = loc.localize_set(ck, fakes, masks, kind="gradcam")
+    auto = loc.localize_set(ck, fakes, masks, localizer="gradcam")
     assert set(auto.frame["layer"]) == {"block1"} and auto.grid == (7, 7)
-    assert set(loc.localize_set(ck, fakes, masks, kind="patch").frame["grid"]) == {"7x7"}
+    assert set(loc.localize_set(ck, fakes, masks, localizer="patch").frame["grid"]) == {"7x7"}
     with pytest.raises(ValueError, match="trained on 32 px"):
         loc.localize_set(ck, np.zeros((1, 48, 48, 3), np.uint8), np.zeros((1, 48, 48)),
-                         kind="patch")
+                         localizer="patch")
     with pytest.raises(ValueError, match="full-image model"):
         loc.localize_set(build_model(ModelConfig("xception", "full")), fakes, masks,
-                         kind="patch")
-    with pytest.raises(ValueError, match="kind must be"):
-        loc.localize_set(ck, fakes, masks, kind="saliency")
+                         localizer="patch")
+    with pytest.raises(ValueError, match="localizer must be"):
+        loc.localize_set(ck, fakes, masks, localizer="saliency")
 
 
 def test_pointing_chance_is_the_share_of_a_localizers_points_inside_the_mask():
@@ -432,7 +432,8 @@ def test_shuffled_masks_take_a_true_localizers_advantage_not_a_structure_pointer
     perfect = localized(masks * 0.9 + 0.05, masks)
     order = sanity.derangement(200, 0)
     shuffled = sanity.shuffled_frame(perfect, masks, order)
-    assert set(shuffled["control"]) == {"shuffled_masks"} and set(shuffled["method"]) == {"patch"}
+    assert set(shuffled["control"]) == {"shuffled_masks"}
+    assert set(shuffled["localizer"]) == {"patch"}
     assert perfect.frame["pixel_auc"].mean() == 1.0
     assert shuffled["pixel_auc"].mean() < 0.75  # about chance plus the squares' overlap
     assert shuffled["pointing_game"].mean() < 0.5 and shuffled["mask_iou"].mean() < 0.3
@@ -472,9 +473,9 @@ def test_random_weights_are_a_fresh_init_of_the_same_architecture():
 def test_a_trained_patch_map_beats_its_random_weights_twin_on_the_planted_square(planted_run):
     ck = load_checkpoint(planted_run, device="cpu")
     _, fakes, masks = planted(5, 48)
-    trained = loc.localize_set(ck, fakes, masks, kind="patch").frame
+    trained = loc.localize_set(ck, fakes, masks, localizer="patch").frame
     fresh = loc.localize_set(sanity.random_weights(ck.model, seed=0), fakes, masks,
-                             kind="patch").frame
+                             localizer="patch").frame
     table = loc.localization_table(pd.concat([trained.assign(control="none"),
                                               fresh.assign(control="random_weights")]),
                                    n_boot=500).set_index("control")

@@ -274,9 +274,9 @@ def test_the_study_aligns_each_fake_with_its_mask_and_the_real_it_was_made_from(
 
 # --- the study's comparison (synthetic per-image metrics, no training) ------------------------
 
-def _metric_rows(method: str, model: str, manipulation: str, values: np.ndarray,
+def _metric_rows(localizer: str, model: str, manipulation: str, values: np.ndarray,
                  control: str = "none") -> pd.DataFrame:
-    return pd.DataFrame({"method": method, "model": model, "manipulation": manipulation,
+    return pd.DataFrame({"localizer": localizer, "model": model, "manipulation": manipulation,
                          "images": "manipulated", "control": control,
                          "image": np.arange(len(values)), "pixel_auc": values,
                          "flat": False})
@@ -334,7 +334,7 @@ def test_the_comparison_is_tested_only_where_both_runs_are_adequate_and_holm_adj
 def test_localization_helpers_read_the_grid_and_name_the_controls():
     from patchforensics import manipulation_study as ms_
 
-    table = pd.DataFrame({"method": ["patch", "gradcam", "gradcam", "random"],
+    table = pd.DataFrame({"localizer": ["patch", "gradcam", "gradcam", "random"],
                           "model": ["b2", "full", "full", "-"],
                           "control": ["none", "none", "random_weights", "none"],
                           "grid": ["22x22", "8x8", "7x9", ""]})
@@ -342,9 +342,9 @@ def test_localization_helpers_read_the_grid_and_name_the_controls():
     with pytest.raises(ValueError, match="no gradient rows"):
         ms_.grid_side(table, "gradient")
     bars = ms_.bar_rows(pd.concat([table, pd.DataFrame({
-        "method": ["gradient", "gradient"], "model": ["full", "full"],
+        "localizer": ["gradient", "gradient"], "model": ["full", "full"],
         "control": ["none", "shuffled_masks"], "grid": ["", ""]})], ignore_index=True))
     # the compared maps with their controls, the gradient without its shuffled row
     assert list(bars["model"]) == ["b2", "full", "full\nuntrained", "full", "-"]
-    assert list(bars["method"]) == ["patch", "gradcam", "gradcam", "gradient", "random"]
+    assert list(bars["localizer"]) == ["patch", "gradcam", "gradcam", "gradient", "random"]
     assert list(table["model"]) == ["b2", "full", "full", "-"]  # the table is not touched

@@ -168,9 +168,9 @@ def test_07_manipulated_faces_smoke(project_env, tmp_path):
     methods = {"faceswap", "deepfake", "reenact", "neuraltex"}
     loc = pd.read_csv(tables / "localization_smoke32.csv")
     assert set(loc["manipulation"]) == methods
-    assert set(loc["method"]) == {"patch", "gradcam", "gradient", "random"}
+    assert set(loc["localizer"]) == {"patch", "gradcam", "gradient", "random"}
     assert set(loc["control"]) == {"none", "shuffled_masks", "random_weights"}  # sanity controls
-    cam = loc[loc["method"] == "gradcam"]
+    cam = loc[loc["localizer"] == "gradcam"]
     assert set(cam["layer"]) == {"block1"} and set(cam["grid"]) == {"7x7"}  # >= 6 x 6 at 32 px
     adequacy = pd.read_csv(tables / "manipulation_adequacy_smoke32.csv")
     assert len(adequacy) == 8 and not adequacy["adequate"].any()  # 3 steps learn nothing

@@ -303,7 +303,7 @@ def localization_bars(table: pd.DataFrame,
         on = t["images"] if "images" in t else pd.Series("manipulated", index=t.index)
         # the control (the same localizer on the real faces) is labelled "on real"
         labels = [f"{a}\n{b}".replace("xception_", "") + ("\non real" if i == "real" else "")
-                  for a, b, i in zip(t["method"], t["model"], on, strict=True)]
+                  for a, b, i in zip(t["localizer"], t["model"], on, strict=True)]
         y = t[metric].to_numpy(float)
         err = np.vstack([y - t[f"{metric}_low"].to_numpy(float),
                          t[f"{metric}_high"].to_numpy(float) - y])

@@ -13,10 +13,10 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from .notebooks import NOTEBOOK_TIMEOUT_S, STALL_TIMEOUT_S
+from .score_modes import MODES
 
-# Copies of library constants whose modules import torch (``score_modes.MODES``,
-# ``models.DEPTHS``): the parser must not import torch; tests/test_cli_help.py keeps them equal.
-MODES = ("mean_softmax", "mean_logit", "vote")
+# A copy of a library constant whose module imports torch (``models.DEPTHS``): the parser must
+# not import torch; tests/test_cli_help.py keeps them equal.
 
 
 ARCHS = ("xception", "resnet18")

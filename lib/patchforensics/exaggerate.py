@@ -317,3 +317,38 @@ def run_for(world_root: str | os.PathLike, dataset: str, generator: str, classif
         print(f"{name}: skipped: {err}")
         return None, gen, ck
     return res, gen, ck
+
+
+@dataclass
+class Shifts:
+    """What :func:`run_shifts` returns: every shift's result by key (``all_lam<l>``, the
+    whole-image shifts; ``<part>_lam<l>``, the region-restricted ones), the generator and
+    classifier checkpoint they were found for, and the key of the primary shift."""
+
+    results: dict[str, ExaggerateResult]
+    generator: Any
+    checkpoint: Any
+    primary: str
+
+
+def run_shifts(world_root: str | os.PathLike, dataset: str, generator: str, classifier_run: str,
+               lams: list[float], parts: list[str], cfg: ExaggerateConfig, *,
+               device: str | None = None, progress: bool = True) -> Shifts:
+    """Notebook 06's shifts (:func:`run_for` each, ``cfg`` for everything but ``lam`` and
+    ``part``): the whole-image shift for every lambda of ``lams`` (the last one is the
+    primary, the paper's), then one shift restricted to each face part of ``parts`` at the
+    last lambda; a part the parser finds in no sample is left out (a line says so)."""
+    if not lams:
+        raise ValueError("lams: give at least one lambda (the last one is the primary shift)")
+    results, gen, ck = {}, None, None
+    for lam in lams:
+        res, gen, ck = run_for(world_root, dataset, generator, classifier_run,
+                               replace(cfg, lam=lam, part=""), device=device, progress=progress)
+        results[f"all_lam{lam:g}"] = res  # the loss counts every patch
+    for part in parts:
+        res, _, _ = run_for(world_root, dataset, generator, classifier_run,
+                            replace(cfg, lam=lams[-1], part=part), device=device,
+                            progress=progress)
+        if res is not None:  # the loss counts only the patches over this part
+            results[f"{part}_lam{lams[-1]:g}"] = res
+    return Shifts(results, gen, ck, f"all_lam{lams[-1]:g}")

@@ -16,7 +16,7 @@ from PIL import Image
 from scipy.spatial import ConvexHull, Delaunay, QhullError
 
 from .progress import bar as progress_bar
-from .segment import mediapipe_module, quiet_mediapipe
+from .segment import mediapipe_module, quiet_graphs
 
 MANIPULATE_VERSION = 1  # bump when a recipe changes (invalidates every manipulation set)
 
@@ -67,10 +67,11 @@ class LandmarkDetector:
 
     def __init__(self, params: ManipulationConfig | None = None) -> None:
         self.params = params or ManipulationConfig()
-        with quiet_mediapipe():
-            self._mesh = mediapipe_module().solutions.face_mesh.FaceMesh(
+        # the native log lines go to the log for the detector's whole life (quiet_graphs)
+        (self._mesh,), self._close = quiet_graphs(self, lambda: (
+            mediapipe_module().solutions.face_mesh.FaceMesh(
                 static_image_mode=True, max_num_faces=1, refine_landmarks=False,
-                min_detection_confidence=self.params.min_confidence)
+                min_detection_confidence=self.params.min_confidence),))
 
     def __enter__(self) -> LandmarkDetector:
         return self
@@ -79,11 +80,10 @@ class LandmarkDetector:
         self.close()
 
     def close(self) -> None:
-        self._mesh.close()
+        self._close()
 
     def _process(self, image: np.ndarray) -> Any:
-        with quiet_mediapipe():
-            return self._mesh.process(np.ascontiguousarray(image)).multi_face_landmarks
+        return self._mesh.process(np.ascontiguousarray(image)).multi_face_landmarks
 
     def __call__(self, image: np.ndarray) -> np.ndarray | None:
         """468 x 2 float64 (x, y) in px of ``image`` (H x W x 3 uint8), or ``None`` when no

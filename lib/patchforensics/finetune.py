@@ -62,6 +62,7 @@ from .preprocess import PIPELINE
 from .quality import knn_distances, nn_distances, spectrum_distance
 from .receptive_field import receptive_field
 from .score_modes import scores_from_maps
+from .scoring import evaluate as score_sets
 from .segment import parse_set
 from .stats import binary_metrics
 from .train import train
@@ -376,6 +377,45 @@ def train_fresh(frozen_run: str | os.PathLike, fake_dir: str | os.PathLike, *,
         pair = pair.parent
     out = pair.parent / f"{real.name}_{fake_dir.name}" / "samples" / cfg.run_name()
     return train(cfg, real, fake_dir, out, device=device, progress=progress, replace_stale=True)
+
+
+@dataclass
+class Comparison:
+    """What :func:`compare_classifiers` returns: the headline ``summary`` (:func:`summary`),
+    the ``scoring.evaluate`` tables of the three classifiers (``"frozen C"``, ``"fresh C"``,
+    ``"control C"``) and the two fresh classifiers' run folders."""
+
+    summary: pd.DataFrame
+    tables: dict[str, pd.DataFrame]
+    fresh_run: Path  # trained on the finetuned generator's samples
+    control_run: Path  # trained the same way on the control generator's samples
+
+
+def compare_classifiers(result: FinetuneResult, classifier_run: str | os.PathLike,
+                        finetuned_dir: Path, world_root: str | os.PathLike, dataset: str,
+                        generator: str, control: str, *, device: str | None = None,
+                        n_boot: int = 2000) -> Comparison:
+    """Notebook 05's comparison: the frozen classifier (``classifier_run``), a fresh one trained
+    the same way on the finetuned samples (``finetuned_dir``, :func:`write_fake_set`) and a
+    control one trained on the samples of ``control`` (an independently trained copy of
+    ``generator``, never finetuned), each scored (``mean_softmax``, AUC intervals from
+    ``n_boot`` resamples) on the real test faces against the test fakes of the source, the
+    finetuned and the control generator."""
+    root = Path(world_root)
+    control_dir = write_fake_set(get_generator(dataset, control, world_root=root,
+                                               device=str(resolve_device(device))), root)
+    tests = {generator: root / "fake" / dataset / generator / "test",
+             finetuned_dir.name: finetuned_dir / "test", control_dir.name: control_dir / "test"}
+    fresh = train_fresh(classifier_run, finetuned_dir, device=device).out_dir
+    ctrl = train_fresh(classifier_run, control_dir, device=device).out_dir
+    real_test = root / "real" / dataset / "test"
+    tables = {who: score_sets(run, real_test, tests, modes=["mean_softmax"], device=device,
+                              n_boot=n_boot)
+              for who, run in (("frozen C", classifier_run), ("fresh C", fresh),
+                               ("control C", ctrl))}
+    table = summary(result.history, tables["frozen C"], tables["fresh C"], generator,
+                    finetuned_dir.name, tables["control C"], control_dir.name)
+    return Comparison(table, tables, Path(fresh), Path(ctrl))
 
 
 def summary(history: pd.DataFrame, frozen: pd.DataFrame, fresh: pd.DataFrame, generator: str,

@@ -272,12 +272,12 @@ def _is_flat(heat: np.ndarray) -> np.ndarray:
     return np.nanmax(flat, axis=1) == np.nanmin(flat, axis=1)
 
 
-def localization_frame(method: str, model: str, manipulation: str, heat: np.ndarray,
+def localization_frame(localizer: str, model: str, manipulation: str, heat: np.ndarray,
                        points: np.ndarray, masks: np.ndarray, *,
                        candidates: np.ndarray | None = None,
                        flat: np.ndarray | None = None, layer: str = "",
                        grid: tuple[int, int] | None = None) -> pd.DataFrame:
-    """One row per image: ``method``, ``model``, ``manipulation``, ``image`` (index),
+    """One row per image: ``localizer``, ``model``, ``manipulation``, ``image`` (index),
     ``pointing_game`` (bool), ``pixel_auc``, ``mass_inside`` (float, NaN where undefined),
     ``mask_area`` (share of pixels in the binarised mask), ``pointing_chance``
     (:func:`pointing_chance` of ``candidates``, the localizer's possible points; ``None``: the
@@ -287,7 +287,7 @@ def localization_frame(method: str, model: str, manipulation: str, heat: np.ndar
     ``points``: N x 2; ``masks``: N x S x S in [0, 1]."""
     heat = check_heat(heat)
     area = _binary_masks(masks, heat.shape).mean(axis=(1, 2))
-    return pd.DataFrame({"method": method, "model": model, "manipulation": manipulation,
+    return pd.DataFrame({"localizer": localizer, "model": model, "manipulation": manipulation,
                          "image": np.arange(len(heat)),
                          "pointing_game": pointing_game(points, masks),
                          "pixel_auc": pixel_auc(heat, masks),
@@ -299,7 +299,7 @@ def localization_frame(method: str, model: str, manipulation: str, heat: np.ndar
 
 def localization_table(frames: pd.DataFrame, *, n_boot: int = N_BOOT, seed: int = 0,
                        level: float | None = None) -> pd.DataFrame:
-    """Per (method, model, manipulation[, images][, control]) of :func:`localization_frame`
+    """Per (localizer, model, manipulation[, images][, control]) of :func:`localization_frame`
     rows (``images``, ``control``: columns a study adds, e.g. ``sanity``'s controls): ``n``
     images, the mean of each metric with an interval over images (``<metric>_low``/``_high``,
     ``stats.LEVEL`` unless ``level``: the pointing game's hit rate a Wilson interval, the
@@ -309,12 +309,12 @@ def localization_table(frames: pd.DataFrame, *, n_boot: int = N_BOOT, seed: int 
     pointing game), ``pointing_chance`` (the localizer's own chance level of the pointing game,
     :func:`pointing_chance`), ``flat_share`` (images whose map holds no evidence), and where
     the frame has them ``layer``, ``grid`` and ``mask_iou`` (``sanity.shuffled_frame``).
-    Resamples are seeded by ``seed``, the manipulation and the metric only, so methods and
+    Resamples are seeded by ``seed``, the manipulation and the metric only, so localizers and
     models scored on the same images share them (paired)."""
     rows = []
     # ``images`` and ``control`` columns (what the localizer ran on, which sanity control)
     # split too
-    keys = ["method", "model", "manipulation"] + [k for k in ("images", "control")
+    keys = ["localizer", "model", "manipulation"] + [k for k in ("images", "control")
                                                   if k in frames]
     for key, g in frames.groupby(keys, sort=False):
         row = dict(zip(keys, key, strict=True)) | {"n": len(g)}
@@ -358,11 +358,11 @@ class Localized:
 
 
 def localize_set(source: Checkpoint | PatchClassifier | str | os.PathLike, images: np.ndarray,
-                 masks: np.ndarray, *, kind: str, manipulation: str = "",
+                 masks: np.ndarray, *, localizer: str, manipulation: str = "",
                  name: str | None = None, layer: str | None = "auto", seed: int = 0,
                  device: Device = None, batch_size: int = 16,
                  maps: np.ndarray | None = None) -> Localized:
-    """Heat maps, points and per-image metrics of one localizer (``kind``, one of
+    """Heat maps, points and per-image metrics of one localizer (``localizer``, one of
     :data:`LOCALIZERS`) for one classifier on one set of manipulated images.
 
     ``source``: a checkpoint (or its run folder / ``best.pt``) or a model; ``images``: N x S x
@@ -373,8 +373,8 @@ def localize_set(source: Checkpoint | PatchClassifier | str | os.PathLike, image
     needs a patch model (a full model has one cell and nothing to point with); ``maps``: its
     N x h x w logit maps of ``images`` when already computed (e.g. ``checkpoint.folder_maps``'
     cache), else they are computed here."""
-    if kind not in LOCALIZERS:
-        raise ValueError(f"kind must be one of {LOCALIZERS}, got {kind!r}")
+    if localizer not in LOCALIZERS:
+        raise ValueError(f"localizer must be one of {LOCALIZERS}, got {localizer!r}")
     images = check_images(images)
     if isinstance(source, str | os.PathLike):
         source = load_checkpoint(source, device=device)
@@ -386,7 +386,7 @@ def localize_set(source: Checkpoint | PatchClassifier | str | os.PathLike, image
     else:
         model, label = source, source.config.name
     size = images.shape[1]
-    if kind == "patch":
+    if localizer == "patch":
         if model.config.depth == "full":
             raise ValueError(f"{model.config.name} is a full-image model (one cell); localize "
                              "it with 'gradcam' or 'gradient'")
@@ -397,7 +397,7 @@ def localize_set(source: Checkpoint | PatchClassifier | str | os.PathLike, image
             raise ValueError(f"{len(maps)} maps for {len(images)} images")
         heat, points = patch_pixel_maps(maps, rf), patch_points(maps, rf)
         candidates, flat, grid, layer = patch_candidates(rf), None, rf.output_size, ""
-    elif kind == "gradcam":
+    elif localizer == "gradcam":
         layer = gradcam_layer(model, size) if layer == "auto" else layer
         # the top activation cell's centre, as a patch model's top field centre
         cells = gradcam_cells(model, images, layer=layer, device=device, batch_size=batch_size)
@@ -406,9 +406,9 @@ def localize_set(source: Checkpoint | PatchClassifier | str | os.PathLike, image
         grid, layer = cells.shape[1:], layer or feature_layers(model)[-1]
     else:
         heat = (input_gradient(model, images, device=device, batch_size=batch_size)
-                if kind == "gradient" else random_maps(len(images), size, seed))
+                if localizer == "gradient" else random_maps(len(images), size, seed))
         points, candidates, flat, grid, layer = max_points(heat, seed), None, None, None, ""
     grid = None if grid is None else (int(grid[0]), int(grid[1]))
-    frame = localization_frame(kind, name or label, manipulation, heat, points, masks,
+    frame = localization_frame(localizer, name or label, manipulation, heat, points, masks,
                                candidates=candidates, flat=flat, layer=layer, grid=grid)
     return Localized(heat, points, frame, candidates, flat, layer, grid)

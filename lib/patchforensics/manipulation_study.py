@@ -285,7 +285,7 @@ def real_counterparts(ms: ManipulationStudy, names: list[str]) -> tuple[np.ndarr
 RANDOM_WEIGHTS = "random weights"  # the model label of a random-weights map in ``heat``
 
 
-def _localize_run(ms: ManipulationStudy, method: str, model: str, run: Path,
+def _localize_run(ms: ManipulationStudy, manipulation: str, model: str, run: Path,
                   images: np.ndarray, masks: np.ndarray, order: np.ndarray, seed: int
                   ) -> tuple[dict[tuple[str, str, str], np.ndarray], list[pd.DataFrame]]:
     """One run's localizers on one manipulation's test faces: trained (``control`` none and
@@ -294,18 +294,19 @@ def _localize_run(ms: ManipulationStudy, method: str, model: str, run: Path,
     full = ck.model.config.depth == "full"
     layer = attribution.gradcam_layer(ck.model, images.shape[1]) if full else None
     # the patch maps notebook 03's cache may already hold
-    maps = None if full else folder_maps(ck, ms.fake_dir(method) / "test", device=ms.device)
+    maps = None if full else folder_maps(ck, ms.fake_dir(manipulation) / "test", device=ms.device)
     heat, frames = {}, []
-    for kind in ("gradcam", "gradient") if full else ("patch",):
-        r = localize.localize_set(ck, images, masks, kind=kind, manipulation=method, name=model,
-                                  layer=layer, seed=seed, device=ms.device, maps=maps)
-        heat[(method, kind, model)] = r.heat
+    for localizer in ("gradcam", "gradient") if full else ("patch",):
+        r = localize.localize_set(ck, images, masks, localizer=localizer,
+                                  manipulation=manipulation, name=model, layer=layer, seed=seed,
+                                  device=ms.device, maps=maps)
+        heat[(manipulation, localizer, model)] = r.heat
         frames += [r.frame.assign(control="none"), sanity.shuffled_frame(r, masks, order)]
-    kind = "gradcam" if full else "patch"
-    r = localize.localize_set(sanity.random_weights(ck.model, seed), images, masks, kind=kind,
-                              manipulation=method, name=model, layer=layer, seed=seed,
-                              device=ms.device)
-    heat[(method, kind, f"{model}, {RANDOM_WEIGHTS}")] = r.heat
+    localizer = "gradcam" if full else "patch"
+    r = localize.localize_set(sanity.random_weights(ck.model, seed), images, masks,
+                              localizer=localizer, manipulation=manipulation, name=model,
+                              layer=layer, seed=seed, device=ms.device)
+    heat[(manipulation, localizer, f"{model}, {RANDOM_WEIGHTS}")] = r.heat
     frames.append(r.frame.assign(control="random_weights"))
     return heat, frames
 
@@ -352,13 +353,13 @@ def localization(ms: ManipulationStudy, run_dirs: dict[str, dict[str, Path]], *,
     return Localization(images, masks, heat, frame, table)
 
 
-def grid_side(table: pd.DataFrame, method: str = "gradcam") -> int:
+def grid_side(table: pd.DataFrame, localizer: str = "gradcam") -> int:
     """The smallest side of the grids (``localization_table``'s ``grid``, ``"h x w"``) of
-    ``method``'s rows: e.g. the coarsest Grad-CAM of the study. ValueError when none."""
-    grids = table.loc[table["method"] == method, "grid"].dropna().astype(str)
+    ``localizer``'s rows: e.g. the coarsest Grad-CAM of the study. ValueError when none."""
+    grids = table.loc[table["localizer"] == localizer, "grid"].dropna().astype(str)
     sides = [int(v) for g in grids if g for v in g.split("x")]
     if not sides:
-        raise ValueError(f"no {method} rows with a grid in the table")
+        raise ValueError(f"no {localizer} rows with a grid in the table")
     return min(sides)
 
 
@@ -373,10 +374,10 @@ def bar_rows(table: pd.DataFrame) -> pd.DataFrame:
     out = table.copy()
     if "control" not in out:
         return out
-    out = out[(out["control"] == "none") | out["method"].isin(["patch", "gradcam"])].copy()
+    out = out[(out["control"] == "none") | out["localizer"].isin(["patch", "gradcam"])].copy()
     # each localizer's bars together, its controls after it, in the order of the localizers
     rank = {k: i for i, k in enumerate((*localize.LOCALIZERS, *sanity.CONTROLS))}
-    out = out.sort_values(["method", "control"], key=lambda c: c.map(rank), kind="stable")
+    out = out.sort_values(["localizer", "control"], key=lambda c: c.map(rank), kind="stable")
     named = out["control"] != "none"
     out.loc[named, "model"] = (out.loc[named, "model"] + "\n"
                                + out.loc[named, "control"].map(BAR_LABELS))
@@ -405,7 +406,7 @@ VERDICTS = ("patch better", "no difference", "Grad-CAM better", UNDER_TRAINED)
 
 
 def _pick(g: pd.DataFrame, who: tuple[str, str], col: str) -> pd.Series:
-    sel = (g["method"] == who[0]) & (g["model"] == who[1])
+    sel = (g["localizer"] == who[0]) & (g["model"] == who[1])
     return g[sel].set_index("image")[col].astype(float)
 
 
@@ -413,7 +414,7 @@ def paired_difference(frame: pd.DataFrame, *, metric: str = PRIMARY_LOCALIZATION
                       a: tuple[str, str] = ("patch", PRIMARY_PATCH),
                       b: tuple[str, str] = ("gradcam", PRIMARY_FULL), control: str = "none",
                       level: float = LEVEL) -> pd.DataFrame:
-    """``metric`` of localizer ``a`` minus that of ``b`` (``(method, model)``) on the same
+    """``metric`` of localizer ``a`` minus that of ``b`` (``(localizer, model)``) on the same
     test images, per manipulation, on the rows of ``control`` (:attr:`Localization.frame`):
     ``n`` images (where either value is NaN, left out), ``a_mean``, ``b_mean``, ``diff``, its
     paired t-interval over images (``ci_low``, ``ci_high``, ``level``; ``se``, ``df`` = n - 1)

@@ -36,7 +36,7 @@ REFERENCE_TABLES: dict[str, tuple[tuple[str, ...], dict[str, float]]] = {
     "top_patch_counts": (("model", "generator", "part"), {"top": 15.0, "random": 15.0}),
     "finetune_summary": (("quantity",), {"value": 0.15}),
     "exaggerate_scores": (("shift", "alpha"), {"score": 0.15}),
-    "localization": (("method", "model", "manipulation", "images", "control"),
+    "localization": (("localizer", "model", "manipulation", "images", "control"),
                      {"pointing_game": 0.2, "pixel_auc": 0.1, "mass_inside": 0.1}),
 }
 # Tables of the plan of issue 24 (seeds as the unit, Holm), new in this version: their reference

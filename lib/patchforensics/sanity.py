@@ -67,7 +67,7 @@ def shuffled_frame(result: Localized, masks: np.ndarray, order: np.ndarray) -> p
     first = result.frame.iloc[0] if len(result.frame) else {}
     shuffled = masks[order]
     frame = localization_frame(
-        first.get("method", ""), first.get("model", ""), first.get("manipulation", ""),
+        first.get("localizer", ""), first.get("model", ""), first.get("manipulation", ""),
         result.heat, result.points, shuffled, candidates=result.candidates, flat=result.flat,
         layer=result.layer, grid=result.grid)
     return frame.assign(control="shuffled_masks", mask_iou=mask_iou(masks, shuffled))

@@ -25,12 +25,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import expit, logsumexp
 
 from .stats import FAKE, REAL, check_labels
 
+# scipy is imported where used: importing it costs a quarter of a second, and the command line's
+# parser imports this module for MODES (``patchforensics --help`` stays instant).
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
+    from scipy.special import expit
+
     # expit never overflows, so no clip is needed (a clip at +-60 tied every saturated image).
     return expit(x)
 
@@ -48,6 +51,8 @@ class ScoreMode:
 
 
 def _mean_softmax_log_odds(d: np.ndarray) -> np.ndarray:
+    from scipy.special import logsumexp
+
     # log sigmoid(x) = -log(1 + exp(-x)); logaddexp keeps its tail exact.
     return logsumexp(-np.logaddexp(0.0, -d), axis=1) - logsumexp(-np.logaddexp(0.0, d), axis=1)
 
@@ -144,7 +149,7 @@ def calibrated_probability(score: np.ndarray, temperature: float = 1.0,
     if not score_mode(mode).calibrated:  # a share, not log-odds: its log-odds are scaled
         with np.errstate(divide="ignore"):  # shares of 0 and 1: log-odds -inf and +inf
             z = np.log(z) - np.log1p(-z)
-    return expit(z / temperature)
+    return _sigmoid(z / temperature)
 
 
 def fit_temperature(maps: np.ndarray, labels: np.ndarray, mode: str = "mean_softmax") -> float:

@@ -27,14 +27,17 @@ image's size with nearest neighbour. An image in which no face is found gets no 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import io
 import os
 import sys
+import threading
 import warnings
-from collections.abc import Iterator, Sequence
+import weakref
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
 import pandas as pd
@@ -83,31 +86,102 @@ def mediapipe_module() -> Any:
 MEDIAPIPE_LOG = "mediapipe.log"  # in results/logs/: MediaPipe's native log lines
 
 
+_QUIET_LOCK = threading.Lock()
+_quiet_depth = 0  # nested quiet_mediapipe blocks (one redirect for all of them)
+
+
+def _python_stderr_on(fd: int) -> TextIO | None:
+    """When Python's ``sys.stderr`` writes to descriptor 2 (a script, not a notebook kernel),
+    a stream on ``fd`` (a copy of the real descriptor 2) to stand in for it, so that Python's
+    own messages and progress bars stay where they were; else None."""
+    try:
+        if sys.stderr is None or sys.stderr.fileno() != 2:
+            return None
+    except (AttributeError, OSError, ValueError):  # a stream without a descriptor
+        return None
+    return os.fdopen(os.dup(fd), "w", buffering=1, encoding=sys.stderr.encoding,
+                     errors="backslashreplace")
+
+
+def _flush_c_streams() -> None:
+    try:
+        ctypes.CDLL(None).fflush(None)
+    except (AttributeError, OSError):  # no C library to ask (not on Linux or macOS)
+        pass
+
+
 @contextlib.contextmanager
 def quiet_mediapipe() -> Iterator[None]:
     """MediaPipe's native log lines (TensorFlow Lite's "Created ... XNNPACK delegate", absl's
     ``W0000 ... inference_feedback_manager`` warnings) are written to file descriptor 2, which
     a notebook kernel forwards into the cell's output: during the block they go to
     ``results/logs/mediapipe.log`` instead, and protobuf's per-call deprecation warning about
-    an API MediaPipe 0.10.14 still uses is dropped."""
+    an API MediaPipe 0.10.14 still uses is dropped. Python's own ``sys.stderr`` keeps writing
+    where it did. MediaPipe's graph threads log when *they* get to it, so a parser holds the
+    block for its whole life (:class:`FaceParser`), not only around each call; blocks nest."""
+    global _quiet_depth
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="SymbolDatabase.GetPrototype")
+        with _QUIET_LOCK:
+            outer = _quiet_depth == 0
+            _quiet_depth += 1
+        if not outer:
+            try:
+                yield
+            finally:
+                with _QUIET_LOCK:
+                    _quiet_depth -= 1
+            return
         log = paths.results_dir() / "logs" / MEDIAPIPE_LOG
+        saved = stand_in = python_stderr = None
         try:
             sys.stderr.flush()
             log.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            saved = os.dup(2)
+            stand_in = _python_stderr_on(saved)
+            os.dup2(fd, 2)
+            os.close(fd)
         except (OSError, ValueError):  # no writable results folder: the lines stay where they were
-            yield
-            return
-        saved = os.dup(2)
-        os.dup2(fd, 2)
-        os.close(fd)
+            pass
+        if stand_in is not None:
+            python_stderr, sys.stderr = sys.stderr, stand_in
         try:
             yield
         finally:
-            os.dup2(saved, 2)
-            os.close(saved)
+            if python_stderr is not None:
+                sys.stderr = python_stderr
+                stand_in.close()
+            if saved is not None:
+                _flush_c_streams()  # what native code left in C stdio's buffers goes to the log
+                os.dup2(saved, 2)
+                os.close(saved)
+            with _QUIET_LOCK:
+                _quiet_depth -= 1
+
+
+def _close_graphs(graphs: tuple[Any, ...], stack: contextlib.ExitStack) -> None:
+    try:
+        for graph in graphs:
+            graph.close()
+    finally:
+        stack.close()
+
+
+def quiet_graphs(owner: object, make: Callable[[], tuple[Any, ...]]
+                 ) -> tuple[tuple[Any, ...], weakref.finalize]:
+    """MediaPipe graphs built by ``make()`` inside a :func:`quiet_mediapipe` block that lasts
+    their whole life: ``(graphs, close)``, where ``close()`` (idempotent) closes the graphs,
+    then ends the block. It also runs when ``owner`` is garbage-collected unclosed, so a parser
+    that is never closed does not keep descriptor 2 on the log."""
+    stack = contextlib.ExitStack()
+    stack.enter_context(quiet_mediapipe())
+    try:
+        graphs = make()
+    except BaseException:
+        stack.close()
+        raise
+    return graphs, weakref.finalize(owner, _close_graphs, graphs, stack)
 
 
 class FaceParser:
@@ -118,11 +192,11 @@ class FaceParser:
         self.cfg = cfg or ParserConfig()
         mp = mediapipe_module()
         fm = mp.solutions.face_mesh
-        with quiet_mediapipe():
-            self._mesh = fm.FaceMesh(static_image_mode=True, max_num_faces=1,
-                                     refine_landmarks=False,
-                                     min_detection_confidence=self.cfg.min_confidence)
-            self._selfie = mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=0)
+        # the native log lines go to the log for the parser's whole life (quiet_graphs)
+        (self._mesh, self._selfie), self._close = quiet_graphs(self, lambda: (
+            fm.FaceMesh(static_image_mode=True, max_num_faces=1, refine_landmarks=False,
+                        min_detection_confidence=self.cfg.min_confidence),
+            mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=0)))
         # Painting order: later groups cover earlier ones.
         self._groups = [("skin", [_indices(fm.FACEMESH_FACE_OVAL)]),
                         ("nose", [_indices(fm.FACEMESH_NOSE)]),
@@ -141,15 +215,13 @@ class FaceParser:
         self.close()
 
     def close(self) -> None:
-        self._mesh.close()
-        self._selfie.close()
+        self._close()
 
     def landmarks(self, image: np.ndarray) -> np.ndarray | None:
         """468 x 2 landmark (x, y) positions in ``upscale`` px of the upscaled image, or
         ``None`` when no face is found. ``image``: H x W x 3 uint8."""
         up = self._upscaled(image)
-        with quiet_mediapipe():
-            found = self._mesh.process(up).multi_face_landmarks
+        found = self._mesh.process(up).multi_face_landmarks
         if not found:
             return None
         u = self.cfg.upscale
@@ -173,8 +245,7 @@ class FaceParser:
             return None
         u = self.cfg.upscale
         up = self._upscaled(image)
-        with quiet_mediapipe():
-            mask = self._selfie.process(up).segmentation_mask
+        mask = self._selfie.process(up).segmentation_mask
         person = mask > self.cfg.person_threshold
         canvas = Image.new("L", (u, u), PART_ID["background"])
         oval_img = Image.new("L", (u, u), 0)

@@ -24,6 +24,7 @@ from typing import Any
 import pandas as pd
 
 from . import paths, protocol, runs
+from .audit import save_table
 from .config import WorldConfig, world_config
 from .devices import resolve_device
 from .evaluate import save_world_table
@@ -60,6 +61,13 @@ class DataRoot:
     def table(self, frame: pd.DataFrame, base: str) -> Path:
         """Save a notebook table as ``results/tables/<base>[_<name>].csv``."""
         return save_world_table(frame, base, self.name)
+
+    def shown_table(self, frame: pd.DataFrame, base: str) -> pd.DataFrame:
+        """Save a table a notebook shows (its index kept) as
+        ``results/tables/<base>_<name>.csv`` and return it for display. The study's result
+        tables, compared with the references, go through :meth:`table`."""
+        save_table(frame, f"{base}_{self.name}")
+        return frame
 
     def figure(self, fig: Any, base: str) -> Any:
         """Save a notebook figure as ``results/figures/<base>_<name>.png`` (``viz.savefig``)

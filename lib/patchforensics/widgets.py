@@ -177,11 +177,11 @@ def localization_browser(loc: Localization) -> w.VBox:
     slider over images; shows the image with its mask's outline beside every localizer's map
     (``viz.localization_examples``, the figure the notebook saves). ``loc``: a
     ``manipulation_study.Localization``."""
-    methods = list(loc.images)
-    if not methods:
+    manipulations = list(loc.images)
+    if not manipulations:
         raise ValueError("localization_browser needs at least one manipulation")
-    pick = w.Dropdown(options=methods, value=methods[0], description="method")
-    k = w.IntSlider(min=0, max=len(loc.images[methods[0]]) - 1, value=0, description="image")
+    pick = w.Dropdown(options=manipulations, value=manipulations[0], description="manipulation")
+    k = w.IntSlider(min=0, max=len(loc.images[manipulations[0]]) - 1, value=0, description="image")
     out = w.Output()
 
     def redraw(*_: object) -> None:

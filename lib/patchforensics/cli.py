@@ -75,14 +75,12 @@ def _cmd_world(args: argparse.Namespace) -> int:
         from .world import build_fake_world
 
         manifest = build_fake_world(cfg, root, force=args.force, retrain=args.retrain,
-                                    progress=not args.quiet,
-                                    device=None if args.device == "auto" else args.device)
+                                    progress=not args.quiet, device=args.device)
         if not args.no_manipulations:
             from .manipulate import build_manipulation_sets
 
-            manifest = build_manipulation_sets(
-                cfg, root, force=args.force, progress=not args.quiet,
-                device=None if args.device == "auto" else args.device)
+            manifest = build_manipulation_sets(cfg, root, force=args.force,
+                                               progress=not args.quiet, device=args.device)
     table = counts(manifest)
     for key, splits in table.items():
         print(f"{key}: " + ", ".join(f"{s} {n}" for s, n in splits.items()))

@@ -335,9 +335,9 @@ def write_fake_set(gen: Any, world_root: str | os.PathLike, *, progress: bool = 
     return out / key
 
 
-def top_patch_frames(run_dirs: dict[str, tuple[str | os.PathLike, Path, Path]], real_root: Path,
-                     dataset: str, *, split: str = "test", seed: int = 0,
-                     device: str | None = None) -> dict[str, pd.DataFrame]:
+def _top_patch_frames(run_dirs: dict[str, tuple[str | os.PathLike, Path, str]], real_root: Path,
+                      dataset: str, *, split: str = "test", seed: int = 0,
+                      device: str | None = None) -> dict[str, pd.DataFrame]:
     """Top-patch frames (``parts.top_patches``) for named (classifier run, fake set root, fake
     set key) triples, each against the reals of ``dataset`` in ``real_root`` (the world):
     ``{name: (run, set_root, key)}`` -> ``{name: frame}``. Label maps come from the cached
@@ -357,6 +357,23 @@ def top_patch_frames(run_dirs: dict[str, tuple[str | os.PathLike, Path, Path]], 
         out[name] = top_patches(maps, labels, np.concatenate([real_lab, lab]),
                                 np.concatenate([real_found, found]), rf, seed=seed)
     return out
+
+
+def top_patch_frames(classifier_run: str | os.PathLike, fresh_run: str | os.PathLike,
+                     finetuned_dir: Path, world_root: str | os.PathLike, dataset: str,
+                     generator: str, *, seed: int = 0,
+                     device: str | None = None) -> dict[str, pd.DataFrame]:
+    """Notebook 05's top patches (``parts.top_patches`` frames on the test split, each with the
+    real test faces): the frozen classifier (``classifier_run``) on the source ``generator``'s
+    fakes and on the finetuned fakes (``finetuned_dir``, :func:`write_fake_set`), and the fresh
+    classifier (``fresh_run``, :attr:`Comparison.fresh_run`) on the finetuned fakes."""
+    root, ft_root = Path(world_root), finetuned_root(world_root)
+    key = f"fake/{dataset}/{Path(finetuned_dir).name}"
+    return _top_patch_frames(
+        {"original G, frozen C": (classifier_run, root, f"fake/{dataset}/{generator}"),
+         "finetuned G, frozen C": (classifier_run, ft_root, key),
+         "finetuned G, fresh C": (fresh_run, ft_root, key)},
+        root, dataset, seed=seed, device=device)
 
 
 def train_fresh(frozen_run: str | os.PathLike, fake_dir: str | os.PathLike, *,

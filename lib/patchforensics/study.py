@@ -162,6 +162,16 @@ def _check_pair(root: Path, dataset: str, generator: str) -> None:
                                         "train/, val/ and test/ of every set)")
 
 
+def open_world(*, smoke: bool = False, seed: int = 0, size: int = 0,
+               device: str | None = "auto") -> DataRoot:
+    """The embedded world notebook 01 builds (nothing is built here): its root, name and config
+    as a :class:`DataRoot` whose ``dataset`` is ``""`` (the world holds every real dataset), so
+    notebook 01 names its tables and figures as the others do. ``smoke``, ``seed``, ``size``:
+    as ``config.world_config``."""
+    cfg = world_config(smoke=smoke, seed=seed, size=size)
+    return DataRoot(paths.world_dir(cfg.name), cfg.name, "", resolve_device(device), smoke, cfg)
+
+
 def open_study(data_root: str | os.PathLike = "", dataset: str = "celeba",
                generator: str = "dcgan", *, smoke: bool = False, world_seed: int = 0,
                device: str | None = "auto", build: bool = True) -> Study:

@@ -80,17 +80,20 @@ class ManipulationStudy(DataRoot):
 
 
 def open_manipulations(data_root: str | os.PathLike = "", dataset: str = "celeba", *,
-                       methods: tuple[str, ...] | list[str] = manipulate.MANIPULATIONS,
+                       methods: tuple[str, ...] | list[str] = (),
                        smoke: bool = False, world_seed: int = 0, device: str | None = "auto",
                        build: bool = True, progress: bool = True) -> ManipulationStudy:
     """The study of notebook 07. ``data_root`` ``""`` is the embedded world: built first when
     missing, and its manipulation sets made (``manipulate.build_manipulation_sets``; a rerun
     verifies and skips them) when ``build``. Another root must already hold manipulation sets
-    with masks in its manifest. Raises ``FileNotFoundError`` / ``ValueError`` naming what is
-    missing."""
+    with masks in its manifest. ``methods``: the manipulation sets studied; empty: every recipe
+    of ``manipulate.RECIPES`` in the embedded world, every manipulation set another root has.
+    Raises ``FileNotFoundError`` / ``ValueError`` naming what is missing."""
 
     dev = resolve_device(device)
     cfg = None
+    if data_root in ("", None) and not methods:
+        methods = manipulate.MANIPULATIONS
     if data_root in ("", None):
         cfg = world_config(smoke=smoke, seed=world_seed)
         root = paths.world_dir(cfg.name)
@@ -101,6 +104,7 @@ def open_manipulations(data_root: str | os.PathLike = "", dataset: str = "celeba
     else:
         root = find_root(data_root)
     have = manipulation_sets(root, dataset)
+    methods = tuple(methods) or tuple(have)
     missing = [m for m in methods if m not in have]
     if missing:
         raise FileNotFoundError(

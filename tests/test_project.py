@@ -216,3 +216,21 @@ def test_every_link_of_the_readme_and_the_docs_resolves():
 def test_the_number_check_can_fail(tmp_path):
     assert "0.5000" in reference_numbers() or "1.0000" in reference_numbers()
     assert "123.4567" not in reference_numbers()
+
+
+def test_lists_at_the_extension_points_follow_their_registries():
+    """A generator, score mode, manipulation or notebook is added in its own place; the lists
+    that depend on it are derived, or (where a torch-free module keeps a copy) held equal here."""
+    from patchforensics import cli_parser, manipulate, notebooks, probe, score_modes
+    from patchforensics.config import WorldConfig
+    from patchforensics.generators import GENERATORS, LIKELIHOOD, WORLD_GENERATORS
+
+    # config is torch-free, so it keeps the names; they are the world's generators with a latent
+    with_latent = {n for names in WORLD_GENERATORS.values() for n in names
+                   if GENERATORS[n].kind in ("gan", "vae")}
+    assert set(WorldConfig().invert) == with_latent
+    assert probe.BLURRY == LIKELIHOOD
+    assert cli_parser.MODES is score_modes.MODES == tuple(score_modes.SCORE_MODES)
+    assert manipulate.MANIPULATIONS == tuple(manipulate.RECIPES)
+    folder = sorted(p.stem for p in (REPO / "notebooks").glob("0*.ipynb"))
+    assert list(notebooks.series()) == folder

@@ -195,13 +195,13 @@ def test_wrong_parameters_fail_early_and_clearly(inputs, capsys, tmp_path):
 
 
 def test_notebooks_name_wrong_parameters_in_their_first_cells(project_env, tmp_path):
-    # (cell 2 is the parameters papermill injects)
+    # (cell 2 is the parameters papermill injects; 03's cell 3 its smoke settings)
     with pytest.raises(RuntimeError, match=r"notebook 02_train_classifiers failed in cell 3: "
                                            r"ValueError: unknown generator 'nope'"):
         run_notebook("02_train_classifiers", tmp_path,
                      {"smoke": True, "interactive": False, "generator": "nope"})
     run_notebook("02_train_classifiers", tmp_path, {"smoke": True, "interactive": False})
-    with pytest.raises(RuntimeError, match=r"failed in cell 3: ValueError: notebook 02 trained "
+    with pytest.raises(RuntimeError, match=r"failed in cell 4: ValueError: notebook 02 trained "
                                            r"no \['xception_block9'\]"):
         run_notebook("03_evaluate_generalization", tmp_path,
                      {"smoke": True, "interactive": False, "heatmap_model": "xception_block9"})

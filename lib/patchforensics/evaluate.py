@@ -40,6 +40,7 @@ from .images import (
     atomic_write_text,
     list_images,
 )
+from .layout import INVERTED, fake_key, fake_prefix, real_key, set_key, split_key
 from .progress import bar as progress_bar
 from .receptive_field import field_fraction, receptive_field
 from .runs import finished, stopped_by
@@ -104,8 +105,8 @@ def evaluate_maps(real: np.ndarray, fakes: dict[str, np.ndarray], cal: Calibrati
 def _layout_sets(root: Path) -> list[str]:
     """Set keys of a data root without a manifest (one ``patchforensics import`` filled):
     ``real/<dataset>`` and ``fake/<dataset>/<generator>`` folders holding a ``test/`` split."""
-    return ([f"real/{p.name}" for p in sorted(root.glob("real/*")) if (p / "test").is_dir()]
-            + [f"fake/{p.parent.name}/{p.name}" for p in sorted(root.glob("fake/*/*"))
+    return ([real_key(p.name) for p in sorted(root.glob("real/*")) if (p / "test").is_dir()]
+            + [fake_key(p.parent.name, p.name) for p in sorted(root.glob("fake/*/*"))
                if (p / "test").is_dir()])
 
 
@@ -121,11 +122,10 @@ def world_sets(world_root: str | os.PathLike,
     keys = manifest or _layout_sets(Path(world_root))
     sets: dict[str, list[str]] = {}
     for key in sorted(keys):
-        parts = key.split("/")
-        if parts[0] == "fake" and (datasets is None or parts[1] in datasets) \
-                and not parts[2].endswith("_inverted") \
-                and "manipulation" not in manifest.get(key, {}):
-            sets.setdefault(parts[1], []).append(parts[2])
+        kind, dataset, name = split_key(key)
+        if kind == "fake" and (datasets is None or dataset in datasets) \
+                and not name.endswith(INVERTED) and "manipulation" not in manifest.get(key, {}):
+            sets.setdefault(dataset, []).append(name)
     return sets
 
 
@@ -133,8 +133,8 @@ def manipulation_sets(world_root: str | os.PathLike, dataset: str = "celeba") ->
     """The manipulated-face sets of ``dataset`` in a world (``fake/<dataset>/<method>`` whose
     manifest entry has ``manipulation``), in the manifest's order of methods."""
     sets = read_manifest(Path(world_root))["sets"]
-    return [key.split("/")[2] for key, entry in sets.items()
-            if key.startswith(f"fake/{dataset}/") and "manipulation" in entry]
+    return [split_key(key)[2] for key, entry in sets.items()
+            if key.startswith(fake_prefix(dataset)) and "manipulation" in entry]
 
 
 RunKey = str | tuple[str, int]  # "label" (seed read from the run) or (label, seed)
@@ -187,7 +187,7 @@ def image_scores(run_dirs: dict[RunKey, str | os.PathLike], world_root: str | os
         head = _run_columns(ck, cal, label, seed, setting)
         for dataset, gens in sets.items():
             for name in ["real", *gens]:
-                key = f"real/{dataset}" if name == "real" else f"fake/{dataset}/{name}"
+                key = set_key(dataset, name)
                 maps = folder_maps(ck, root / key / split, device=device,
                                    loader=lambda _, k=key: images(k))
                 n = len(maps)
@@ -213,7 +213,7 @@ def _run_columns(ck: Checkpoint, cal: Calibration | None, label: str, seed: int 
     train_set = ""
     if ck.train_fake is not None:
         ds, gen = ck.train_fake.parts[-2:]
-        train_set = f"{ds}/{gen.removesuffix('_inverted')}"
+        train_set = f"{ds}/{gen.removesuffix(INVERTED)}"
     cfg = ck.model.config
     return {"label": label, "model": ck.name, "arch": cfg.arch, "depth": cfg.depth,
             "rf_px": receptive_field(cfg, ck.input_size).size,
@@ -525,7 +525,7 @@ def set_maps(ckpt: str | os.PathLike, world_root: str | os.PathLike, dataset: st
     ck = load_checkpoint(ckpt, device=device)
     if generators is None:
         generators = world_sets(root, [dataset]).get(dataset, [])
-    keys = {"real": f"real/{dataset}"} | {g: f"fake/{dataset}/{g}" for g in generators}
+    keys = {"real": real_key(dataset)} | {g: fake_key(dataset, g) for g in generators}
     images = {name: load_folder(root / key / split)[0] for name, key in keys.items()}
     maps = {name: folder_maps(ck, root / keys[name] / split, device=device,
                               loader=lambda _, im=im: im) for name, im in images.items()}

@@ -56,6 +56,7 @@ from .generators.training import (
 )
 from .grids import run_setup
 from .images import atomic_write_text, sha256_cached, sha256_files
+from .layout import fake_key, real_key
 from .models import inference_model
 from .parts import top_patches
 from .preprocess import PIPELINE
@@ -163,8 +164,8 @@ def _prepare(cfg: FinetuneConfig, classifier_run: str | os.PathLike, root: Path,
     if not hasattr(gen, "discriminator"):
         raise ValueError(f"{cfg.generator}: has no discriminator to continue adversarial "
                          "training with (finetuning needs a GAN: dcgan or upconv)")
-    reals, real_files, _ = load_folder(root / "real" / cfg.dataset / "train")
-    val_reals = load_folder(root / "real" / cfg.dataset / "val")[0]
+    reals, real_files, _ = load_folder(root / real_key(cfg.dataset) / "train")
+    val_reals = load_folder(root / real_key(cfg.dataset) / "val")[0]
     if reals.shape[1] != gen.size or ck.input_size != gen.size:
         raise ValueError(f"sizes differ: reals {reals.shape[1]} px, generator {gen.size} px, "
                          f"classifier trained on {ck.input_size} px")
@@ -317,10 +318,10 @@ def write_fake_set(gen: Any, world_root: str | os.PathLike, *, progress: bool = 
     root = Path(world_root)
     cfg = world_config_of(root)
     manifest = read_manifest(root)
-    real = manifest["sets"][f"real/{gen.dataset}"]
+    real = manifest["sets"][real_key(gen.dataset)]
     counts = {s: int(real["splits"][s]["count"]) for s in SPLITS}
     seeds = {s: split_seed(cfg.seed, gen.dataset, gen.name, s) for s in SPLITS}
-    key = f"fake/{gen.dataset}/{gen.name}"
+    key = fake_key(gen.dataset, gen.name)
     out = finetuned_root(root)
     fp = fingerprint({"set": key, "size": cfg.size, "counts": counts, "seeds": seeds,
                       "weights": gen.checkpoint_sha256, "pipeline": PIPELINE,
@@ -343,13 +344,13 @@ def _top_patch_frames(run_dirs: dict[str, tuple[str | os.PathLike, Path, str]], 
     ``{name: (run, set_root, key)}`` -> ``{name: frame}``. Label maps come from the cached
     parser (``segment.parse_set``)."""
 
-    real_key = f"real/{dataset}"
-    real_lab, real_found, _ = parse_set(real_root, real_key, split)
+    real_set = real_key(dataset)
+    real_lab, real_found, _ = parse_set(real_root, real_set, split)
     out = {}
     for name, (run, set_root, key) in run_dirs.items():
         ck = load_checkpoint(run, device=device)
         lab, found, _ = parse_set(set_root, key, split)
-        real_maps = folder_maps(ck, real_root / real_key / split, device=device)
+        real_maps = folder_maps(ck, real_root / real_set / split, device=device)
         fake_maps = folder_maps(ck, Path(set_root) / key / split, device=device)
         maps = np.concatenate([real_maps, fake_maps])
         labels = np.r_[np.full(len(real_maps), REAL), np.full(len(fake_maps), FAKE)]
@@ -368,9 +369,9 @@ def top_patch_frames(classifier_run: str | os.PathLike, fresh_run: str | os.Path
     fakes and on the finetuned fakes (``finetuned_dir``, :func:`write_fake_set`), and the fresh
     classifier (``fresh_run``, :attr:`Comparison.fresh_run`) on the finetuned fakes."""
     root, ft_root = Path(world_root), finetuned_root(world_root)
-    key = f"fake/{dataset}/{Path(finetuned_dir).name}"
+    key = fake_key(dataset, Path(finetuned_dir).name)
     return _top_patch_frames(
-        {"original G, frozen C": (classifier_run, root, f"fake/{dataset}/{generator}"),
+        {"original G, frozen C": (classifier_run, root, fake_key(dataset, generator)),
          "finetuned G, frozen C": (classifier_run, ft_root, key),
          "finetuned G, fresh C": (fresh_run, ft_root, key)},
         root, dataset, seed=seed, device=device)
@@ -421,11 +422,11 @@ def compare_classifiers(result: FinetuneResult, classifier_run: str | os.PathLik
     root = Path(world_root)
     control_dir = write_fake_set(get_generator(dataset, control, world_root=root,
                                                device=str(resolve_device(device))), root)
-    tests = {generator: root / "fake" / dataset / generator / "test",
+    tests = {generator: root / fake_key(dataset, generator) / "test",
              finetuned_dir.name: finetuned_dir / "test", control_dir.name: control_dir / "test"}
     fresh = train_fresh(classifier_run, finetuned_dir, device=device).out_dir
     ctrl = train_fresh(classifier_run, control_dir, device=device).out_dir
-    real_test = root / "real" / dataset / "test"
+    real_test = root / real_key(dataset) / "test"
     tables = {who: score_sets(run, real_test, tests, modes=["mean_softmax"], device=device,
                               n_boot=n_boot)
               for who, run in (("frozen C", classifier_run), ("fresh C", fresh),

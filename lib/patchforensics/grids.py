@@ -17,6 +17,7 @@ from .batches import load_split
 from .config import WorldConfig, from_dict, to_dict
 from .embedded import REAL_DATASETS, build_real_world, read_manifest
 from .generators import world_generators
+from .layout import fake_key, real_key
 from .models import parse_depth
 from .receptive_field import field_fraction, receptive_field
 from .train import inversions_dir, train
@@ -36,7 +37,7 @@ def training_pair(world_cfg: WorldConfig, dataset: str = "celeba", generator: st
         raise ValueError(f"unknown generator {generator!r} for {dataset!r}; the world has "
                          f"{world_generators(dataset)}")
     root = paths.world_dir(world_cfg.name)
-    keys = (f"real/{dataset}", f"fake/{dataset}/{generator}")
+    keys = (real_key(dataset), fake_key(dataset, generator))
     if not all(k in read_manifest(root)["sets"] for k in keys):
         build_real_world(world_cfg, progress=progress)
         build_fake_world(world_cfg, device=device, progress=progress)

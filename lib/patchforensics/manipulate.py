@@ -72,6 +72,7 @@ from .face_edits import (
 )
 from .generators import TorchGenerator, get_generator
 from .images import atomic_write_bytes, read_image
+from .layout import fake_key, real_key
 from .preprocess import PIPELINE, center_square
 from .progress import bar as progress_bar
 from .provenance import run_record
@@ -169,11 +170,11 @@ def _quantise(weight: np.ndarray) -> np.ndarray:
 
 # --- the sets ------------------------------------------------------------------------------------
 
-def set_key(method: str) -> str:
+def manipulation_key(method: str) -> str:
     """The manifest key and folder of a manipulation set, e.g. ``fake/celeba/faceswap``."""
     if method not in MANIPULATIONS:
         raise ValueError(f"unknown manipulation {method!r}; choose from {MANIPULATIONS}")
-    return f"fake/{DATASET}/{method}"
+    return fake_key(DATASET, method)
 
 
 def _masks_ok(root: Path, key: str) -> bool:
@@ -216,8 +217,8 @@ def build_manipulation_sets(cfg: WorldConfig, root: str | Path | None = None, *,
         raise ValueError(f"unknown manipulation(s) {bad}; choose from {MANIPULATIONS}")
     manifest = built_real_world(root, cfg, [DATASET])
     world = manifest["world"]
-    real_key = f"real/{DATASET}"
-    real = manifest["sets"][real_key]
+    real_set = real_key(DATASET)
+    real = manifest["sets"][real_set]
     seeds = {s: split_seed(cfg.seed, DATASET, PAIRING, s) for s in SPLITS}
     jpeg = fake_jpeg_history(cfg, real)
     base = {"version": MANIPULATE_VERSION, "params": to_dict(p), "size": cfg.size,
@@ -225,10 +226,10 @@ def build_manipulation_sets(cfg: WorldConfig, root: str | Path | None = None, *,
             "mediapipe": mediapipe_module().__version__, "jpeg": jpeg.to_dict() if jpeg else None}
     gen, renderer = (_renderer(root, cfg, device, progress) if any(m in LEARNED for m in methods)
                      else (None, None))
-    fps = {m: fingerprint({**base, "set": set_key(m),
+    fps = {m: fingerprint({**base, "set": manipulation_key(m),
                            "renderer": renderer if m in LEARNED else None}) for m in methods}
-    todo = [m for m in methods if force or not (set_is_complete(root, set_key(m), fps[m])
-                                                and _masks_ok(root, set_key(m)))]
+    todo = [m for m in methods if force or not (set_is_complete(root, manipulation_key(m), fps[m])
+                                                and _masks_ok(root, manipulation_key(m)))]
     if not todo:
         return manifest
     t0 = time.perf_counter()
@@ -288,7 +289,7 @@ def _build_one(root: Path, method: str, cfg: WorldConfig, p: ManipulationConfig,
                rendered: dict[str, dict[str, np.ndarray]], seeds: dict[str, int], fp: str,
                renderer: dict[str, Any] | None, world: dict[str, Any], detect_s: float,
                progress: bool) -> None:
-    key = set_key(method)
+    key = manipulation_key(method)
     t0 = time.perf_counter()
     splits: dict[str, list[tuple[str, np.ndarray]]] = {}
     masks: dict[str, np.ndarray] = {}
@@ -305,7 +306,7 @@ def _build_one(root: Path, method: str, cfg: WorldConfig, p: ManipulationConfig,
         pairs[s] = done
         skipped[s] = len(reals[s]) - len(done)
     meta = {"kind": "fake", "dataset": DATASET, "generator": method, "manipulation": method,
-            "fingerprint": fp, "paired_with": f"real/{DATASET}", "pairs": pairs,
+            "fingerprint": fp, "paired_with": real_key(DATASET), "pairs": pairs,
             "skipped": skipped, "seeds": seeds, "world_seed": cfg.seed, "params": to_dict(p),
             "renderer": renderer, "landmarks": {
                 "model": "mediapipe face_mesh (468, static, refine_landmarks=False)",
@@ -316,7 +317,7 @@ def _build_one(root: Path, method: str, cfg: WorldConfig, p: ManipulationConfig,
     # aligned: a manipulated photo is re-encoded whole, as the source photo was.
     write_set(root, key, splits, size=cfg.size, meta=meta, world=world, progress=progress,
               history="native", jpeg=fake_jpeg_history(cfg, read_manifest(root)["sets"][
-                  f"real/{DATASET}"]))
+                  real_key(DATASET)]))
     _write_masks(root, key, masks, world)  # after write_set, which replaced the whole folder
 
 
@@ -374,7 +375,7 @@ def _write_masks(root: Path, key: str, masks: dict[str, np.ndarray], world: dict
 # --- reading ------------------------------------------------------------------------------------
 
 def _entry(root: Path, method: str) -> dict[str, Any]:
-    key = set_key(method)
+    key = manipulation_key(method)
     entry = read_manifest(root)["sets"].get(key)
     if entry is None or "masks" not in entry:
         raise FileNotFoundError(f"{root}: no manipulation set {key!r} with masks; build it "
@@ -390,7 +391,7 @@ def load_masks(root: str | Path, method: str, split: str) -> tuple[list[str], np
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; choose from {SPLITS}")
     entry = _entry(root, method)
-    f = root / set_key(method) / entry["masks"]["file"]
+    f = root / manipulation_key(method) / entry["masks"]["file"]
     if not f.exists():
         raise ValueError(f"{f}: mask file missing; rebuild the set (force=True)")
     data = f.read_bytes()
@@ -438,8 +439,8 @@ def examples(root: str | Path, method: str, split: str = "test",
     names, masks = load_masks(root, method, split)
     out = []
     for name, mask in list(zip(names, masks, strict=True))[:n]:
-        target, _ = read_image(root / "real" / DATASET / split / name, min_side=1)
-        fake, _ = read_image(root / set_key(method) / split / name, min_side=1)
+        target, _ = read_image(root / real_key(DATASET) / split / name, min_side=1)
+        fake, _ = read_image(root / manipulation_key(method) / split / name, min_side=1)
         out.append({"name": name, "source": entry["pairs"][split][name], "target": target,
                     "fake": fake, "mask": mask})
     return out

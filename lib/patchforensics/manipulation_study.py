@@ -51,6 +51,7 @@ from .data import load_folder
 from .devices import resolve_device
 from .evaluate import evaluate_maps, manipulation_sets
 from .grids import training_pair
+from .layout import set_key
 from .parts import PartsAnalysis, analyze
 from .runs import finished, stopped_by
 from .stats import LEVEL, N_BOOT, holm, t_interval, t_pvalue
@@ -157,7 +158,7 @@ def _maps(ms: ManipulationStudy, run: Path, key: str, split: str) -> np.ndarray:
 
 
 def _key(ms: ManipulationStudy, name: str) -> str:
-    return f"real/{ms.dataset}" if name == "real" else f"fake/{ms.dataset}/{name}"
+    return set_key(ms.dataset, name)
 
 
 def cross_table(ms: ManipulationStudy, run_dirs: dict[str, dict[str, Path]], *,

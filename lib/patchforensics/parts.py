@@ -31,6 +31,7 @@ import pandas as pd
 from . import paths
 from .data import FAKE, REAL
 from .evaluate import set_maps, world_sets
+from .layout import fake_key, real_key
 from .protocol import HOLM_ALPHA
 from .receptive_field import receptive_field
 from .segment import (  # noqa: F401 - the label-map helpers, re-exported: parts' vocabulary
@@ -180,7 +181,7 @@ def analyze(runs: dict[str, str], world_root: str | os.PathLike, dataset: str = 
     root = Path(world_root)
     if generators is None:
         generators = world_sets(root, [dataset]).get(dataset, [])
-    keys = {"real": f"real/{dataset}"} | {g: f"fake/{dataset}/{g}" for g in generators}
+    keys = {"real": real_key(dataset)} | {g: fake_key(dataset, g) for g in generators}
     label_maps, found = {}, {}
     for name, key in keys.items():
         label_maps[name], found[name], _ = parse_set(root, key, split, progress=progress)

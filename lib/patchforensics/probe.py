@@ -23,6 +23,7 @@ import pandas as pd
 from .data import load_folder
 from .evaluate import world_sets
 from .generators import LIKELIHOOD
+from .layout import fake_key, real_key
 from .quality import radial_spectra
 from .stats import boot_weights, interval, weighted_auc
 
@@ -81,12 +82,12 @@ def shortcut_probe(world_root: str | os.PathLike, dataset: str, generator: str, 
     ``auc_ci_low``, ``auc_ci_high``."""
 
     root = Path(world_root)
-    real_train = load_folder(root / f"real/{dataset}/train")[0]
-    fake_train = load_folder(root / f"fake/{dataset}/{generator}/train")[0]
+    real_train = load_folder(root / real_key(dataset) / "train")[0]
+    fake_train = load_folder(root / fake_key(dataset, generator) / "train")[0]
     out = []
     for ds, gens in world_sets(root, datasets).items():
-        real = load_folder(root / f"real/{ds}/test")[0]
-        tests = {g: (real, load_folder(root / f"fake/{ds}/{g}/test")[0]) for g in gens}
+        real = load_folder(root / real_key(ds) / "test")[0]
+        tests = {g: (real, load_folder(root / fake_key(ds, g) / "test")[0]) for g in gens}
         t = probe_table(real_train, fake_train, tests,
                         seen=generator if ds == dataset else None, c=c, n_boot=n_boot,
                         seed=seed)

@@ -26,6 +26,7 @@ import pandas as pd
 
 from .data import load_folder
 from .embedded import built_datasets, read_manifest
+from .layout import fake_prefix, real_key
 
 LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R BT.601 weights, as PIL's convert("L")
 
@@ -223,13 +224,13 @@ def quality_table(world_root: str | Path, *, split: str = "test",
     rows: list[dict[str, Any]] = []
     datasets = built_datasets(manifest)
     for dataset in datasets:
-        train = load_split(world_root, f"real/{dataset}", "train")
-        held_out = load_split(world_root, f"real/{dataset}", split)
+        train = load_split(world_root, real_key(dataset), "train")
+        held_out = load_split(world_root, real_key(dataset), split)
         # Manipulated faces (notebook 07) are edited reals, not a generator's samples.
         fakes = sorted(k for k, e in manifest["sets"].items()
-                       if k.startswith(f"fake/{dataset}/") and "manipulation" not in e)
+                       if k.startswith(fake_prefix(dataset)) and "manipulation" not in e)
         base_split = "val" if split != "val" else "test"
-        candidates = [(f"real ({base_split})", f"real/{dataset}", base_split)]
+        candidates = [(f"real ({base_split})", real_key(dataset), base_split)]
         candidates += [(k.split("/")[2], k, split) for k in fakes]
         for name, key, s in candidates:
             samples = load_split(world_root, key, s)

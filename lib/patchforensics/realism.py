@@ -47,12 +47,12 @@ from . import paths
 from .embedded import built_datasets, read_manifest
 from .generators import REALISM_GOAL, TRAINED, psnr_uint8
 from .images import atomic_write_text
+from .layout import INVERTED, fake_prefix, real_key
 from .quality import flatten_unit, load_split, memorization
 from .segment import FaceParser, ParserConfig, parse_set
 from .stats import wilson_interval
 
 PCA_DIM = 32  # principal components of the real training faces (the distance's feature space)
-INVERTED = "_inverted"  # suffix of an inversion set's generator name (as world.INVERTED)
 
 
 def face_found(images: np.ndarray, cfg: ParserConfig | None = None) -> np.ndarray:
@@ -116,7 +116,7 @@ def set_realism(images: np.ndarray, found: np.ndarray, train: np.ndarray, test: 
 def _fake_sets(manifest: dict[str, Any], dataset: str) -> list[tuple[str, dict[str, Any]]]:
     """The generated sets (samples and inversions) of one dataset: manipulations excluded."""
     return [(k, e) for k, e in sorted(manifest["sets"].items())
-            if k.startswith(f"fake/{dataset}/") and "manipulation" not in e]
+            if k.startswith(fake_prefix(dataset)) and "manipulation" not in e]
 
 
 def realism_table(world_root: str | Path, *, split: str = "test",
@@ -135,11 +135,11 @@ def realism_table(world_root: str | Path, *, split: str = "test",
     rows: list[dict[str, Any]] = []
     datasets = built_datasets(manifest)
     for dataset in datasets:
-        train = load_split(root, f"real/{dataset}", "train")
-        test = load_split(root, f"real/{dataset}", split)
+        train = load_split(root, real_key(dataset), "train")
+        test = load_split(root, real_key(dataset), split)
         basis = pca_basis(train)
         base = "val" if split != "val" else "test"
-        sets = [(f"real/{dataset}", base, {})] + [(k, split, e)
+        sets = [(real_key(dataset), base, {})] + [(k, split, e)
                                                    for k, e in _fake_sets(manifest, dataset)]
         for key, s, entry in sets:
             images = load_split(root, key, s)

@@ -30,6 +30,7 @@ from .devices import resolve_device
 from .evaluate import save_world_table
 from .grids import training_pair
 from .images import list_images
+from .layout import fake_key, inverted, real_key
 from .viz import savefig
 
 
@@ -48,11 +49,11 @@ class DataRoot:
 
     @property
     def real_dir(self) -> Path:
-        return self.root / "real" / self.dataset
+        return self.root / real_key(self.dataset)
 
     def set_dir(self, generator: str) -> Path:
         """``fake/<dataset>/<generator>`` of this root (a generator or manipulation set)."""
-        return self.root / "fake" / self.dataset / generator
+        return self.root / fake_key(self.dataset, generator)
 
     @property
     def embedded(self) -> bool:
@@ -88,7 +89,7 @@ class Study(DataRoot):
     @property
     def inversions_dir(self) -> Path | None:
         """The generator's inversions of the reals, when the root has them."""
-        inv = self.fake_dir.parent / f"{self.generator}_inverted"
+        inv = self.fake_dir.parent / inverted(self.generator)
         return inv if (inv / "train").is_dir() else None
 
     @property
@@ -106,7 +107,7 @@ class Study(DataRoot):
         paper's samples + inversions setting is left out (and said so)."""
         p = protocol.with_epochs(protocol.profile(name, smoke=self.smoke), epochs)
         if self.inversions_dir is None and protocol.PRIMARY_SETTING in p.settings:
-            print(f"{self.fake_dir}: no inversions ({self.generator}_inverted) beside it, so "
+            print(f"{self.fake_dir}: no inversions ({inverted(self.generator)}) beside it, so "
                   "the classifiers train on samples only (the paper trained on samples + "
                   "inversions)")
             p = replace(p, settings=("samples",))
@@ -144,16 +145,16 @@ def find_root(data_root: str | os.PathLike) -> Path:
 
 def _check_pair(root: Path, dataset: str, generator: str) -> None:
     """One line naming what is missing and what the root has."""
-    real = root / "real" / dataset
+    real = root / real_key(dataset)
     if not real.is_dir():
-        have = sorted(p.name for p in (root / "real").glob("*") if p.is_dir())
+        have = sorted(p.name for p in real.parent.glob("*") if p.is_dir())
         raise FileNotFoundError(f"{real}: no such dataset folder; {root} has real/ "
                                 f"{have or 'nothing'} (import images with `patchforensics "
                                 f"import SRC {real} --size N`)")
-    fake = root / "fake" / dataset / generator
+    fake = root / fake_key(dataset, generator)
     if not fake.is_dir():
-        have = sorted(p.name for p in (root / "fake" / dataset).glob("*") if p.is_dir())
-        raise FileNotFoundError(f"{fake}: no such generator folder; {root / 'fake' / dataset} "
+        have = sorted(p.name for p in fake.parent.glob("*") if p.is_dir())
+        raise FileNotFoundError(f"{fake}: no such generator folder; {fake.parent} "
                                 f"has {have or 'nothing'}")
     for folder in (real, fake):
         for split in ("train", "val", "test"):

@@ -76,6 +76,7 @@ from .data import (
 )
 from .distributed import Dist, all_sum, init_dist, sync_buffers
 from .images import atomic_write_bytes, atomic_write_text, list_images
+from .layout import inverted
 from .models import (
     build_model,
     load_init,
@@ -123,7 +124,7 @@ def inversions_dir(fake_dir: str | os.PathLike) -> Path:
     """The inversions set beside a generator's set: ``fake/<dataset>/<generator>_inverted``;
     raises naming the folder when the world has none (rebuild it with ``patchforensics
     world``)."""
-    inv = Path(fake_dir).parent / f"{Path(fake_dir).name}_inverted"
+    inv = Path(fake_dir).parent / inverted(Path(fake_dir).name)
     if not (inv / "train").is_dir():
         raise FileNotFoundError(f"{inv}: no inversions of the reals by {Path(fake_dir).name}; "
                                 "the paper's setting trains on samples + inversions (build them "

@@ -21,6 +21,7 @@ from . import paths
 from .data import FAKE, load_folder
 from .embedded import read_manifest
 from .images import atomic_write_bytes
+from .layout import fake_prefix, real_key
 from .receptive_field import extract_patch, map_to_original, project_map
 from .segment import (
     PART_COLORS,
@@ -69,8 +70,8 @@ def world_grid(world_root: str | os.PathLike, dataset: str, *, split: str = "tes
     """Reals and every generator's fakes of one dataset side by side: a row per set, n each."""
 
     root = Path(world_root)
-    keys = [f"real/{dataset}"] + sorted(k for k, e in read_manifest(root)["sets"].items()
-                                        if k.startswith(f"fake/{dataset}/")
+    keys = [real_key(dataset)] + sorted(k for k, e in read_manifest(root)["sets"].items()
+                                        if k.startswith(fake_prefix(dataset))
                                         and "manipulation" not in e)  # notebook 07 shows those
     rows, titles = [], []
     for key in keys:

@@ -59,12 +59,11 @@ from .generators import (
 )
 from .generators.training import load_torch, save_torch
 from .jpeg import JpegHistory, ijg_history
+from .layout import fake_key, inverted, real_key
 from .preprocess import PIPELINE, prepare_array, prepare_generated
 from .progress import bar as progress_bar
 from .provenance import run_record
 from .quality import load_split, radial_spectra, spectrum_distance
-
-INVERTED = "_inverted"  # suffix of an inversion set's generator name: fake/celeba/dcgan_inverted
 
 
 def split_seed(world_seed: int, dataset: str, generator: str, split: str) -> int:
@@ -105,10 +104,10 @@ def build_fake_world(cfg: WorldConfig, root: str | Path | None = None, *, force:
     manifest = built_real_world(root, cfg, sorted({d for d, _ in jobs}))
     world = manifest["world"]
     for dataset, name in progress_bar(jobs, desc="fake sets", disable=not progress, unit="set"):
-        real_key = f"real/{dataset}"
+        real_set = real_key(dataset)
         gen = get_generator(dataset, name, world_root=root, smoke=cfg.smoke, device=device,
                             force=retrain, progress=progress)
-        _write_fake_set(cfg, root, dataset, name, gen, manifest["sets"][real_key], world,
+        _write_fake_set(cfg, root, dataset, name, gen, manifest["sets"][real_set], world,
                         force=force, progress=progress)
         if name in cfg.invert and isinstance(gen, TorchGenerator):
             build_inversion_set(cfg, root, gen, force=force, recompute=retrain,
@@ -130,7 +129,7 @@ def _write_fake_set(cfg: WorldConfig, root: Path, dataset: str, name: str, gen: 
     real_counts = {s: int(real["splits"][s]["count"]) for s in SPLITS}
     counts = fake_counts(cfg, real_counts)
     seeds = {s: split_seed(cfg.seed, dataset, name, s) for s in SPLITS}
-    key = f"fake/{dataset}/{name}"
+    key = fake_key(dataset, name)
     jpeg = fake_jpeg_history(cfg, real)
     fp = fingerprint({"set": key, "size": cfg.size, "counts": counts, "seeds": seeds,
                       "weights": gen.checkpoint_sha256, "pipeline": PIPELINE,
@@ -163,7 +162,7 @@ def inversion_config(cfg: WorldConfig) -> InversionConfig:
 
 
 def _real_split(root: Path, dataset: str, split: str) -> tuple[np.ndarray, list[Path]]:
-    images, files, _ = load_folder(root / "real" / dataset / split)
+    images, files, _ = load_folder(root / real_key(dataset) / split)
     return images, files
 
 
@@ -180,7 +179,7 @@ def invert_reals(gen: TorchGenerator, root: str | Path, inv: InversionConfig, *,
     ``recompute``: ignore the cache.
     """
     root = Path(root)
-    real = read_manifest(root)["sets"][f"real/{gen.dataset}"]
+    real = read_manifest(root)["sets"][real_key(gen.dataset)]
     fp = fingerprint({"weights": gen.checkpoint_sha256, "inversion": to_dict(inv),
                       "real": real.get("fingerprint"), "size": gen.size})
     folder = Path(gen.info.get("run_dir") or paths.world_checkpoints_dir(root) / "inversions"
@@ -218,10 +217,10 @@ def build_inversion_set(cfg: WorldConfig, root: str | Path, gen: TorchGenerator,
     :func:`build_fake_world`); skipped when complete. Returns the set's manifest entry."""
     root = Path(root)
     manifest = read_manifest(root)
-    real_key = f"real/{gen.dataset}"
-    real = manifest["sets"][real_key]
+    real_set = real_key(gen.dataset)
+    real = manifest["sets"][real_set]
     inv = inversion_config(cfg)
-    key = f"fake/{gen.dataset}/{gen.name}{INVERTED}"
+    key = fake_key(gen.dataset, inverted(gen.name))
     jpeg = fake_jpeg_history(cfg, real)
     fp = fingerprint({"set": key, "size": cfg.size, "inversion": to_dict(inv),
                       "weights": gen.checkpoint_sha256, "pipeline": PIPELINE,
@@ -239,13 +238,13 @@ def build_inversion_set(cfg: WorldConfig, root: str | Path, gen: TorchGenerator,
         psnr[split] = {"mean": float(p.mean()), "median": float(np.median(p)),
                        "min": float(p.min()), "max": float(p.max()),
                        "native_mean": float(result[split]["psnr"].mean())}
-    meta = {"kind": "fake", "dataset": gen.dataset, "generator": f"{gen.name}{INVERTED}",
+    meta = {"kind": "fake", "dataset": gen.dataset, "generator": inverted(gen.name),
             "inverted_from": gen.name, "fingerprint": fp, "native_size": gen.size,
             "channels": gen.channels, "weights_sha256": gen.checkpoint_sha256,
             "weights": str(gen.checkpoint) if gen.checkpoint else None,
             "inversion": {"config": to_dict(inv), "cache": str(cache),
                           "seconds": {s: float(result[s].get("seconds", 0.0)) for s in SPLITS}},
-            "paired_with": real_key,
+            "paired_with": real_set,
             "real_files": {s: dict(real["splits"][s]["files"]) for s in SPLITS},
             "psnr": psnr, "world_seed": cfg.seed, "provenance": run_record()}
     splits = {s: [(Path(n).stem, a) for n, a in zip(result[s]["names"], result[s]["images"],
@@ -323,10 +322,10 @@ def resampling_ablation(world_root: str | Path | None = None, *, split: str = "t
     for gen in generators:
         dataset, name = gen.dataset, gen.name
         # the reals' JPEG history whatever cfg.fake_history says: the ablation shows both
-        jpeg = manifest["sets"][f"real/{dataset}"].get("jpeg_source")
+        jpeg = manifest["sets"][real_key(dataset)].get("jpeg_source")
         grid_history = JpegHistory.from_dict(jpeg) if jpeg else ijg_history()
         if dataset not in real_sets:
-            images = load_split(root, f"real/{dataset}", split)
+            images = load_split(root, real_key(dataset), split)
             real_sets[dataset] = images, grid_gains(images, grid_history)
         reals, real_grid = real_sets[dataset]
         native = gen.sample(len(reals), split_seed(cfg.seed, dataset, name, split))

@@ -35,6 +35,7 @@ from ..allocator import kept_heap
 from ..config import WorldConfig, fingerprint, to_dict
 from ..devices import resolve_device
 from ..embedded import read_manifest
+from ..layout import real_key
 from .base import (
     Generator,
     InversionConfig,
@@ -208,7 +209,7 @@ def _prepare(dataset: str, name: str, root: Path, smoke: bool,
     kind = type(cfg).__name__.removesuffix("Config").lower()
     fp = fingerprint({"kind": kind, "config": to_dict(cfg), "data": data_fp})
     record = {"generator": name, "dataset": dataset, "kind": kind, "config": to_dict(cfg),
-              "data": {"world": str(root), "key": f"real/{dataset}/train",
+              "data": {"world": str(root), "key": f"{real_key(dataset)}/train",
                        "fingerprint": data_fp, "count": len(files)}}
     return cfg, run_dir(root, dataset, name), fp, record, files
 

@@ -31,6 +31,7 @@ import torch
 from .. import paths
 from ..config import fingerprint
 from ..images import atomic_write_bytes, atomic_write_text, list_images, read_image, sha256_file
+from ..layout import real_key
 from ..progress import bar as progress_bar
 from ..provenance import run_record
 from .base import is_gray
@@ -270,7 +271,7 @@ def train_files(world_root: Path, dataset: str) -> tuple[list[Path], str]:
     manifest: a few MB, milliseconds), so it changes exactly when the training data do and a
     cached generator is retrained then.
     """
-    folder = Path(world_root) / "real" / dataset / "train"
+    folder = Path(world_root) / real_key(dataset) / "train"
     if not folder.is_dir():
         raise FileNotFoundError(
             f"{folder}: no real training images for {dataset!r}; build the real world first "

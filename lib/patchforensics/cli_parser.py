@@ -269,8 +269,8 @@ def _add_world(add: Callable[..., argparse.ArgumentParser]) -> None:
     p.add_argument("--retrain", action="store_true", help="retrain cached generators")
     p.add_argument("--reals-only", action="store_true", help="build only the real sets")
     p.add_argument("--no-manipulations", action="store_true",
-                   help="skip the four manipulated-face sets (faceswap, deepfake, reenact, "
-                        "neuraltex; notebook 07)")
+                   help="skip the manipulated-face sets (every recipe of manipulate.RECIPES; "
+                        "notebook 07)")
     _add_common(p, device=True, quiet="no progress bars", force="rebuild sets that already verify")
 
 

@@ -60,7 +60,7 @@ FIGURES = (("03_patch_vs_full", "AUC(patch) - AUC(full) per unseen generator (no
            ("05_top_patch_hist", "Top patches before and after finetuning"),
            ("06_score_along_shift", "The classifier's score along the latent shift (06)"),
            ("06_strips_all_lam1", "Exaggeration strips G(z - a w), G(z), G(z + a w)"),
-           ("07_manipulation_examples", "The four manipulations with their masks (07)"),
+           ("07_manipulation_examples", "The manipulations with their masks (07)"),
            ("07_localization_pointing_game", "Pointing game: patch maps vs. Grad-CAM (07)"),
            ("07_localization_examples", "Patch maps, Grad-CAM and gradients against masks"))
 

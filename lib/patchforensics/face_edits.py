@@ -16,7 +16,7 @@ from PIL import Image
 from scipy.spatial import ConvexHull, Delaunay, QhullError
 
 from .progress import bar as progress_bar
-from .segment import mediapipe_module, quiet_graphs
+from .segment import graph_call, mediapipe_module, quiet_graphs
 
 MANIPULATE_VERSION = 1  # bump when a recipe changes (invalidates every manipulation set)
 
@@ -83,7 +83,8 @@ class LandmarkDetector:
         self._close()
 
     def _process(self, image: np.ndarray) -> Any:
-        return self._mesh.process(np.ascontiguousarray(image)).multi_face_landmarks
+        with graph_call():
+            return self._mesh.process(np.ascontiguousarray(image)).multi_face_landmarks
 
     def __call__(self, image: np.ndarray) -> np.ndarray | None:
         """468 x 2 float64 (x, y) in px of ``image`` (H x W x 3 uint8), or ``None`` when no

@@ -27,7 +27,6 @@ image's size with nearest neighbour. An image in which no face is found gets no 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import io
 import os
 import sys
@@ -103,61 +102,59 @@ def _python_stderr_on(fd: int) -> TextIO | None:
                      errors="backslashreplace")
 
 
-def _flush_c_streams() -> None:
-    try:
-        ctypes.CDLL(None).fflush(None)
-    except (AttributeError, OSError):  # no C library to ask (not on Linux or macOS)
-        pass
-
-
 @contextlib.contextmanager
 def quiet_mediapipe() -> Iterator[None]:
     """MediaPipe's native log lines (TensorFlow Lite's "Created ... XNNPACK delegate", absl's
     ``W0000 ... inference_feedback_manager`` warnings) are written to file descriptor 2, which
     a notebook kernel forwards into the cell's output: during the block they go to
-    ``results/logs/mediapipe.log`` instead, and protobuf's per-call deprecation warning about
-    an API MediaPipe 0.10.14 still uses is dropped. Python's own ``sys.stderr`` keeps writing
+    ``results/logs/mediapipe.log`` instead. Python's own ``sys.stderr`` keeps writing
     where it did. MediaPipe's graph threads log when *they* get to it, so a parser holds the
     block for its whole life (:class:`FaceParser`), not only around each call; blocks nest."""
     global _quiet_depth
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="SymbolDatabase.GetPrototype")
-        with _QUIET_LOCK:
-            outer = _quiet_depth == 0
-            _quiet_depth += 1
-        if not outer:
-            try:
-                yield
-            finally:
-                with _QUIET_LOCK:
-                    _quiet_depth -= 1
-            return
-        log = paths.results_dir() / "logs" / MEDIAPIPE_LOG
-        saved = stand_in = python_stderr = None
-        try:
-            sys.stderr.flush()
-            log.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-            saved = os.dup(2)
-            stand_in = _python_stderr_on(saved)
-            os.dup2(fd, 2)
-            os.close(fd)
-        except (OSError, ValueError):  # no writable results folder: the lines stay where they were
-            pass
-        if stand_in is not None:
-            python_stderr, sys.stderr = sys.stderr, stand_in
+    with _QUIET_LOCK:
+        outer = _quiet_depth == 0
+        _quiet_depth += 1
+    if not outer:
         try:
             yield
         finally:
-            if python_stderr is not None:
-                sys.stderr = python_stderr
-                stand_in.close()
-            if saved is not None:
-                _flush_c_streams()  # what native code left in C stdio's buffers goes to the log
-                os.dup2(saved, 2)
-                os.close(saved)
             with _QUIET_LOCK:
                 _quiet_depth -= 1
+        return
+    log = paths.results_dir() / "logs" / MEDIAPIPE_LOG
+    saved = stand_in = python_stderr = None
+    try:
+        sys.stderr.flush()
+        log.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        saved = os.dup(2)
+        stand_in = _python_stderr_on(saved)
+        os.dup2(fd, 2)
+        os.close(fd)
+    except (OSError, ValueError):  # no writable results folder: the lines stay where they were
+        pass
+    if stand_in is not None:
+        python_stderr, sys.stderr = sys.stderr, stand_in
+    try:
+        yield
+    finally:
+        if python_stderr is not None:
+            sys.stderr = python_stderr
+            stand_in.close()
+        if saved is not None:
+            os.dup2(saved, 2)
+            os.close(saved)
+        with _QUIET_LOCK:
+            _quiet_depth -= 1
+
+
+@contextlib.contextmanager
+def graph_call() -> Iterator[None]:
+    """Around each call of a MediaPipe graph: protobuf 4 warns on every call about an API
+    MediaPipe 0.10.14 still uses (a filter for the call only, not for the parser's life)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="SymbolDatabase.GetPrototype")
+        yield
 
 
 def _close_graphs(graphs: tuple[Any, ...], stack: contextlib.ExitStack) -> None:
@@ -221,7 +218,8 @@ class FaceParser:
         """468 x 2 landmark (x, y) positions in ``upscale`` px of the upscaled image, or
         ``None`` when no face is found. ``image``: H x W x 3 uint8."""
         up = self._upscaled(image)
-        found = self._mesh.process(up).multi_face_landmarks
+        with graph_call():
+            found = self._mesh.process(up).multi_face_landmarks
         if not found:
             return None
         u = self.cfg.upscale
@@ -245,7 +243,8 @@ class FaceParser:
             return None
         u = self.cfg.upscale
         up = self._upscaled(image)
-        mask = self._selfie.process(up).segmentation_mask
+        with graph_call():
+            mask = self._selfie.process(up).segmentation_mask
         person = mask > self.cfg.person_threshold
         canvas = Image.new("L", (u, u), PART_ID["background"])
         oval_img = Image.new("L", (u, u), 0)

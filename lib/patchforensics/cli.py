@@ -319,10 +319,12 @@ def _cmd_compare_runs(args: argparse.Namespace) -> int:
 
 
 def _cmd_grid(args: argparse.Namespace) -> int:
-    from .cluster import executor, run_all, submit
+    from .cluster import executor, run_all, share_cores, submit
     from .protocol import profile_jobs
     from .study import open_study
 
+    if args.workers < 1:
+        raise ValueError(f"--workers must be at least 1, got {args.workers}")
     device = args.device if args.device != "auto" else ("cuda" if args.gpus > 0 else "cpu")
     st = open_study(args.data_root, args.dataset, args.generator, smoke=args.smoke,
                     device="cpu", build=False)
@@ -331,6 +333,9 @@ def _cmd_grid(args: argparse.Namespace) -> int:
                                 "(`patchforensics world`) or give --data-root")
     jobs = profile_jobs(st.profile(args.profile), st.real_dir, st.fake_dir, st.name,
                         st.dataset, st.generator, device=device)
+    at_once = args.workers if args.executor == "local" else 0
+    if at_once:
+        jobs = share_cores(jobs, at_once, device)
     ex = executor(args.executor, partition=args.partition, gpus=args.gpus, cpus=args.cpus,
                   timeout_min=args.time_min)
     if args.no_wait:
@@ -338,7 +343,7 @@ def _cmd_grid(args: argparse.Namespace) -> int:
             print(f"{sub.job_id}  {job.out_dir}")
         print(f"grid: {len(jobs)} job(s) submitted ({args.executor})")
         return 0
-    for folder in run_all(jobs, ex, device=device):
+    for folder in run_all(jobs, ex, device=device, at_once=at_once):
         print(folder)
     print(f"grid: {len(jobs)} run(s) finished ({args.executor})")
     return 0

@@ -23,6 +23,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
+from .devices import cpu_cores
 from .images import ImageError, list_images, read_image
 from .stats import FAKE, REAL  # the class labels (0, 1), kept with the metrics that read them
 
@@ -136,9 +137,8 @@ def loader_workers() -> int:
         if not value.isdigit():
             raise ValueError(f"{WORKERS_ENV}={value!r}: expected a number of workers >= 0")
         return int(value)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     ranks = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
-    return max(1, min(8, (cores or 1) // ranks - 1))
+    return max(1, min(8, cpu_cores() // ranks - 1))
 
 
 def image_size(path: str | os.PathLike) -> tuple[int, int]:

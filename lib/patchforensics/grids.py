@@ -139,8 +139,13 @@ class RunJob:
     fake_dir: str
     out_dir: str
     inversions_dir: str | None = None
+    threads: int = 0  # torch CPU threads of the job's process; 0 = torch's default (all cores)
 
     def __call__(self, device: str | None = None) -> str:
+        if self.threads > 0:
+            import torch
+
+            torch.set_num_threads(self.threads)
         res = train(self.cfg, self.real_dir, self.fake_dir, self.out_dir, device=device,
                     progress=False, inversions_dir=self.inversions_dir, replace_stale=True)
         return str(res.out_dir)

@@ -103,12 +103,12 @@ def test_run_all_names_the_run_whose_job_failed(tmp_path):
 
 
 def test_local_runs_share_the_cores_and_the_cli_refuses_no_workers(tmp_path, monkeypatch, capsys):
-    from patchforensics import cli, devices
+    from patchforensics import cli
 
     base = TrainConfig(arch="xception", epochs=1, batch_size=16)
     jobs = grids.grid_jobs([("xception", "block1")], tmp_path, tmp_path, tmp_path / "runs",
                            base=base, seeds=[0, 1])
-    monkeypatch.setattr(devices, "cpu_cores", lambda: 8)
+    monkeypatch.setattr(cluster, "cpu_cores", lambda: 8)
     assert [j.threads for j in cluster.share_cores(jobs, 2, "cpu")] == [4, 4]
     assert [j.threads for j in cluster.share_cores(jobs, 3, "cpu")] == [2, 2]
     assert [j.threads for j in cluster.share_cores(jobs, 16, "cpu")] == [1, 1]

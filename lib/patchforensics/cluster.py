@@ -8,10 +8,12 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from . import paths
+from .devices import cpu_cores, resolve_device
 from .grids import RunJob
 
 EXECUTORS = ("local", "slurm")
@@ -43,10 +45,6 @@ def share_cores(jobs: Sequence[RunJob], workers: int, device: str | None) -> lis
     """The jobs, each with ``cores // workers`` torch threads (at least 1) when they train on
     the CPU, so ``workers`` local runs side by side share the cores instead of each taking them
     all; unchanged on another device."""
-    from dataclasses import replace
-
-    from .devices import cpu_cores, resolve_device
-
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
     if resolve_device(device).type != "cpu":

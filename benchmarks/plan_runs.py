@@ -1,7 +1,7 @@
 """Where the plan's grid stands (issue 24): one line per run of a protocol profile, read from the
 run folders notebook 02 and ``patchforensics grid`` write, finished or not.
 
-Per run: its state (``finished``, ``running or stopped`` with a ``latest.pt``, or ``missing``),
+Per run: its state (``finished``; ``started``: running, or stopped and resumable; ``missing``),
 epochs, best epoch, what ended it (``rule`` or ``cap``), the best validation per-patch accuracy,
 wall seconds, the median seconds per epoch (training and validation; a resumed run's gap is not
 an epoch), the CPU and torch threads its config recorded, and, with ``--adequacy``, the plan's
@@ -28,8 +28,8 @@ def run_row(model: str, seed: int, folder: Path, *, adequacy: bool) -> dict[str,
     row: dict[str, object] = {"model": model, "seed": seed}
     hist = runs.read_history(folder)
     done = runs.finished(folder)
-    state = "finished" if done else "running or stopped" if (folder / "latest.pt").exists() \
-        else "missing"
+    started = (folder / "config.json").exists() or (folder / "latest.pt").exists()
+    state = "finished" if done else "started" if started else "missing"
     row["state"] = state
     if hist.empty:
         return row

@@ -4,7 +4,8 @@ run folders notebook 02 and ``patchforensics grid`` write, finished or not.
 Per run: its state (``finished``; ``started``: running, or stopped and resumable; ``missing``),
 epochs, best epoch, what ended it (``rule`` or ``cap``), the best validation per-patch accuracy,
 wall seconds, the median seconds per epoch (training and validation; a resumed run's gap is not
-an epoch), the CPU and torch threads its config recorded, and, with ``--adequacy``, the plan's
+an epoch), the CPU and precision its config recorded (not its torch threads: runs do not record
+them), and, with ``--adequacy``, the plan's
 adequacy figures (validation AUC and its lower 95 % bound, ``checkpoint.calibration``; fitted
 once and kept in the run folder). It trains nothing.
 
@@ -28,14 +29,14 @@ def run_row(model: str, seed: int, folder: Path, *, adequacy: bool) -> dict[str,
     row: dict[str, object] = {"model": model, "seed": seed}
     hist = runs.read_history(folder)
     done = runs.finished(folder)
-    started = (folder / "config.json").exists() or (folder / "latest.pt").exists()
+    started = (folder / runs.CONFIG).exists() or (folder / runs.LATEST).exists()
     state = "finished" if done else "started" if started else "missing"
     row["state"] = state
     if hist.empty:
         return row
     steps = hist["seconds"].diff().fillna(hist["seconds"].iloc[0])
     best = int(hist["val_patch_acc"].idxmax())
-    cfg = runs.read_json(folder, "config.json") or {}
+    cfg = runs.read_config(folder)
     row.update({
         "epochs": int(hist["epoch"].iloc[-1]), "best_epoch": int(hist["epoch"].iloc[best]),
         "stopped_by": runs.stopped_by(folder), "best_val_patch_acc":

@@ -430,8 +430,9 @@ def _add_grid(add: Callable[..., argparse.ArgumentParser]) -> None:
     p.add_argument("--time-min", type=int, default=240, help="time limit of a job, minutes")
     p.add_argument("--workers", type=int, default=1,
                    help="local executor: runs at a time, each with the cores / N torch "
-                        "threads (1 on a CPU: two 1-thread runs side by side trained no faster "
-                        "than one 2-thread run, and a full-model run at 192 px holds 3.7 GB)")
+                        "threads (1 on a CPU: on a 2-core Intel Xeon two 1-thread runs side by "
+                        "side trained 7 %% slower in sum than one 2-thread run at a time, "
+                        "and a full-model run at 192 px holds 3.7 GB)")
     p.add_argument("--no-wait", action="store_true",
                    help="submit and print the job ids instead of waiting for the runs")
     _add_common(p, device=True)

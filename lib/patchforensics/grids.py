@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import torch
 
 from . import paths, runs
 from .batches import load_split
@@ -143,8 +144,6 @@ class RunJob:
 
     def __call__(self, device: str | None = None) -> str:
         if self.threads > 0:
-            import torch
-
             torch.set_num_threads(self.threads)
         res = train(self.cfg, self.real_dir, self.fake_dir, self.out_dir, device=device,
                     progress=False, inversions_dir=self.inversions_dir, replace_stale=True)

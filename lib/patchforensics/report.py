@@ -39,9 +39,6 @@ REFERENCE_TABLES: dict[str, tuple[tuple[str, ...], dict[str, float]]] = {
     "localization": (("localizer", "model", "manipulation", "images", "control"),
                      {"pointing_game": 0.2, "pixel_auc": 0.1, "mass_inside": 0.1}),
 }
-# Tables of the plan of issue 24 (seeds as the unit, Holm), new in this version: their reference
-# comes with the first default run of the plan; until then a run is checked against nothing.
-AWAITING_REFERENCE = frozenset({"primary_contrast", "secondary_comparisons"})
 # Key columns a newer table has and an older reference lacks: the reference's rows are read as
 # this value (the localization table's sanity controls, issue 24: "none" is the plain row).
 KEY_DEFAULTS = {"control": "none"}
@@ -285,14 +282,11 @@ def shape_differences(world: str, *, tables: Path | None = None,
     """How a run's key tables differ in *shape* from the reference: columns of the reference
     the run lacks (a run may add columns: a newer version records more), or key values the
     reference does not have (a smoke run's models and shifts are a subset of a default run's,
-    so only extra values count). Tables in :data:`AWAITING_REFERENCE` without a reference file
-    yet are skipped. Empty list: same shape."""
+    so only extra values count). Empty list: same shape."""
     reference = reference or paths.reference_dir()
     problems = []
     for name, (keys, _) in REFERENCE_TABLES.items():
         ref_path, run_path = reference / f"{name}.csv", table_path(name, world, tables)
-        if not ref_path.exists() and name in AWAITING_REFERENCE and run_path.exists():
-            continue
         if not ref_path.exists() or not run_path.exists():
             problems.append(f"{name}: missing ({ref_path if not ref_path.exists() else run_path})")
             continue

@@ -7,10 +7,11 @@ before which result):
 
 - **Training.** One classifier grid per manipulation (``protocol`` profile ``manipulations``:
   Xception block2 at the paper-protocol patch size and the full model at the faces' 64 px,
-  the original's stopping rule under a 10-epoch cap; ``manipulations_long`` caps at 30,
-  ``manipulations_full`` adds block1 and block3 under the plan's cap), reals vs. that
-  manipulation's training split, half of each batch's reals with their own manipulated faces
-  (setting ``paired``, as FaceForensics++ pairs each manipulated video with its original).
+  trained from scratch until the original's stopping rule ends the run, under the plan's cap;
+  ``manipulations_quick`` caps at 10 epochs, ``manipulations_full`` adds block1 and block3),
+  reals vs. that manipulation's training split, half of each batch's reals with their own
+  manipulated faces (setting ``paired``, as FaceForensics++ pairs each manipulated video with
+  its original).
 - **Adequacy** (:func:`adequacy_table`): a run has learned its manipulation when the lower
   95 % bound of its validation AUC on that manipulation's val split is at least
   ``protocol.ADEQUACY_MIN`` (``checkpoint.adequate``). A comparison with a run that has not is

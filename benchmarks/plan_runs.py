@@ -11,6 +11,8 @@ once and kept in the run folder). It trains nothing.
 
     python benchmarks/plan_runs.py                       # the default profile, embedded world
     python benchmarks/plan_runs.py --adequacy --csv records/plan_runs.csv
+    python benchmarks/plan_runs.py --profile manipulations --setting paired \
+        --generator faceswap deepfake reenact neuraltex   # notebook 07's grids
 """
 
 from __future__ import annotations
@@ -62,22 +64,26 @@ def main() -> None:
     ap.add_argument("--profile", default="default")
     ap.add_argument("--world", default="default64", help="the data root's name")
     ap.add_argument("--dataset", default="celeba")
-    ap.add_argument("--generator", default="dcgan")
+    ap.add_argument("--generator", nargs="+", default=["dcgan"],
+                    help="fake set(s) of the training pair(s): one table row per run of each")
     ap.add_argument("--setting", default=protocol.PRIMARY_SETTING)
     ap.add_argument("--adequacy", action="store_true",
                     help="fit (or read) each finished run's validation AUC and its lower bound")
     ap.add_argument("--csv", default="", help="also write the table here")
     args = ap.parse_args()
     p = protocol.profile(args.profile)
-    folders = protocol.run_folders(p, args.world, args.dataset, args.generator, args.setting)
-    table = pd.DataFrame([run_row(m, s, f, adequacy=args.adequacy)
-                          for (m, s), f in sorted(folders.items())])
+    rows = []
+    for gen in args.generator:
+        folders = protocol.run_folders(p, args.world, args.dataset, gen, args.setting)
+        rows += [{"generator": gen, **run_row(m, s, f, adequacy=args.adequacy)}
+                 for (m, s), f in sorted(folders.items())]
+    table = pd.DataFrame(rows)
     for col in ("epochs", "best_epoch", "seconds"):  # whole numbers, blank where unknown
         if col in table:
             table[col] = table[col].astype("Int64")
     info = cpu_info()
-    print(f"# profile {p.name}, {args.world} {args.dataset} vs {args.generator}, setting "
-          f"{args.setting}; read on {info['cpu']} ({info['cpus']} CPUs)")
+    print(f"# profile {p.name}, {args.world} {args.dataset} vs {', '.join(args.generator)}, "
+          f"setting {args.setting}; read on {info['cpu']} ({info['cpus']} CPUs)")
     print(table.to_string(index=False))
     ended = table[table["state"] == "finished"]
     if len(ended):

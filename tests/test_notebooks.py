@@ -234,7 +234,9 @@ NEEDED = {"cross_generator": "03_evaluate_generalization",
           "top_patch_counts": "04_face_parts",
           "finetune_summary": "05_finetune_generator",
           "exaggerate_scores": "06_exaggerate_fakeness",
-          "localization": "07_manipulated_faces"}
+          "localization": "07_manipulated_faces",
+          "manipulation_cross": "07_manipulated_faces",
+          "07_localization_comparisons": "07_manipulated_faces"}
 
 
 def test_smoke_tables_have_the_reference_shape_and_the_report_is_written(project_env, tmp_path):

@@ -38,6 +38,8 @@ REFERENCE_TABLES: dict[str, tuple[tuple[str, ...], dict[str, float]]] = {
     "exaggerate_scores": (("shift", "alpha"), {"score": 0.15}),
     "localization": (("localizer", "model", "manipulation", "images", "control"),
                      {"pointing_game": 0.2, "pixel_auc": 0.1, "mass_inside": 0.1}),
+    "manipulation_cross": (("train", "model", "test"), {"auc": 0.1}),
+    "07_localization_comparisons": (("manipulation", "metric"), {"diff": 0.1}),
 }
 # Key columns a newer table has and an older reference lacks: the reference's rows are read as
 # this value (the localization table's sanity controls, issue 24: "none" is the plain row).

@@ -172,7 +172,8 @@ PROFILES: dict[str, Profile] = {
     # stopped_by, and notebook 07 tests a comparison only where both runs pass ADEQUACY_MIN on
     # their own manipulation's val split, else "not tested: under-trained".
     # ``manipulations_quick``: the same under the former 10-epoch cap, a first look (at most
-    # 27 minutes for the four on the 2-core AMD EPYC: block2 16 s, full 25 s per epoch);
+    # 18 minutes of training for the four on the 2-core AMD EPYC: block2 9.3 s, full 17.4 s per
+    # epoch, benchmarks/records/2026-12-04_epyc_bench_train.log);
     # ``manipulations_full`` adds block1 and block3.
     "manipulations": Profile(
         name="manipulations", models=(("xception", "block2"), ("xception", "full")),
